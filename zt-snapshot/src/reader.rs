@@ -1,0 +1,453 @@
+//! A bounds-checked, allocation-free view over snapshot bytes.
+//!
+//! `Snapshot::parse` checks the header and the section table (constant time);
+//! every later access checks its own offsets and lengths and returns
+//! `FormatError` instead of reading outside the file, so any byte sequence is
+//! safe to hand to it (the fuzz target holds us to that). `verify_all` walks
+//! everything once; the agent runs it before publishing.
+
+use crate::format::{self, group, header, section, user};
+
+/// What is wrong with a snapshot, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormatError {
+    pub what: &'static str,
+    pub offset: usize,
+}
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "corrupt snapshot: {} (at byte {})", self.what, self.offset)
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+fn err<T>(what: &'static str, offset: usize) -> Result<T, FormatError> {
+    Err(FormatError { what, offset })
+}
+
+/// A section's place in the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    offset: usize,
+    len: usize,
+}
+
+/// Where the sections are: computed once per mapping by `Snapshot::parse`, then
+/// reused with `Snapshot::with_layout` so a warm lookup does not re-read the
+/// section table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    file_len: usize,
+    generation: u64,
+    synced_at: u64,
+    strings: Span,
+    users: Span,
+    groups: Span,
+    user_groups: Span,
+    group_members: Span,
+    user_by_name: Span,
+    user_by_uid: Span,
+    user_by_email: Span,
+    group_by_name: Span,
+    group_by_gid: Span,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot<'a> {
+    bytes: &'a [u8],
+    layout: Layout,
+}
+
+fn read_u16(bytes: &[u8], at: usize) -> Result<u16, FormatError> {
+    match at.checked_add(2).and_then(|end| bytes.get(at..end)) {
+        Some(b) => Ok(u16::from_le_bytes([b[0], b[1]])),
+        None => err("truncated u16", at),
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Result<u32, FormatError> {
+    match at.checked_add(4).and_then(|end| bytes.get(at..end)) {
+        Some(b) => Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        None => err("truncated u32", at),
+    }
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Result<u64, FormatError> {
+    match at.checked_add(8).and_then(|end| bytes.get(at..end)) {
+        Some(b) => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Ok(u64::from_le_bytes(a))
+        }
+        None => err("truncated u64", at),
+    }
+}
+
+impl<'a> Snapshot<'a> {
+    /// Checks the header and the section table. Constant time.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        if bytes.len() < format::HEADER_LEN {
+            return err("file shorter than the header", 0);
+        }
+        if bytes[..8] != format::MAGIC {
+            return err("not a zt snapshot (bad magic)", 0);
+        }
+        if read_u16(bytes, header::VERSION_MAJOR)? != format::VERSION_MAJOR {
+            return err("unsupported major version", header::VERSION_MAJOR);
+        }
+        let _minor = read_u16(bytes, header::VERSION_MINOR)?;
+        let header_len = read_u32(bytes, header::HEADER_LEN)? as usize;
+        if header_len != format::HEADER_LEN {
+            return err("unexpected header length", header::HEADER_LEN);
+        }
+        let file_len = read_u64(bytes, header::FILE_LEN)?;
+        if file_len != bytes.len() as u64 {
+            return err("file length differs from header (truncated?)", header::FILE_LEN);
+        }
+        let count = read_u32(bytes, header::SECTION_COUNT)?;
+        if count > format::MAX_SECTIONS {
+            return err("too many sections", header::SECTION_COUNT);
+        }
+        let mut layout = Layout {
+            file_len: bytes.len(),
+            generation: read_u64(bytes, header::GENERATION)?,
+            synced_at: read_u64(bytes, header::SYNCED_AT)?,
+            strings: Span::default(),
+            users: Span::default(),
+            groups: Span::default(),
+            user_groups: Span::default(),
+            group_members: Span::default(),
+            user_by_name: Span::default(),
+            user_by_uid: Span::default(),
+            user_by_email: Span::default(),
+            group_by_name: Span::default(),
+            group_by_gid: Span::default(),
+        };
+        let table_end = format::HEADER_LEN + count as usize * format::SECTION_ENTRY_LEN;
+        if table_end > bytes.len() {
+            return err("section table runs past the end of the file", header::SECTION_COUNT);
+        }
+        let mut seen: u32 = 0;
+        for i in 0..count as usize {
+            let at = format::HEADER_LEN + i * format::SECTION_ENTRY_LEN;
+            let kind = read_u32(bytes, at)?;
+            let offset = read_u32(bytes, at + 4)? as usize;
+            let len = read_u32(bytes, at + 8)? as usize;
+            if offset < table_end || offset.checked_add(len).is_none_or(|end| end > bytes.len()) {
+                return err("section outside the file", at);
+            }
+            if offset % 8 != 0 {
+                return err("section not 8-byte aligned", at);
+            }
+            let span = Span { offset, len };
+            let slot = match kind {
+                section::STRINGS => &mut layout.strings,
+                section::USERS => &mut layout.users,
+                section::GROUPS => &mut layout.groups,
+                section::USER_GROUPS => &mut layout.user_groups,
+                section::GROUP_MEMBERS => &mut layout.group_members,
+                section::USER_BY_NAME => &mut layout.user_by_name,
+                section::USER_BY_UID => &mut layout.user_by_uid,
+                section::USER_BY_EMAIL => &mut layout.user_by_email,
+                section::GROUP_BY_NAME => &mut layout.group_by_name,
+                section::GROUP_BY_GID => &mut layout.group_by_gid,
+                _ => continue, // a later minor version's section: not ours to read
+            };
+            let bit = 1u32 << kind;
+            if seen & bit != 0 {
+                return err("section appears twice", at);
+            }
+            seen |= bit;
+            *slot = span;
+        }
+        let required = [
+            section::STRINGS,
+            section::USERS,
+            section::GROUPS,
+            section::USER_GROUPS,
+            section::GROUP_MEMBERS,
+            section::USER_BY_NAME,
+            section::USER_BY_UID,
+            section::USER_BY_EMAIL,
+            section::GROUP_BY_NAME,
+            section::GROUP_BY_GID,
+        ];
+        if required.iter().any(|k| seen & (1 << k) == 0) {
+            return err("a required section is missing", format::HEADER_LEN);
+        }
+        if layout.users.len % format::USER_RECORD_LEN != 0
+            || layout.groups.len % format::GROUP_RECORD_LEN != 0
+            || layout.user_groups.len % 4 != 0
+            || layout.group_members.len % 4 != 0
+        {
+            return err("section length is not a whole number of records", format::HEADER_LEN);
+        }
+        Ok(Snapshot { bytes, layout })
+    }
+
+    /// Rebuilds a view from a layout computed earlier by `parse` over the same bytes.
+    /// Returns None if the bytes are not the ones the layout was computed for.
+    pub fn with_layout(bytes: &'a [u8], layout: Layout) -> Option<Self> {
+        (bytes.len() == layout.file_len).then_some(Snapshot { bytes, layout })
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.layout.generation
+    }
+
+    /// Unix seconds of the sync that produced this snapshot.
+    pub fn synced_at(&self) -> u64 {
+        self.layout.synced_at
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.layout.users.len / format::USER_RECORD_LEN
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.layout.groups.len / format::GROUP_RECORD_LEN
+    }
+
+    fn string(&self, at: usize) -> Result<&'a [u8], FormatError> {
+        let off = read_u32(self.bytes, at)? as usize;
+        let len = read_u32(self.bytes, at + 4)? as usize;
+        let s = self.layout.strings;
+        match off.checked_add(len) {
+            Some(end) if end <= s.len => Ok(&self.bytes[s.offset + off..s.offset + end]),
+            _ => err("string outside the string section", at),
+        }
+    }
+
+    fn u32_slice(&self, span: Span, start: u32, count: u32, at: usize) -> Result<U32List<'a>, FormatError> {
+        let start = start as usize * 4;
+        let len = count as usize * 4;
+        match start.checked_add(len) {
+            Some(end) if end <= span.len => Ok(U32List {
+                bytes: &self.bytes[span.offset + start..span.offset + end],
+            }),
+            _ => err("list outside its section", at),
+        }
+    }
+
+    pub fn user(&self, index: usize) -> Result<User<'a>, FormatError> {
+        if index >= self.user_count() {
+            return err("user index out of range", self.layout.users.offset);
+        }
+        let at = self.layout.users.offset + index * format::USER_RECORD_LEN;
+        let b = self.bytes;
+        let groups = self.u32_slice(
+            self.layout.user_groups,
+            read_u32(b, at + user::GROUPS_START)?,
+            read_u32(b, at + user::GROUPS_COUNT)?,
+            at + user::GROUPS_START,
+        )?;
+        Ok(User {
+            index,
+            uid: read_u32(b, at + user::UID)?,
+            gid: read_u32(b, at + user::GID)?,
+            name: self.string(at + user::NAME)?,
+            gecos: self.string(at + user::GECOS)?,
+            home: self.string(at + user::HOME)?,
+            shell: self.string(at + user::SHELL)?,
+            email: self.string(at + user::EMAIL)?,
+            idp_id: self.string(at + user::IDP_ID)?,
+            groups,
+        })
+    }
+
+    pub fn group(&self, index: usize) -> Result<Group<'a>, FormatError> {
+        if index >= self.group_count() {
+            return err("group index out of range", self.layout.groups.offset);
+        }
+        let at = self.layout.groups.offset + index * format::GROUP_RECORD_LEN;
+        let b = self.bytes;
+        let members = self.u32_slice(
+            self.layout.group_members,
+            read_u32(b, at + group::MEMBERS_START)?,
+            read_u32(b, at + group::MEMBERS_COUNT)?,
+            at + group::MEMBERS_START,
+        )?;
+        Ok(Group {
+            index,
+            gid: read_u32(b, at + group::GID)?,
+            flags: read_u32(b, at + group::FLAGS)?,
+            name: self.string(at + group::NAME)?,
+            idp_id: self.string(at + group::IDP_ID)?,
+            members,
+        })
+    }
+
+    /// Probes a hash index; `matches` decides whether the entry at an index is the one sought.
+    fn probe(
+        &self,
+        index: Span,
+        hash: u64,
+        mut matches: impl FnMut(usize) -> Result<bool, FormatError>,
+    ) -> Result<Option<usize>, FormatError> {
+        let slot_count = read_u32(self.bytes, index.offset)? as usize;
+        if slot_count == 0 {
+            return Ok(None);
+        }
+        if !slot_count.is_power_of_two()
+            || format::INDEX_HEADER_LEN + slot_count * format::INDEX_SLOT_LEN > index.len
+        {
+            return err("hash index has a bad slot count", index.offset);
+        }
+        let mask = slot_count - 1;
+        let tag = format::tag_of(hash);
+        let mut slot = (hash as usize) & mask;
+        for _ in 0..slot_count {
+            let at = index.offset + format::INDEX_HEADER_LEN + slot * format::INDEX_SLOT_LEN;
+            let entry = read_u32(self.bytes, at + 4)?;
+            if entry == 0 {
+                return Ok(None);
+            }
+            if read_u32(self.bytes, at)? == tag && matches(entry as usize - 1)? {
+                return Ok(Some(entry as usize - 1));
+            }
+            slot = (slot + 1) & mask;
+        }
+        Ok(None)
+    }
+
+    pub fn user_by_name(&self, name: &[u8]) -> Result<Option<User<'a>>, FormatError> {
+        let found = self.probe(self.layout.user_by_name, format::hash_bytes(name), |i| {
+            Ok(self.user(i)?.name == name)
+        })?;
+        found.map(|i| self.user(i)).transpose()
+    }
+
+    pub fn user_by_uid(&self, uid: u32) -> Result<Option<User<'a>>, FormatError> {
+        let found = self.probe(self.layout.user_by_uid, format::hash_id(uid), |i| {
+            Ok(read_u32(self.bytes, self.user_record(i)? + user::UID)? == uid)
+        })?;
+        found.map(|i| self.user(i)).transpose()
+    }
+
+    /// Emails are stored lowercase; pass a lowercase email.
+    pub fn user_by_email(&self, email: &[u8]) -> Result<Option<User<'a>>, FormatError> {
+        let found = self.probe(self.layout.user_by_email, format::hash_bytes(email), |i| {
+            Ok(self.user(i)?.email == email)
+        })?;
+        found.map(|i| self.user(i)).transpose()
+    }
+
+    pub fn group_by_name(&self, name: &[u8]) -> Result<Option<Group<'a>>, FormatError> {
+        let found = self.probe(self.layout.group_by_name, format::hash_bytes(name), |i| {
+            Ok(self.group(i)?.name == name)
+        })?;
+        found.map(|i| self.group(i)).transpose()
+    }
+
+    pub fn group_by_gid(&self, gid: u32) -> Result<Option<Group<'a>>, FormatError> {
+        let found = self.probe(self.layout.group_by_gid, format::hash_id(gid), |i| {
+            Ok(read_u32(self.bytes, self.group_record(i)? + group::GID)? == gid)
+        })?;
+        found.map(|i| self.group(i)).transpose()
+    }
+
+    fn user_record(&self, index: usize) -> Result<usize, FormatError> {
+        if index >= self.user_count() {
+            return err("user index out of range", self.layout.users.offset);
+        }
+        Ok(self.layout.users.offset + index * format::USER_RECORD_LEN)
+    }
+
+    fn group_record(&self, index: usize) -> Result<usize, FormatError> {
+        if index >= self.group_count() {
+            return err("group index out of range", self.layout.groups.offset);
+        }
+        Ok(self.layout.groups.offset + index * format::GROUP_RECORD_LEN)
+    }
+
+    /// Name of the user at `index` (a group member), without decoding the rest of the record.
+    pub fn user_name(&self, index: usize) -> Result<&'a [u8], FormatError> {
+        let at = self.user_record(index)?;
+        self.string(at + user::NAME)
+    }
+
+    /// Walks every record, list and index once. The agent calls this on what it
+    /// wrote before publishing; readers rely on per-access checks instead.
+    pub fn verify_all(&self) -> Result<(), FormatError> {
+        for i in 0..self.user_count() {
+            let u = self.user(i)?;
+            if self.user_by_name(u.name)?.map(|f| f.index) != Some(i) {
+                return err("user not reachable by name", i);
+            }
+            if self.user_by_uid(u.uid)?.map(|f| f.index) != Some(i) {
+                return err("user not reachable by uid", i);
+            }
+            if !u.email.is_empty() && self.user_by_email(u.email)?.map(|f| f.index) != Some(i) {
+                return err("user not reachable by email", i);
+            }
+        }
+        for i in 0..self.group_count() {
+            let g = self.group(i)?;
+            for m in g.members.iter() {
+                self.user_name(m as usize)?;
+            }
+            if self.group_by_name(g.name)?.map(|f| f.index) != Some(i) {
+                return err("group not reachable by name", i);
+            }
+            if self.group_by_gid(g.gid)?.map(|f| f.index) != Some(i) {
+                return err("group not reachable by gid", i);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A list of little-endian u32 values inside the snapshot (gids or user indexes).
+#[derive(Debug, Clone, Copy)]
+pub struct U32List<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> U32List<'a> {
+    pub fn len(&self) -> usize {
+        self.bytes.len() / 4
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u32> + 'a {
+        self.bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct User<'a> {
+    pub index: usize,
+    pub uid: u32,
+    pub gid: u32,
+    pub name: &'a [u8],
+    pub gecos: &'a [u8],
+    pub home: &'a [u8],
+    pub shell: &'a [u8],
+    pub email: &'a [u8],
+    pub idp_id: &'a [u8],
+    /// Supplementary gids (not including `gid`).
+    pub groups: U32List<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Group<'a> {
+    pub index: usize,
+    pub gid: u32,
+    pub flags: u32,
+    pub name: &'a [u8],
+    /// Empty for user private groups.
+    pub idp_id: &'a [u8],
+    /// Indexes of member users; `Snapshot::user_name` gives their names.
+    pub members: U32List<'a>,
+}

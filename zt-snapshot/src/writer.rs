@@ -1,0 +1,293 @@
+//! Builds snapshot bytes from plain Rust values. Used only by zt-agent.
+
+use std::collections::HashMap;
+
+use crate::format::{self, section};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEntry {
+    pub name: String,
+    pub uid: u32,
+    /// Primary group (the user private group, gid = uid).
+    pub gid: u32,
+    pub gecos: String,
+    pub home: String,
+    pub shell: String,
+    /// Lowercase email; may be empty.
+    pub email: String,
+    /// The IdP's immutable object id.
+    pub idp_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEntry {
+    pub name: String,
+    pub gid: u32,
+    pub flags: u32,
+    /// The IdP's immutable object id; empty for user private groups.
+    pub idp_id: String,
+    /// Names of member users; each must be one of the snapshot's users.
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Content {
+    pub generation: u64,
+    /// Unix seconds of the sync that produced this content.
+    pub synced_at: u64,
+    pub users: Vec<UserEntry>,
+    pub groups: Vec<GroupEntry>,
+}
+
+/// Why content cannot become a snapshot. The agent's rules should make these
+/// impossible; the writer checks anyway because readers trust the indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildError {
+    DuplicateUserName(String),
+    DuplicateUid(u32),
+    DuplicateEmail(String),
+    DuplicateGroupName(String),
+    DuplicateGid(u32),
+    UnknownMember { group: String, member: String },
+    BadString { field: &'static str, value: String },
+    TooLarge,
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::DuplicateUserName(n) => write!(f, "two users named {n:?}"),
+            BuildError::DuplicateUid(u) => write!(f, "two users with uid {u}"),
+            BuildError::DuplicateEmail(e) => write!(f, "two users with email {e:?}"),
+            BuildError::DuplicateGroupName(n) => write!(f, "two groups named {n:?}"),
+            BuildError::DuplicateGid(g) => write!(f, "two groups with gid {g}"),
+            BuildError::UnknownMember { group, member } => {
+                write!(f, "group {group:?} lists {member:?}, who is not a user of the snapshot")
+            }
+            BuildError::BadString { field, value } => {
+                write!(f, "{field} {value:?} contains a byte not allowed in passwd/group fields (NUL, ':' or newline)")
+            }
+            BuildError::TooLarge => write!(f, "snapshot would exceed 4 GiB"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Characters that would corrupt a passwd/group line (getent prints them
+/// verbatim) or a C string.
+fn check_field(field: &'static str, value: &str, allow_colon: bool) -> Result<(), BuildError> {
+    if value.bytes().any(|b| b == 0 || b == b'\n' || (!allow_colon && b == b':')) {
+        return Err(BuildError::BadString { field, value: value.to_string() });
+    }
+    Ok(())
+}
+
+struct Strings {
+    bytes: Vec<u8>,
+    dedup: HashMap<String, (u32, u32)>,
+}
+
+impl Strings {
+    fn add(&mut self, s: &str) -> Result<(u32, u32), BuildError> {
+        if let Some(r) = self.dedup.get(s) {
+            return Ok(*r);
+        }
+        let off = u32::try_from(self.bytes.len()).map_err(|_| BuildError::TooLarge)?;
+        let len = u32::try_from(s.len()).map_err(|_| BuildError::TooLarge)?;
+        self.bytes.extend_from_slice(s.as_bytes());
+        self.dedup.insert(s.to_string(), (off, len));
+        Ok((off, len))
+    }
+}
+
+fn put_u32(v: &mut Vec<u8>, x: u32) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+fn put_str(v: &mut Vec<u8>, r: (u32, u32)) {
+    put_u32(v, r.0);
+    put_u32(v, r.1);
+}
+
+/// An open-addressing hash index over every entry, keyed by `hash(entry)`.
+fn build_index(keys: impl Iterator<Item = u64>) -> Vec<u8> {
+    let entries: Vec<(usize, u64)> = keys.enumerate().collect();
+    build_sparse_index(&entries)
+}
+
+/// Builds the snapshot bytes. Users and groups keep the order given (enumeration order).
+pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
+    if content.users.len() >= u32::MAX as usize / 2 || content.groups.len() >= u32::MAX as usize / 2 {
+        return Err(BuildError::TooLarge);
+    }
+    let mut user_index: HashMap<&str, u32> = HashMap::with_capacity(content.users.len());
+    let mut uids = HashMap::with_capacity(content.users.len());
+    let mut emails = HashMap::with_capacity(content.users.len());
+    for (i, u) in content.users.iter().enumerate() {
+        check_field("user name", &u.name, false)?;
+        check_field("gecos", &u.gecos, false)?;
+        check_field("home", &u.home, false)?;
+        check_field("shell", &u.shell, false)?;
+        check_field("email", &u.email, false)?;
+        check_field("idp id", &u.idp_id, true)?;
+        if u.name.is_empty() || user_index.insert(&u.name, i as u32).is_some() {
+            return Err(BuildError::DuplicateUserName(u.name.clone()));
+        }
+        if uids.insert(u.uid, i).is_some() {
+            return Err(BuildError::DuplicateUid(u.uid));
+        }
+        if !u.email.is_empty() && emails.insert(u.email.as_str(), i).is_some() {
+            return Err(BuildError::DuplicateEmail(u.email.clone()));
+        }
+    }
+    let mut group_names = HashMap::with_capacity(content.groups.len());
+    let mut gids = HashMap::with_capacity(content.groups.len());
+    // user index -> supplementary gids, derived from group members so the two
+    // directions can never disagree.
+    let mut user_groups: Vec<Vec<u32>> = vec![Vec::new(); content.users.len()];
+    let mut group_members: Vec<Vec<u32>> = Vec::with_capacity(content.groups.len());
+    for g in &content.groups {
+        check_field("group name", &g.name, false)?;
+        check_field("group idp id", &g.idp_id, true)?;
+        if g.name.is_empty() || group_names.insert(g.name.as_str(), ()).is_some() {
+            return Err(BuildError::DuplicateGroupName(g.name.clone()));
+        }
+        if gids.insert(g.gid, ()).is_some() {
+            return Err(BuildError::DuplicateGid(g.gid));
+        }
+        let mut members = Vec::with_capacity(g.members.len());
+        for m in &g.members {
+            let Some(&ui) = user_index.get(m.as_str()) else {
+                return Err(BuildError::UnknownMember { group: g.name.clone(), member: m.clone() });
+            };
+            if members.contains(&ui) {
+                continue;
+            }
+            members.push(ui);
+            let list = &mut user_groups[ui as usize];
+            if content.users[ui as usize].gid != g.gid && !list.contains(&g.gid) {
+                list.push(g.gid);
+            }
+        }
+        group_members.push(members);
+    }
+
+    let mut strings = Strings { bytes: Vec::new(), dedup: HashMap::new() };
+    let mut users = Vec::with_capacity(content.users.len() * format::USER_RECORD_LEN);
+    let mut ug = Vec::new();
+    let mut ug_count: u32 = 0;
+    for (i, u) in content.users.iter().enumerate() {
+        put_u32(&mut users, u.uid);
+        put_u32(&mut users, u.gid);
+        for s in [&u.name, &u.gecos, &u.home, &u.shell, &u.email, &u.idp_id] {
+            put_str(&mut users, strings.add(s)?);
+        }
+        let list = &mut user_groups[i];
+        list.sort_unstable();
+        put_u32(&mut users, ug_count);
+        put_u32(&mut users, list.len() as u32);
+        for &gid in list.iter() {
+            put_u32(&mut ug, gid);
+        }
+        ug_count = ug_count.checked_add(list.len() as u32).ok_or(BuildError::TooLarge)?;
+    }
+    let mut groups = Vec::with_capacity(content.groups.len() * format::GROUP_RECORD_LEN);
+    let mut gm = Vec::new();
+    let mut gm_count: u32 = 0;
+    for (g, members) in content.groups.iter().zip(&group_members) {
+        put_u32(&mut groups, g.gid);
+        put_u32(&mut groups, g.flags);
+        put_str(&mut groups, strings.add(&g.name)?);
+        put_str(&mut groups, strings.add(&g.idp_id)?);
+        put_u32(&mut groups, gm_count);
+        put_u32(&mut groups, members.len() as u32);
+        for &m in members {
+            put_u32(&mut gm, m);
+        }
+        gm_count = gm_count.checked_add(members.len() as u32).ok_or(BuildError::TooLarge)?;
+    }
+
+    // Users without an email get no entry in the email index.
+    let with_email: Vec<(usize, u64)> = content
+        .users
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| !u.email.is_empty())
+        .map(|(i, u)| (i, format::hash_bytes(u.email.as_bytes())))
+        .collect();
+
+    let sections: Vec<(u32, Vec<u8>)> = vec![
+        (section::USERS, users),
+        (section::GROUPS, groups),
+        (section::USER_GROUPS, ug),
+        (section::GROUP_MEMBERS, gm),
+        (
+            section::USER_BY_NAME,
+            build_index(content.users.iter().map(|u| format::hash_bytes(u.name.as_bytes()))),
+        ),
+        (section::USER_BY_UID, build_index(content.users.iter().map(|u| format::hash_id(u.uid)))),
+        (section::USER_BY_EMAIL, build_sparse_index(&with_email)),
+        (
+            section::GROUP_BY_NAME,
+            build_index(content.groups.iter().map(|g| format::hash_bytes(g.name.as_bytes()))),
+        ),
+        (section::GROUP_BY_GID, build_index(content.groups.iter().map(|g| format::hash_id(g.gid)))),
+        (section::STRINGS, strings.bytes),
+    ];
+
+    let table_end = format::HEADER_LEN + sections.len() * format::SECTION_ENTRY_LEN;
+    let mut offset = table_end.next_multiple_of(8);
+    let mut table = Vec::with_capacity(sections.len() * format::SECTION_ENTRY_LEN);
+    for (kind, body) in &sections {
+        put_u32(&mut table, *kind);
+        put_u32(&mut table, u32::try_from(offset).map_err(|_| BuildError::TooLarge)?);
+        put_u32(&mut table, u32::try_from(body.len()).map_err(|_| BuildError::TooLarge)?);
+        put_u32(&mut table, 0);
+        offset = (offset + body.len()).next_multiple_of(8);
+    }
+    let file_len = offset;
+    u32::try_from(file_len).map_err(|_| BuildError::TooLarge)?;
+
+    let mut out = Vec::with_capacity(file_len);
+    out.extend_from_slice(&format::MAGIC);
+    out.extend_from_slice(&format::VERSION_MAJOR.to_le_bytes());
+    out.extend_from_slice(&format::VERSION_MINOR.to_le_bytes());
+    put_u32(&mut out, format::HEADER_LEN as u32);
+    out.extend_from_slice(&(file_len as u64).to_le_bytes());
+    out.extend_from_slice(&content.generation.to_le_bytes());
+    out.extend_from_slice(&content.synced_at.to_le_bytes());
+    put_u32(&mut out, sections.len() as u32);
+    put_u32(&mut out, 0);
+    out.resize(format::HEADER_LEN, 0);
+    out.extend_from_slice(&table);
+    for (_, body) in &sections {
+        out.resize(out.len().next_multiple_of(8), 0);
+        out.extend_from_slice(body);
+    }
+    out.resize(file_len, 0);
+    Ok(out)
+}
+
+/// A hash index over a subset of entries: `(entry index, hash)` pairs.
+fn build_sparse_index(entries: &[(usize, u64)]) -> Vec<u8> {
+    let n = entries.len();
+    let slot_count = if n == 0 { 0 } else { (n * 2).next_power_of_two() };
+    let mut slots = vec![(0u32, 0u32); slot_count];
+    let mask = slot_count.wrapping_sub(1);
+    for &(i, h) in entries {
+        let mut s = (h as usize) & mask;
+        while slots[s].1 != 0 {
+            s = (s + 1) & mask;
+        }
+        slots[s] = (format::tag_of(h), i as u32 + 1);
+    }
+    let mut out = Vec::with_capacity(format::INDEX_HEADER_LEN + slot_count * format::INDEX_SLOT_LEN);
+    put_u32(&mut out, slot_count as u32);
+    put_u32(&mut out, 0);
+    for (tag, entry) in slots {
+        put_u32(&mut out, tag);
+        put_u32(&mut out, entry);
+    }
+    out
+}

@@ -1,0 +1,224 @@
+//! What the writer writes, the reader reads; and the reader survives damage.
+
+use proptest::prelude::*;
+use zt_snapshot::{Content, GroupEntry, Snapshot, UserEntry, build, format::group_flags};
+
+fn user(name: &str, uid: u32, email: &str) -> UserEntry {
+    UserEntry {
+        name: name.into(),
+        uid,
+        gid: uid,
+        gecos: format!("{name} gecos"),
+        home: format!("/home/{name}"),
+        shell: "/bin/bash".into(),
+        email: email.into(),
+        idp_id: format!("id-{name}"),
+    }
+}
+
+fn sample() -> Content {
+    Content {
+        generation: 7,
+        synced_at: 1_700_000_000,
+        users: vec![
+            user("alice", 1_879_048_200, "alice@example.com"),
+            user("bob", 1_879_048_300, "bob@example.com"),
+            user("carol.jones", 1_879_048_400, ""),
+        ],
+        groups: vec![
+            GroupEntry {
+                name: "sre".into(),
+                gid: 2_013_265_920,
+                flags: group_flags::LOGIN,
+                idp_id: "g-sre".into(),
+                members: vec!["alice".into(), "bob".into()],
+            },
+            GroupEntry {
+                name: "alice".into(),
+                gid: 1_879_048_200,
+                flags: group_flags::USER_PRIVATE,
+                idp_id: String::new(),
+                members: vec![],
+            },
+        ],
+    }
+}
+
+#[test]
+fn lookups_find_what_was_written() {
+    let bytes = build(&sample()).unwrap();
+    let s = Snapshot::parse(&bytes).unwrap();
+    s.verify_all().unwrap();
+    assert_eq!(s.generation(), 7);
+    assert_eq!(s.synced_at(), 1_700_000_000);
+    let a = s.user_by_name(b"alice").unwrap().unwrap();
+    assert_eq!((a.uid, a.gid, a.home), (1_879_048_200, 1_879_048_200, &b"/home/alice"[..]));
+    assert_eq!(a.groups.iter().collect::<Vec<_>>(), vec![2_013_265_920]);
+    assert_eq!(s.user_by_uid(1_879_048_300).unwrap().unwrap().name, b"bob");
+    assert_eq!(s.user_by_email(b"bob@example.com").unwrap().unwrap().name, b"bob");
+    assert!(s.user_by_email(b"").unwrap().is_none());
+    assert!(s.user_by_name(b"Alice").unwrap().is_none());
+    assert!(s.user_by_uid(0).unwrap().is_none());
+    let g = s.group_by_name(b"sre").unwrap().unwrap();
+    let names: Vec<_> = g.members.iter().map(|i| s.user_name(i as usize).unwrap()).collect();
+    assert_eq!(names, vec![&b"alice"[..], &b"bob"[..]]);
+    assert_eq!(s.group_by_gid(1_879_048_200).unwrap().unwrap().name, b"alice");
+    // the user private group is the primary gid, not a supplementary one
+    assert!(s.user_by_name(b"carol.jones").unwrap().unwrap().groups.is_empty());
+}
+
+#[test]
+fn empty_snapshot_is_valid_and_finds_nothing() {
+    let bytes = build(&Content::default()).unwrap();
+    let s = Snapshot::parse(&bytes).unwrap();
+    s.verify_all().unwrap();
+    assert!(s.user_by_name(b"alice").unwrap().is_none());
+    assert!(s.group_by_gid(5).unwrap().is_none());
+}
+
+#[test]
+fn writer_refuses_inconsistent_content() {
+    let mut c = sample();
+    c.users[1].uid = c.users[0].uid;
+    assert_eq!(build(&c), Err(zt_snapshot::BuildError::DuplicateUid(1_879_048_200)));
+    let mut c = sample();
+    c.groups[0].members.push("mallory".into());
+    assert!(matches!(build(&c), Err(zt_snapshot::BuildError::UnknownMember { .. })));
+    let mut c = sample();
+    c.users[0].gecos = "evil:0:0".into();
+    assert!(matches!(build(&c), Err(zt_snapshot::BuildError::BadString { .. })));
+    let mut c = sample();
+    c.users[2].home = "/home/x\nroot::0:0::/:/bin/sh".into();
+    assert!(matches!(build(&c), Err(zt_snapshot::BuildError::BadString { .. })));
+}
+
+#[test]
+fn truncated_or_bad_headers_are_refused() {
+    let bytes = build(&sample()).unwrap();
+    for cut in [0, 8, 63, 64, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Snapshot::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut b = bytes.clone();
+    b[0] = b'X';
+    assert_eq!(Snapshot::parse(&b).unwrap_err().what, "not a zt snapshot (bad magic)");
+    let mut b = bytes.clone();
+    b[8] = 2; // major version 2
+    assert_eq!(Snapshot::parse(&b).unwrap_err().what, "unsupported major version");
+}
+
+/// Every single-byte change leaves the reader answering (possibly wrongly, or with
+/// an error) but never panicking or reading out of bounds.
+#[test]
+fn every_single_byte_corruption_is_survived() {
+    let bytes = build(&sample()).unwrap();
+    for i in 0..bytes.len() {
+        for v in [0u8, 0xff, 0x7f, 1] {
+            let mut b = bytes.clone();
+            b[i] = v;
+            exercise(&b);
+        }
+    }
+}
+
+/// Call every reader entry point; the result does not matter, only that it returns.
+pub fn exercise(bytes: &[u8]) {
+    let Ok(s) = Snapshot::parse(bytes) else { return };
+    let _ = s.verify_all();
+    for i in 0..s.user_count().min(64) {
+        if let Ok(u) = s.user(i) {
+            let _ = s.user_by_name(u.name);
+            let _ = s.user_by_uid(u.uid);
+            let _ = s.user_by_email(u.email);
+            let _ = u.groups.iter().count();
+        }
+    }
+    for i in 0..s.group_count().min(64) {
+        if let Ok(g) = s.group(i) {
+            let _ = s.group_by_name(g.name);
+            let _ = s.group_by_gid(g.gid);
+            for m in g.members.iter().take(64) {
+                let _ = s.user_name(m as usize);
+            }
+        }
+    }
+    let _ = s.user_by_name(b"alice");
+    let _ = s.group_by_gid(0);
+}
+
+fn arb_content() -> impl Strategy<Value = Content> {
+    (1usize..40, 0usize..12, any::<u64>()).prop_flat_map(|(nu, ng, generation)| {
+        (
+            proptest::collection::btree_set("[a-z][a-z0-9._-]{0,12}", nu..=nu),
+            proptest::collection::btree_set(0x7000_0000u32..0x7800_0000, nu..=nu),
+            proptest::collection::btree_set("[a-z][a-z0-9_]{0,10}", ng..=ng),
+            proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..10), ng..=ng),
+            "[ -~&&[^:]]{0,20}",
+        )
+            .prop_map(move |(names, uids, gnames, members, gecos)| {
+                let users: Vec<UserEntry> = names
+                    .iter()
+                    .zip(&uids)
+                    .map(|(n, &uid)| UserEntry {
+                        name: n.clone(),
+                        uid,
+                        gid: uid,
+                        gecos: gecos.clone(),
+                        home: format!("/home/{n}"),
+                        shell: "/bin/sh".into(),
+                        email: format!("{n}@example.com"),
+                        idp_id: format!("id:{n}"),
+                    })
+                    .collect();
+                let groups = gnames
+                    .iter()
+                    .zip(members)
+                    .enumerate()
+                    .map(|(i, (g, ms))| GroupEntry {
+                        name: format!("g-{g}"),
+                        gid: 0x7800_0000 + i as u32,
+                        flags: group_flags::LOGIN,
+                        idp_id: format!("gid:{g}"),
+                        members: ms.iter().map(|ix| users[ix.index(users.len())].name.clone()).collect(),
+                    })
+                    .collect();
+                Content { generation, synced_at: 1, users, groups }
+            })
+    })
+}
+
+proptest! {
+    #[test]
+    fn what_the_writer_writes_the_reader_reads(c in arb_content()) {
+        let bytes = build(&c).unwrap();
+        let s = Snapshot::parse(&bytes).unwrap();
+        s.verify_all().unwrap();
+        prop_assert_eq!(s.generation(), c.generation);
+        prop_assert_eq!(s.user_count(), c.users.len());
+        for u in &c.users {
+            let r = s.user_by_name(u.name.as_bytes()).unwrap().unwrap();
+            prop_assert_eq!(r.uid, u.uid);
+            prop_assert_eq!(r.gecos, u.gecos.as_bytes());
+            prop_assert_eq!(r.home, u.home.as_bytes());
+            prop_assert_eq!(s.user_by_uid(u.uid).unwrap().unwrap().name, u.name.as_bytes());
+            prop_assert_eq!(s.user_by_email(u.email.as_bytes()).unwrap().unwrap().name, u.name.as_bytes());
+            // supplementary groups = the groups listing this user, sorted, deduplicated
+            let mut expect: Vec<u32> = c.groups.iter().filter(|g| g.members.contains(&u.name)).map(|g| g.gid).collect();
+            expect.sort_unstable();
+            expect.dedup();
+            prop_assert_eq!(r.groups.iter().collect::<Vec<_>>(), expect);
+        }
+        for g in &c.groups {
+            let r = s.group_by_gid(g.gid).unwrap().unwrap();
+            prop_assert_eq!(r.name, g.name.as_bytes());
+            let mut names: Vec<Vec<u8>> = r.members.iter().map(|i| s.user_name(i as usize).unwrap().to_vec()).collect();
+            let mut expect: Vec<Vec<u8>> = g.members.iter().map(|m| m.as_bytes().to_vec()).collect();
+            names.sort(); expect.sort(); expect.dedup();
+            prop_assert_eq!(names, expect);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        exercise(&bytes);
+    }
+}
