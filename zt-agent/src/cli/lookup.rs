@@ -1,0 +1,72 @@
+//! `zt-agent lookup alice` / `alice@example.com` / `1879048200`: what NSS
+//! answers from the snapshot, and if nothing, why.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use zt_snapshot::{Snapshot, User};
+
+use crate::config::AgentConfig;
+use crate::identity::local::LocalAccounts;
+use crate::resolve::{self, Skip};
+use crate::sync::{self, Paths};
+
+fn show(s: &Snapshot<'_>, u: &User<'_>) {
+    let t = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    println!("{}:*:{}:{}:{}:{}:{}", t(u.name), u.uid, u.gid, t(u.gecos), t(u.home), t(u.shell));
+    println!("  email {}  idp id {}", t(u.email), t(u.idp_id));
+    let mut groups = vec![format!("{}({})", t(u.name), u.gid)];
+    for gid in u.groups.iter() {
+        let name = s.group_by_gid(gid).ok().flatten().map_or("?".into(), |g| t(g.name));
+        groups.push(format!("{name}({gid})"));
+    }
+    println!("  groups {}", groups.join(" "));
+}
+
+fn matches(s: &Skip, key: &str) -> bool {
+    s.id == key || s.email.eq_ignore_ascii_case(key) || s.name.as_deref() == Some(key)
+}
+
+pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
+    let local = LocalAccounts::load(&paths.host_root).unwrap_or_default();
+    if local.user_names.contains(key) {
+        println!("{key}: a local account (from /etc/passwd; local accounts always win over zt)");
+        return ExitCode::SUCCESS;
+    }
+    if let Ok(bytes) = std::fs::read(paths.state_dir.join("snapshot"))
+        && let Ok(s) = Snapshot::parse(&bytes)
+    {
+        let found = match key.parse::<u32>() {
+            Ok(uid) => s.user_by_uid(uid),
+            Err(_) if key.contains('@') => s.user_by_email(key.to_ascii_lowercase().as_bytes()),
+            Err(_) => s.user_by_name(key.as_bytes()),
+        };
+        if let Ok(Some(u)) = found {
+            show(&s, &u);
+            return ExitCode::SUCCESS;
+        }
+    }
+    // Not in the snapshot: the last sync's notable skips, then a dry run against
+    // the directory as it is now, which knows every reason.
+    let st = sync::load_status(&paths.state_dir);
+    if let Some(s) = st.skipped.iter().find(|s| matches(s, key)) {
+        println!("{key}: skipped ({}): {}", s.email, s.reason);
+        return ExitCode::from(2);
+    }
+    let dry_run = AgentConfig::load(config_path).map_err(|e| e.to_string()).and_then(|c| {
+        let d = sync::load_directory(&c)?;
+        let ids = sync::load_ids(&paths.state_dir)?;
+        Ok(resolve::resolve(&c, &d, &local, &ids))
+    });
+    match dry_run {
+        Ok(r) => match r.skipped.iter().find(|s| matches(s, key)) {
+            Some(s) => println!("{key}: skipped ({}): {}", s.email, s.reason),
+            None if r.content.users.iter().any(|u| u.name == key || u.email == key) => {
+                println!("{key}: in the directory and allowed here, but not yet in the snapshot: run `zt-agent sync --once`")
+            }
+            None => println!("{key}: not in the directory"),
+        },
+        Err(e) => println!("{key}: not in the snapshot (cannot check the directory: {e})"),
+    }
+    ExitCode::from(2)
+}

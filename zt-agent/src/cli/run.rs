@@ -1,0 +1,55 @@
+//! The daemon loop. A failed sync (directory down, bad answer, bad config) is
+//! logged and the last good snapshot stays in force; the next attempt comes at
+//! the next interval.
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::AgentConfig;
+use crate::sync::{self, Paths};
+
+/// Spreads a fleet's syncs over +-10% of the interval so hosts do not hit the
+/// IdP in lockstep. std's RandomState is randomly seeded per process.
+fn jittered(interval: Duration) -> Duration {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    let r = h.finish() % 2001; // 0..=2000 -> -10%..+10%
+    interval.mul_f64(0.9 + r as f64 / 10000.0)
+}
+
+pub fn run(config_path: &Path, paths: &Paths) -> ExitCode {
+    let mut config = match AgentConfig::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(78);
+        }
+    };
+    tracing::info!("zt-agent {} starting, syncing every {:?}", env!("CARGO_PKG_VERSION"), config.directory.sync_interval);
+    loop {
+        match sync::sync(&config, paths, false) {
+            Ok(r) if r.changed => {}
+            Ok(r) => tracing::debug!("no change (generation {})", r.generation),
+            Err(e) => tracing::error!("sync failed, last good snapshot kept: {e}"),
+        }
+        std::thread::sleep(jittered(config.directory.sync_interval));
+        // pick up config edits; a broken edit keeps the last good config
+        match AgentConfig::load(config_path) {
+            Ok(c) => config = c,
+            Err(e) => tracing::error!("config not reloaded, keeping the last good one: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..100 {
+            let d = super::jittered(std::time::Duration::from_secs(60));
+            assert!(d >= std::time::Duration::from_secs(54) && d <= std::time::Duration::from_secs(66), "{d:?}");
+        }
+    }
+}

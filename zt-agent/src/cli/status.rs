@@ -1,0 +1,68 @@
+use std::process::ExitCode;
+
+use zt_snapshot::Snapshot;
+
+use crate::status::now;
+use crate::sync::{Paths, load_status};
+
+fn ago(t: u64) -> String {
+    let s = now().saturating_sub(t);
+    match s {
+        0..120 => format!("{s} s ago"),
+        120..7200 => format!("{} min ago", s / 60),
+        _ => format!("{} h ago", s / 3600),
+    }
+}
+
+/// Exit 0 when a snapshot is in force and the last sync worked; 1 otherwise
+/// (usable from monitoring).
+pub fn status(paths: &Paths) -> ExitCode {
+    let mut healthy = true;
+    let path = paths.state_dir.join("snapshot");
+    match std::fs::read(&path) {
+        Err(e) => {
+            println!("snapshot: none at {} ({e}); directory users do not resolve", path.display());
+            healthy = false;
+        }
+        Ok(bytes) => match Snapshot::parse(&bytes) {
+            Ok(s) => println!(
+                "snapshot: generation {}, {} users, {} groups, content from a sync {}",
+                s.generation(),
+                s.user_count(),
+                s.group_count(),
+                ago(s.synced_at())
+            ),
+            Err(e) => {
+                println!("snapshot: {} is unreadable: {e}", path.display());
+                healthy = false;
+            }
+        },
+    }
+    let st = load_status(&paths.state_dir);
+    if st.last_attempt == 0 {
+        println!("last sync: never");
+        healthy = false;
+    } else {
+        match &st.last_error {
+            None => println!("last sync: ok, {}", ago(st.last_attempt)),
+            Some(e) => {
+                println!("last sync: FAILED {}: {e}", ago(st.last_attempt));
+                match st.last_success {
+                    Some(t) => println!("last good sync: {}", ago(t)),
+                    None => println!("last good sync: never"),
+                }
+                healthy = false;
+            }
+        }
+    }
+    if !st.skipped.is_empty() {
+        println!("skipped: {} (see `zt-agent lookup NAME`)", st.skipped.len());
+        for s in &st.skipped {
+            println!("  {}: {}", s.email, s.reason);
+        }
+    }
+    for p in &st.problems {
+        println!("problem: {p}");
+    }
+    if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

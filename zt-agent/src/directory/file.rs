@@ -1,0 +1,52 @@
+//! `kind = "file"`: the directory as one JSON document (see README).
+
+use std::path::Path;
+
+use super::Directory;
+
+pub fn load(path: &Path) -> Result<Directory, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    parse(&text, &path.display().to_string())
+}
+
+pub fn parse(text: &str, origin: &str) -> Result<Directory, String> {
+    let d: Directory = serde_json::from_str(text)
+        .map_err(|e| format!("{origin}:{}:{}: {e}", e.line(), e.column()))?;
+    d.check().map_err(|e| format!("{origin}: {e}"))?;
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_shape_parses() {
+        let d = parse(
+            r#"{"users":  [{"id": "u-7f3a", "email": "alice@example.com", "display_name": "Alice Liddell",
+                 "enabled": true, "username": null, "uid": null, "created": "2024-02-01T10:00:00Z"}],
+                "groups": [{"id": "g-sre", "name": "SRE", "members": ["u-7f3a", "g-oncall"]}]}"#,
+            "d.json",
+        )
+        .unwrap();
+        assert_eq!(d.users[0].created_at().unwrap(), Some(1_706_781_600));
+        assert_eq!(d.groups[0].members.len(), 2);
+    }
+
+    #[test]
+    fn malformed_documents_say_where() {
+        let e = parse("{\"users\": [{\"id\": \"u\", \"emial\": \"a@b\"}]}", "d.json").unwrap_err();
+        assert!(e.starts_with("d.json:1:") && e.contains("emial"), "{e}");
+        let e = parse("{\"users\": [\n{\"id\": \"u\", \"email\": 5}]}", "d.json").unwrap_err();
+        assert!(e.starts_with("d.json:2:"), "{e}");
+        let e = parse(r#"{"users": [{"id": "u", "email": "a@b"}, {"id": "u", "email": "c@d"}]}"#, "d.json")
+            .unwrap_err();
+        assert!(e.contains("more than once"), "{e}");
+    }
+
+    #[test]
+    fn bad_created_is_reported() {
+        let d = parse(r#"{"users": [{"id": "u", "email": "a@b", "created": "yesterday"}]}"#, "d").unwrap();
+        assert!(d.users[0].created_at().is_err());
+    }
+}

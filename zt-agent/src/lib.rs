@@ -1,0 +1,15 @@
+//! zt-agent: the only part of zt that reads the config and talks to the
+//! directory. It turns people and groups into the snapshot that nss_zt reads.
+//!
+//! config -> directory (a source) -> resolve (identity rules, uid/gid) ->
+//! sync (build, verify, publish atomically) -> status for the CLI.
+
+pub mod cli;
+pub mod config;
+pub mod directory;
+pub mod identity;
+pub mod logging;
+pub mod publish;
+pub mod resolve;
+pub mod status;
+pub mod sync;

@@ -1,0 +1,189 @@
+//! One sync: directory -> rules -> snapshot, published only if everything
+//! worked. Any failure leaves the last good snapshot in force and says why.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use zt_snapshot::Snapshot;
+
+use crate::config::{AgentConfig, DirectoryKind};
+use crate::directory::{Directory, file};
+use crate::identity::local::LocalAccounts;
+use crate::publish::{self, StateLock};
+use crate::resolve::{self, IdState, Resolution};
+use crate::status::{self, Status};
+
+/// Where the agent keeps its state and finds the host's account files.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// /var/lib/zt: snapshot, generation, ids.json, status.json.
+    pub state_dir: PathBuf,
+    /// "/" normally: the root under which etc/passwd and etc/group are read.
+    pub host_root: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths { state_dir: PathBuf::from("/var/lib/zt"), host_root: PathBuf::from("/") }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub changed: bool,
+    pub generation: u64,
+    pub users: usize,
+    pub groups: usize,
+    pub resolution: Resolution,
+}
+
+pub fn load_directory(config: &AgentConfig) -> Result<Directory, String> {
+    match config.directory.kind {
+        DirectoryKind::File => {
+            let path = config.directory.path.as_deref().ok_or("[directory] has no path")?;
+            file::load(path)
+        }
+    }
+}
+
+pub fn load_ids(dir: &Path) -> Result<IdState, String> {
+    let path = dir.join("ids.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            format!("{}:{}:{}: {e} (refusing to sync: uids must never be reassigned)", path.display(), e.line(), e.column())
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(IdState::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+pub fn load_status(dir: &Path) -> Status {
+    std::fs::read_to_string(dir.join("status.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// Runs one sync under the state lock and records the outcome in status.json.
+pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, String> {
+    publish::ensure_state_dir(&paths.state_dir).map_err(|e| format!("{}: {e}", paths.state_dir.display()))?;
+    let _lock = StateLock::acquire(&paths.state_dir).map_err(|e| format!("lock: {e}"))?;
+    let previous_status = load_status(&paths.state_dir);
+    let result = sync_locked(config, paths, force);
+    let mut st = previous_status.clone();
+    st.last_attempt = status::now();
+    match &result {
+        Ok(r) => {
+            st.last_success = Some(st.last_attempt);
+            st.last_error = None;
+            st.users = r.users;
+            st.groups = r.groups;
+            st.skipped = r.resolution.skipped.iter().filter(|s| s.notable).cloned().collect();
+            st.problems = r.resolution.problems.clone();
+            log_news(&previous_status, &st);
+        }
+        Err(e) => st.last_error = Some(e.clone()),
+    }
+    let text = serde_json::to_vec_pretty(&st).map_err(|e| e.to_string())?;
+    if let Err(e) = publish::write_atomic(&paths.state_dir, "status.json", &text, 0o644) {
+        tracing::warn!("cannot write status.json: {e}");
+    }
+    result
+}
+
+/// Logs skips and problems once, when they first appear, not every minute.
+fn log_news(before: &Status, now: &Status) {
+    let old: HashSet<(&str, &str)> = before.skipped.iter().map(|s| (s.id.as_str(), s.reason.as_str())).collect();
+    for s in &now.skipped {
+        if !old.contains(&(s.id.as_str(), s.reason.as_str())) {
+            tracing::warn!("skipped {} ({}): {}", s.email, s.id, s.reason);
+        }
+    }
+    for p in now.problems.iter().filter(|p| !before.problems.contains(p)) {
+        tracing::warn!("directory: {p}");
+    }
+}
+
+fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, String> {
+    let dir = &paths.state_dir;
+    let directory = load_directory(config)?;
+    let local = LocalAccounts::load(&paths.host_root)
+        .map_err(|e| format!("cannot read the host's {}etc/passwd or group: {e}", paths.host_root.display()))?;
+    let ids = load_ids(dir)?;
+    let previous = std::fs::read(dir.join("snapshot")).ok();
+    let previous_view = previous.as_deref().and_then(|b| match Snapshot::parse(b) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("the current snapshot is unreadable and will be replaced: {e}");
+            None
+        }
+    });
+
+    let mut resolution = resolve::resolve(config, &directory, &local, &ids);
+
+    if let Some(prev) = &previous_view {
+        check_removals(prev, &resolution, config.directory.max_removal_percent, force)?;
+    }
+
+    // Unchanged content keeps its generation: readers have nothing to reload.
+    let (prev_gen, prev_synced) = previous_view.as_ref().map_or((0, 0), |s| (s.generation(), s.synced_at()));
+    resolution.content.generation = prev_gen;
+    resolution.content.synced_at = prev_synced;
+    let same = zt_snapshot::build(&resolution.content).map_err(|e| format!("cannot build snapshot: {e}"))?;
+    let changed = previous.as_deref() != Some(same.as_slice());
+    let bytes = if changed {
+        resolution.content.generation = prev_gen + 1;
+        resolution.content.synced_at = status::now();
+        zt_snapshot::build(&resolution.content).map_err(|e| format!("cannot build snapshot: {e}"))?
+    } else {
+        same
+    };
+    Snapshot::parse(&bytes)
+        .and_then(|s| s.verify_all())
+        .map_err(|e| format!("refusing to publish a snapshot that does not read back: {e}"))?;
+
+    // ids first: any uid a reader can see is already remembered.
+    if resolution.ids != ids {
+        let text = serde_json::to_vec_pretty(&resolution.ids).map_err(|e| e.to_string())?;
+        publish::write_atomic(dir, "ids.json", &text, 0o644).map_err(|e| format!("writing ids.json: {e}"))?;
+    }
+    if changed {
+        publish::publish_snapshot(dir, &bytes, resolution.content.generation)
+            .map_err(|e| format!("publishing snapshot: {e}"))?;
+        tracing::info!(
+            "published snapshot generation {}: {} users, {} groups",
+            resolution.content.generation,
+            resolution.content.users.len(),
+            resolution.content.groups.len()
+        );
+    } else {
+        // an agent that died between rename and generation write is caught up here
+        let _ = publish::write_generation(dir, prev_gen);
+    }
+    Ok(Report {
+        changed,
+        generation: resolution.content.generation,
+        users: resolution.content.users.len(),
+        groups: resolution.content.groups.len(),
+        resolution,
+    })
+}
+
+/// Holds back a sync that would remove a large share of users at once (a
+/// half-broken directory export, a deleted group): the usual cause is an error,
+/// and a wrong removal locks people out everywhere.
+fn check_removals(prev: &Snapshot<'_>, next: &Resolution, max_percent: u8, force: bool) -> Result<(), String> {
+    let keep: HashSet<&[u8]> = next.content.users.iter().map(|u| u.idp_id.as_bytes()).collect();
+    let total = prev.user_count();
+    let removed = (0..total)
+        .filter_map(|i| prev.user(i).ok())
+        .filter(|u| !keep.contains(u.idp_id))
+        .count();
+    if !force && removed >= 3 && removed * 100 > usize::from(max_percent) * total {
+        return Err(format!(
+            "held back: this sync would remove {removed} of {total} users (more than max_removal_percent = {max_percent}); \
+             the last good snapshot stays. If this is intended, run `zt-agent sync --once --force`"
+        ));
+    }
+    Ok(())
+}
