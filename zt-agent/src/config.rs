@@ -118,10 +118,15 @@ fn default_shell() -> String {
 
 fn sync_interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    let v = humantime::parse_duration(&s)
-        .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"60s\" or \"5m\": {e}")))?;
+    let v = humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a duration like \"60s\" or \"5m\": {e}"
+        ))
+    })?;
     if v < Duration::from_secs(5) || v > Duration::from_secs(24 * 3600) {
-        return Err(serde::de::Error::custom(format!("sync_interval {s:?} must be between 5s and 24h")));
+        return Err(serde::de::Error::custom(format!(
+            "sync_interval {s:?} must be between 5s and 24h"
+        )));
     }
     Ok(v)
 }
@@ -137,7 +142,9 @@ fn percent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
 fn absolute_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
     if !s.starts_with('/') || s.contains([':', '\n', '\0']) {
-        return Err(serde::de::Error::custom(format!("{s:?} must be an absolute path without ':'")));
+        return Err(serde::de::Error::custom(format!(
+            "{s:?} must be an absolute path without ':'"
+        )));
     }
     Ok(s)
 }
@@ -208,28 +215,48 @@ impl AgentConfig {
         }
         for d in domains.get_ref() {
             if d.is_empty() || d.contains('@') || d.chars().any(|c| c.is_whitespace()) {
-                return Err(fail(domains.span(), "users.domains", format!("{d:?} is not a domain name")));
+                return Err(fail(
+                    domains.span(),
+                    "users.domains",
+                    format!("{d:?} is not a domain name"),
+                ));
             }
         }
         for (who, name) in &config.users.name_overrides {
             if let Err(why) = names::validate(name.get_ref(), false) {
-                return Err(fail(name.span(), &format!("users.name_overrides.{who:?}"), why));
+                return Err(fail(
+                    name.span(),
+                    &format!("users.name_overrides.{who:?}"),
+                    why,
+                ));
             }
         }
         let mut ids = BTreeMap::new();
         let mut group_names = BTreeMap::new();
         for g in &config.groups {
             if g.id.get_ref().trim().is_empty() {
-                return Err(fail(g.id.span(), "groups.id", "must be the IdP group's object id".into()));
+                return Err(fail(
+                    g.id.span(),
+                    "groups.id",
+                    "must be the IdP group's object id".into(),
+                ));
             }
             if let Err(why) = names::validate(g.name.get_ref(), false) {
                 return Err(fail(g.name.span(), "groups.name", why));
             }
             if ids.insert(g.id.get_ref().clone(), ()).is_some() {
-                return Err(fail(g.id.span(), "groups.id", format!("{:?} is listed twice", g.id.get_ref())));
+                return Err(fail(
+                    g.id.span(),
+                    "groups.id",
+                    format!("{:?} is listed twice", g.id.get_ref()),
+                ));
             }
             if group_names.insert(g.name.get_ref().clone(), ()).is_some() {
-                return Err(fail(g.name.span(), "groups.name", format!("{:?} is used twice", g.name.get_ref())));
+                return Err(fail(
+                    g.name.span(),
+                    "groups.name",
+                    format!("{:?} is used twice", g.name.get_ref()),
+                ));
             }
         }
         Ok(config)
@@ -292,13 +319,22 @@ login = true
     #[test]
     fn impossible_values_are_refused_with_line() {
         let e = err(&GOOD.replace("\"60s\"", "\"0s\""));
-        assert!(e.starts_with("agent.toml:5:") && e.contains("between 5s and 24h"), "{e}");
+        assert!(
+            e.starts_with("agent.toml:5:") && e.contains("between 5s and 24h"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("\"60s\"", "\"soon\""));
         assert!(e.contains("not a duration"), "{e}");
         let e = err(&GOOD.replace("/home/{name}", "/home/shared"));
-        assert!(e.starts_with("agent.toml:10:") && e.contains("{name}"), "{e}");
+        assert!(
+            e.starts_with("agent.toml:10:") && e.contains("{name}"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("name = \"sre\"", "name = \"Bad Name\""));
-        assert!(e.starts_with("agent.toml:15:") && e.contains("groups.name"), "{e}");
+        assert!(
+            e.starts_with("agent.toml:15:") && e.contains("groups.name"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("kind = \"file\"", "kind = \"ldap\""));
         assert!(e.starts_with("agent.toml:3:"), "{e}");
     }
@@ -307,7 +343,10 @@ login = true
     fn duplicate_groups_are_refused() {
         let twice = format!("{GOOD}\n[[groups]]\nid = \"6b1f0d7e-aaaa\"\nname = \"ops\"\n");
         let e = err(&twice);
-        assert!(e.contains("listed twice") && e.starts_with("agent.toml:19:"), "{e}");
+        assert!(
+            e.contains("listed twice") && e.starts_with("agent.toml:19:"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -11,7 +11,11 @@ use std::path::Path;
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
         // the umask may have narrowed the mode; readers in every process need it exact
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
@@ -58,7 +62,12 @@ pub struct StateLock(#[allow(dead_code)] File);
 
 impl StateLock {
     pub fn acquire(dir: &Path) -> std::io::Result<StateLock> {
-        let f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(dir.join("lock"))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(dir.join("lock"))?;
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a file descriptor we own for the duration of the call.
         let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
@@ -79,9 +88,17 @@ mod tests {
         write_atomic(d.path(), "f", b"one", 0o644).unwrap();
         write_atomic(d.path(), "f", b"two", 0o644).unwrap();
         assert_eq!(std::fs::read(d.path().join("f")).unwrap(), b"two");
-        let mode = std::fs::metadata(d.path().join("f")).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(d.path().join("f"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o644);
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "no temp file left behind");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left behind"
+        );
     }
 
     #[test]
@@ -89,9 +106,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         write_generation(d.path(), 1).unwrap();
         use std::os::unix::fs::MetadataExt;
-        let ino = std::fs::metadata(d.path().join("generation")).unwrap().ino();
+        let ino = std::fs::metadata(d.path().join("generation"))
+            .unwrap()
+            .ino();
         write_generation(d.path(), 2).unwrap();
-        assert_eq!(std::fs::metadata(d.path().join("generation")).unwrap().ino(), ino);
-        assert_eq!(std::fs::read(d.path().join("generation")).unwrap(), 2u64.to_le_bytes());
+        assert_eq!(
+            std::fs::metadata(d.path().join("generation"))
+                .unwrap()
+                .ino(),
+            ino
+        );
+        assert_eq!(
+            std::fs::read(d.path().join("generation")).unwrap(),
+            2u64.to_le_bytes()
+        );
     }
 }

@@ -60,10 +60,17 @@ fn age_key<'c>(c: &'c Candidate<'_>) -> (i64, &'c str) {
 
 /// gecos must not break the passwd line: ':' and control characters become spaces.
 fn clean_gecos(s: &str) -> String {
-    s.chars().map(|c| if c == ':' || c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .map(|c| if c == ':' || c.is_control() { ' ' } else { c })
+        .collect()
 }
 
-pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, previous: &IdState) -> Resolution {
+pub fn resolve(
+    config: &AgentConfig,
+    dir: &Directory,
+    local: &LocalAccounts,
+    previous: &IdState,
+) -> Resolution {
     let mut out = Resolution::default();
     let nesting = Nesting::new(dir);
 
@@ -86,7 +93,11 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
         }
         group_members.push((i, e.users));
     }
-    let configured_names: HashSet<&str> = config.groups.iter().map(|g| g.name.get_ref().as_str()).collect();
+    let configured_names: HashSet<&str> = config
+        .groups
+        .iter()
+        .map(|g| g.name.get_ref().as_str())
+        .collect();
 
     let overrides: HashMap<String, &str> = config
         .users
@@ -99,14 +110,24 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
     let mut candidates: Vec<Candidate<'_>> = Vec::new();
     for u in &dir.users {
         let mut skip = |name: Option<String>, reason: String, notable: bool| {
-            out.skipped.push(Skip { id: u.id.clone(), email: u.email.clone(), name, reason, notable });
+            out.skipped.push(Skip {
+                id: u.id.clone(),
+                email: u.email.clone(),
+                name,
+                reason,
+                notable,
+            });
         };
         if !u.enabled {
             skip(None, "disabled in the directory".into(), false);
             continue;
         }
         if !may_log_in.contains(&u.id) {
-            skip(None, "not a member of any login group for this host".into(), false);
+            skip(
+                None,
+                "not a member of any login group for this host".into(),
+                false,
+            );
             continue;
         }
         let email = match names::normalise_email(&u.email) {
@@ -117,7 +138,11 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
             }
         };
         if !names::domain_allowed(&email, config.domains()) {
-            skip(None, format!("email domain is not one of {:?}", config.domains()), true);
+            skip(
+                None,
+                format!("email domain is not one of {:?}", config.domains()),
+                true,
+            );
             continue;
         }
         let created = match u.created_at() {
@@ -127,7 +152,10 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
                 continue;
             }
         };
-        let name = match overrides.get(&u.id.to_ascii_lowercase()).or_else(|| overrides.get(&email)) {
+        let name = match overrides
+            .get(&u.id.to_ascii_lowercase())
+            .or_else(|| overrides.get(&email))
+        {
             Some(n) => Ok(n.to_string()),
             None => names::derive(config.users.name_from, &email, u.username.as_deref()),
         };
@@ -143,10 +171,19 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
             continue;
         }
         if configured_names.contains(name.as_str()) {
-            skip(Some(name.clone()), format!("name {name:?} is a configured group's name"), true);
+            skip(
+                Some(name.clone()),
+                format!("name {name:?} is a configured group's name"),
+                true,
+            );
             continue;
         }
-        candidates.push(Candidate { user: u, email, name, created });
+        candidates.push(Candidate {
+            user: u,
+            email,
+            name,
+            created,
+        });
     }
 
     // 2. One name, one person; one email, one person. The current holder keeps a
@@ -161,7 +198,9 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
         claimants.sort_by(|a, b| {
             let a_holds = Some(&a.user.id) == holder;
             let b_holds = Some(&b.user.id) == holder;
-            b_holds.cmp(&a_holds).then_with(|| age_key(a).cmp(&age_key(b)))
+            b_holds
+                .cmp(&a_holds)
+                .then_with(|| age_key(a).cmp(&age_key(b)))
         });
         let mut rest = claimants.into_iter();
         let Some(winner) = rest.next() else { continue };
@@ -188,7 +227,10 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
                 id: c.user.id.clone(),
                 email: c.user.email.clone(),
                 name: Some(c.name.clone()),
-                reason: format!("email {} is also used by the older account {first}", c.email),
+                reason: format!(
+                    "email {} is also used by the older account {first}",
+                    c.email
+                ),
                 notable: true,
             });
             false
@@ -203,15 +245,29 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
     let earlier_gids: HashSet<u32> = previous.groups.values().copied().collect();
     let claims: Vec<Claim<'_>> = winners
         .iter()
-        .map(|c| Claim { key: &c.user.id, created: c.created, explicit: c.user.uid })
+        .map(|c| Claim {
+            key: &c.user.id,
+            created: c.created,
+            explicit: c.user.uid,
+        })
         .collect();
     let users_in_use = |id: u32| local.id_in_use(id) || earlier_gids.contains(&id);
-    let uids = idmap::allocate("user", &claims, &idmap::USER_IDS, &previous.users, &users_in_use);
+    let uids = idmap::allocate(
+        "user",
+        &claims,
+        &idmap::USER_IDS,
+        &previous.users,
+        &users_in_use,
+    );
     let mut users: Vec<UserEntry> = Vec::new();
     let mut visible: HashSet<&str> = HashSet::new();
     for c in &winners {
         let Some(&uid) = uids.granted.get(&c.user.id) else {
-            let reason = uids.refused.get(&c.user.id).cloned().unwrap_or_else(|| "no uid".into());
+            let reason = uids
+                .refused
+                .get(&c.user.id)
+                .cloned()
+                .unwrap_or_else(|| "no uid".into());
             out.skipped.push(Skip {
                 id: c.user.id.clone(),
                 email: c.user.email.clone(),
@@ -235,7 +291,10 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
         });
     }
     users.sort_by(|a, b| a.name.cmp(&b.name));
-    let id_to_name: HashMap<&str, &str> = users.iter().map(|u| (u.idp_id.as_str(), u.name.as_str())).collect();
+    let id_to_name: HashMap<&str, &str> = users
+        .iter()
+        .map(|u| (u.idp_id.as_str(), u.name.as_str()))
+        .collect();
 
     // 4. Directory groups: a name clash with the host is skipped, never shadowed.
     let user_uids: HashSet<u32> = users.iter().map(|u| u.uid).collect();
@@ -244,14 +303,27 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
     for entry in &group_members {
         let g = &config.groups[entry.0];
         if let Some(why) = local.name_conflict(g.name.get_ref()) {
-            out.problems.push(format!("group {:?} left out: {why}", g.name.get_ref()));
+            out.problems
+                .push(format!("group {:?} left out: {why}", g.name.get_ref()));
             continue;
         }
         usable.push(entry);
-        group_claims.push(Claim { key: g.id.get_ref(), created: None, explicit: None });
+        group_claims.push(Claim {
+            key: g.id.get_ref(),
+            created: None,
+            explicit: None,
+        });
     }
-    let groups_in_use = |id: u32| local.id_in_use(id) || user_uids.contains(&id) || uids.persisted.values().any(|&u| u == id);
-    let gids = idmap::allocate("group", &group_claims, &idmap::GROUP_IDS, &previous.groups, &groups_in_use);
+    let groups_in_use = |id: u32| {
+        local.id_in_use(id) || user_uids.contains(&id) || uids.persisted.values().any(|&u| u == id)
+    };
+    let gids = idmap::allocate(
+        "group",
+        &group_claims,
+        &idmap::GROUP_IDS,
+        &previous.groups,
+        &groups_in_use,
+    );
     let mut groups: Vec<GroupEntry> = Vec::new();
     for (i, members) in usable {
         let g = &config.groups[*i];
@@ -259,12 +331,16 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
             out.problems.push(format!(
                 "group {:?} left out: {}",
                 g.name.get_ref(),
-                gids.refused.get(g.id.get_ref()).map_or("no gid", String::as_str)
+                gids.refused
+                    .get(g.id.get_ref())
+                    .map_or("no gid", String::as_str)
             ));
             continue;
         };
-        let mut member_names: Vec<String> =
-            members.iter().filter_map(|id| id_to_name.get(id.as_str()).map(|n| n.to_string())).collect();
+        let mut member_names: Vec<String> = members
+            .iter()
+            .filter_map(|id| id_to_name.get(id.as_str()).map(|n| n.to_string()))
+            .collect();
         member_names.sort();
         groups.push(GroupEntry {
             name: g.name.get_ref().clone(),
@@ -287,7 +363,12 @@ pub fn resolve(config: &AgentConfig, dir: &Directory, local: &LocalAccounts, pre
 
     out.ids.users = uids.persisted;
     out.ids.groups = gids.persisted;
-    out.content = Content { generation: 0, synced_at: 0, users, groups };
+    out.content = Content {
+        generation: 0,
+        synced_at: 0,
+        users,
+        groups,
+    };
     out
 }
 
@@ -347,28 +428,52 @@ name = "developers"
     fn only_login_group_members_become_users() {
         let r = run(DIR, &LocalAccounts::default(), &IdState::default());
         assert_eq!(names(&r), ["alice", "bob"]);
-        assert_eq!(reason(&r, "u-dave"), "not a member of any login group for this host");
+        assert_eq!(
+            reason(&r, "u-dave"),
+            "not a member of any login group for this host"
+        );
         assert_eq!(reason(&r, "u-carol"), "disabled in the directory");
         assert!(reason(&r, "u-erin").contains("domain"));
         assert!(reason(&r, "u-root").contains("reserved"));
         // nested: bob is in sre through oncall; developers is visible but not a login group
-        let dev = r.content.groups.iter().find(|g| g.name == "developers").unwrap();
+        let dev = r
+            .content
+            .groups
+            .iter()
+            .find(|g| g.name == "developers")
+            .unwrap();
         assert_eq!(dev.members, ["bob"]);
         let sre = r.content.groups.iter().find(|g| g.name == "sre").unwrap();
         assert_eq!(sre.members, ["alice", "bob"]);
         let alice = &r.content.users[0];
-        assert_eq!((alice.gecos.as_str(), alice.home.as_str(), alice.email.as_str()), ("Alice  Liddell", "/home/alice", "alice@example.com"));
+        assert_eq!(
+            (
+                alice.gecos.as_str(),
+                alice.home.as_str(),
+                alice.email.as_str()
+            ),
+            ("Alice  Liddell", "/home/alice", "alice@example.com")
+        );
         // user private group
-        assert!(r.content.groups.iter().any(|g| g.name == "alice" && g.gid == alice.uid && g.flags == group_flags::USER_PRIVATE));
+        assert!(r.content.groups.iter().any(|g| g.name == "alice"
+            && g.gid == alice.uid
+            && g.flags == group_flags::USER_PRIVATE));
     }
 
     #[test]
     fn same_name_goes_to_the_older_account_then_stays_with_its_holder() {
         let r = run(DIR, &LocalAccounts::default(), &IdState::default());
         // u-alice3 also maps to "alice"; u-alice (2020) is older than u-alice3 (2023)
-        assert!(reason(&r, "u-alice3").contains("already belongs to alice@example.com"), "{}", reason(&r, "u-alice3"));
+        assert!(
+            reason(&r, "u-alice3").contains("already belongs to alice@example.com"),
+            "{}",
+            reason(&r, "u-alice3")
+        );
         // now an even older account takes the name from nobody: the holder keeps it
-        let older = DIR.replace("\"created\": \"2023-01-01T00:00:00Z\"", "\"created\": \"2001-01-01T00:00:00Z\"");
+        let older = DIR.replace(
+            "\"created\": \"2023-01-01T00:00:00Z\"",
+            "\"created\": \"2001-01-01T00:00:00Z\"",
+        );
         let r2 = run(&older, &LocalAccounts::default(), &r.ids);
         assert_eq!(r2.content.users[0].idp_id, "u-alice");
         // ...while a host that never saw u-alice hold it decides by age, and says so
@@ -379,11 +484,21 @@ name = "developers"
     #[test]
     fn local_accounts_win() {
         let mut local = LocalAccounts::default();
-        local.add_files("alice:x:1000:1000::/home/alice:/bin/bash\n", "alice:x:1000:\nsre:x:1001:\n");
+        local.add_files(
+            "alice:x:1000:1000::/home/alice:/bin/bash\n",
+            "alice:x:1000:\nsre:x:1001:\n",
+        );
         let r = run(DIR, &local, &IdState::default());
         assert_eq!(names(&r), ["bob"]);
-        assert_eq!(reason(&r, "u-alice"), "name \"alice\" collides with local user");
-        assert!(r.problems.iter().any(|p| p.contains("\"sre\" left out")), "{:?}", r.problems);
+        assert_eq!(
+            reason(&r, "u-alice"),
+            "name \"alice\" collides with local user"
+        );
+        assert!(
+            r.problems.iter().any(|p| p.contains("\"sre\" left out")),
+            "{:?}",
+            r.problems
+        );
     }
 
     #[test]
@@ -392,7 +507,11 @@ name = "developers"
         let mut d: serde_json::Value = serde_json::from_str(DIR).unwrap();
         d["users"].as_array_mut().unwrap().reverse();
         d["groups"].as_array_mut().unwrap().reverse();
-        let b = run(&d.to_string(), &LocalAccounts::default(), &IdState::default());
+        let b = run(
+            &d.to_string(),
+            &LocalAccounts::default(),
+            &IdState::default(),
+        );
         assert_eq!(a.content, b.content);
         assert_eq!(a.ids, b.ids);
     }
@@ -402,9 +521,15 @@ name = "developers"
         let a = run(DIR, &LocalAccounts::default(), &IdState::default());
         let bob_uid = a.content.users[1].uid;
         let mut d: serde_json::Value = serde_json::from_str(DIR).unwrap();
-        d["users"].as_array_mut().unwrap().retain(|u| u["id"] != "u-bob");
+        d["users"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|u| u["id"] != "u-bob");
         for g in d["groups"].as_array_mut().unwrap() {
-            g["members"].as_array_mut().unwrap().retain(|m| m != "u-bob");
+            g["members"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|m| m != "u-bob");
         }
         let b = run(&d.to_string(), &LocalAccounts::default(), &a.ids);
         assert_eq!(names(&b), ["alice"]);

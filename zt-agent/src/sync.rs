@@ -24,7 +24,10 @@ pub struct Paths {
 
 impl Default for Paths {
     fn default() -> Self {
-        Paths { state_dir: PathBuf::from("/var/lib/zt"), host_root: PathBuf::from("/") }
+        Paths {
+            state_dir: PathBuf::from("/var/lib/zt"),
+            host_root: PathBuf::from("/"),
+        }
     }
 }
 
@@ -40,7 +43,11 @@ pub struct Report {
 pub fn load_directory(config: &AgentConfig) -> Result<Directory, String> {
     match config.directory.kind {
         DirectoryKind::File => {
-            let path = config.directory.path.as_deref().ok_or("[directory] has no path")?;
+            let path = config
+                .directory
+                .path
+                .as_deref()
+                .ok_or("[directory] has no path")?;
             file::load(path)
         }
     }
@@ -50,7 +57,12 @@ pub fn load_ids(dir: &Path) -> Result<IdState, String> {
     let path = dir.join("ids.json");
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            format!("{}:{}:{}: {e} (refusing to sync: uids must never be reassigned)", path.display(), e.line(), e.column())
+            format!(
+                "{}:{}:{}: {e} (refusing to sync: uids must never be reassigned)",
+                path.display(),
+                e.line(),
+                e.column()
+            )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(IdState::default()),
         Err(e) => Err(format!("{}: {e}", path.display())),
@@ -66,7 +78,8 @@ pub fn load_status(dir: &Path) -> Status {
 
 /// Runs one sync under the state lock and records the outcome in status.json.
 pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, String> {
-    publish::ensure_state_dir(&paths.state_dir).map_err(|e| format!("{}: {e}", paths.state_dir.display()))?;
+    publish::ensure_state_dir(&paths.state_dir)
+        .map_err(|e| format!("{}: {e}", paths.state_dir.display()))?;
     let _lock = StateLock::acquire(&paths.state_dir).map_err(|e| format!("lock: {e}"))?;
     let previous_status = load_status(&paths.state_dir);
     let result = sync_locked(config, paths, force);
@@ -78,7 +91,13 @@ pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, 
             st.last_error = None;
             st.users = r.users;
             st.groups = r.groups;
-            st.skipped = r.resolution.skipped.iter().filter(|s| s.notable).cloned().collect();
+            st.skipped = r
+                .resolution
+                .skipped
+                .iter()
+                .filter(|s| s.notable)
+                .cloned()
+                .collect();
             st.problems = r.resolution.problems.clone();
             log_news(&previous_status, &st);
         }
@@ -93,7 +112,11 @@ pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, 
 
 /// Logs skips and problems once, when they first appear, not every minute.
 fn log_news(before: &Status, now: &Status) {
-    let old: HashSet<(&str, &str)> = before.skipped.iter().map(|s| (s.id.as_str(), s.reason.as_str())).collect();
+    let old: HashSet<(&str, &str)> = before
+        .skipped
+        .iter()
+        .map(|s| (s.id.as_str(), s.reason.as_str()))
+        .collect();
     for s in &now.skipped {
         if !old.contains(&(s.id.as_str(), s.reason.as_str())) {
             tracing::warn!("skipped {} ({}): {}", s.email, s.id, s.reason);
@@ -107,8 +130,12 @@ fn log_news(before: &Status, now: &Status) {
 fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, String> {
     let dir = &paths.state_dir;
     let directory = load_directory(config)?;
-    let local = LocalAccounts::load(&paths.host_root)
-        .map_err(|e| format!("cannot read the host's {}etc/passwd or group: {e}", paths.host_root.display()))?;
+    let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
+        format!(
+            "cannot read the host's {}etc/passwd or group: {e}",
+            paths.host_root.display()
+        )
+    })?;
     let ids = load_ids(dir)?;
     let previous = std::fs::read(dir.join("snapshot")).ok();
     let previous_view = previous.as_deref().and_then(|b| match Snapshot::parse(b) {
@@ -122,19 +149,28 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
     let mut resolution = resolve::resolve(config, &directory, &local, &ids);
 
     if let Some(prev) = &previous_view {
-        check_removals(prev, &resolution, config.directory.max_removal_percent, force)?;
+        check_removals(
+            prev,
+            &resolution,
+            config.directory.max_removal_percent,
+            force,
+        )?;
     }
 
     // Unchanged content keeps its generation: readers have nothing to reload.
-    let (prev_gen, prev_synced) = previous_view.as_ref().map_or((0, 0), |s| (s.generation(), s.synced_at()));
+    let (prev_gen, prev_synced) = previous_view
+        .as_ref()
+        .map_or((0, 0), |s| (s.generation(), s.synced_at()));
     resolution.content.generation = prev_gen;
     resolution.content.synced_at = prev_synced;
-    let same = zt_snapshot::build(&resolution.content).map_err(|e| format!("cannot build snapshot: {e}"))?;
+    let same = zt_snapshot::build(&resolution.content)
+        .map_err(|e| format!("cannot build snapshot: {e}"))?;
     let changed = previous.as_deref() != Some(same.as_slice());
     let bytes = if changed {
         resolution.content.generation = prev_gen + 1;
         resolution.content.synced_at = status::now();
-        zt_snapshot::build(&resolution.content).map_err(|e| format!("cannot build snapshot: {e}"))?
+        zt_snapshot::build(&resolution.content)
+            .map_err(|e| format!("cannot build snapshot: {e}"))?
     } else {
         same
     };
@@ -145,7 +181,8 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
     // ids first: any uid a reader can see is already remembered.
     if resolution.ids != ids {
         let text = serde_json::to_vec_pretty(&resolution.ids).map_err(|e| e.to_string())?;
-        publish::write_atomic(dir, "ids.json", &text, 0o644).map_err(|e| format!("writing ids.json: {e}"))?;
+        publish::write_atomic(dir, "ids.json", &text, 0o644)
+            .map_err(|e| format!("writing ids.json: {e}"))?;
     }
     if changed {
         publish::publish_snapshot(dir, &bytes, resolution.content.generation)
@@ -172,8 +209,18 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
 /// Holds back a sync that would remove a large share of users at once (a
 /// half-broken directory export, a deleted group): the usual cause is an error,
 /// and a wrong removal locks people out everywhere.
-fn check_removals(prev: &Snapshot<'_>, next: &Resolution, max_percent: u8, force: bool) -> Result<(), String> {
-    let keep: HashSet<&[u8]> = next.content.users.iter().map(|u| u.idp_id.as_bytes()).collect();
+fn check_removals(
+    prev: &Snapshot<'_>,
+    next: &Resolution,
+    max_percent: u8,
+    force: bool,
+) -> Result<(), String> {
+    let keep: HashSet<&[u8]> = next
+        .content
+        .users
+        .iter()
+        .map(|u| u.idp_id.as_bytes())
+        .collect();
     let total = prev.user_count();
     let removed = (0..total)
         .filter_map(|i| prev.user(i).ok())

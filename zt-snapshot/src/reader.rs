@@ -17,7 +17,11 @@ pub struct FormatError {
 
 impl std::fmt::Display for FormatError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "corrupt snapshot: {} (at byte {})", self.what, self.offset)
+        write!(
+            f,
+            "corrupt snapshot: {} (at byte {})",
+            self.what, self.offset
+        )
     }
 }
 
@@ -104,7 +108,10 @@ impl<'a> Snapshot<'a> {
         }
         let file_len = read_u64(bytes, header::FILE_LEN)?;
         if file_len != bytes.len() as u64 {
-            return err("file length differs from header (truncated?)", header::FILE_LEN);
+            return err(
+                "file length differs from header (truncated?)",
+                header::FILE_LEN,
+            );
         }
         let count = read_u32(bytes, header::SECTION_COUNT)?;
         if count > format::MAX_SECTIONS {
@@ -127,7 +134,10 @@ impl<'a> Snapshot<'a> {
         };
         let table_end = format::HEADER_LEN + count as usize * format::SECTION_ENTRY_LEN;
         if table_end > bytes.len() {
-            return err("section table runs past the end of the file", header::SECTION_COUNT);
+            return err(
+                "section table runs past the end of the file",
+                header::SECTION_COUNT,
+            );
         }
         let mut seen: u32 = 0;
         for i in 0..count as usize {
@@ -138,7 +148,7 @@ impl<'a> Snapshot<'a> {
             if offset < table_end || offset.checked_add(len).is_none_or(|end| end > bytes.len()) {
                 return err("section outside the file", at);
             }
-            if offset % 8 != 0 {
+            if !offset.is_multiple_of(8) {
                 return err("section not 8-byte aligned", at);
             }
             let span = Span { offset, len };
@@ -177,12 +187,15 @@ impl<'a> Snapshot<'a> {
         if required.iter().any(|k| seen & (1 << k) == 0) {
             return err("a required section is missing", format::HEADER_LEN);
         }
-        if layout.users.len % format::USER_RECORD_LEN != 0
-            || layout.groups.len % format::GROUP_RECORD_LEN != 0
-            || layout.user_groups.len % 4 != 0
-            || layout.group_members.len % 4 != 0
+        if !layout.users.len.is_multiple_of(format::USER_RECORD_LEN)
+            || !layout.groups.len.is_multiple_of(format::GROUP_RECORD_LEN)
+            || !layout.user_groups.len.is_multiple_of(4)
+            || !layout.group_members.len.is_multiple_of(4)
         {
-            return err("section length is not a whole number of records", format::HEADER_LEN);
+            return err(
+                "section length is not a whole number of records",
+                format::HEADER_LEN,
+            );
         }
         Ok(Snapshot { bytes, layout })
     }
@@ -224,7 +237,13 @@ impl<'a> Snapshot<'a> {
         }
     }
 
-    fn u32_slice(&self, span: Span, start: u32, count: u32, at: usize) -> Result<U32List<'a>, FormatError> {
+    fn u32_slice(
+        &self,
+        span: Span,
+        start: u32,
+        count: u32,
+        at: usize,
+    ) -> Result<U32List<'a>, FormatError> {
         let start = start as usize * 4;
         let len = count as usize * 4;
         match start.checked_add(len) {
@@ -290,6 +309,9 @@ impl<'a> Snapshot<'a> {
         hash: u64,
         mut matches: impl FnMut(usize) -> Result<bool, FormatError>,
     ) -> Result<Option<usize>, FormatError> {
+        if index.len < format::INDEX_HEADER_LEN {
+            return err("hash index shorter than its header", index.offset);
+        }
         let slot_count = read_u32(self.bytes, index.offset)? as usize;
         if slot_count == 0 {
             return Ok(None);
@@ -318,7 +340,7 @@ impl<'a> Snapshot<'a> {
 
     pub fn user_by_name(&self, name: &[u8]) -> Result<Option<User<'a>>, FormatError> {
         let found = self.probe(self.layout.user_by_name, format::hash_bytes(name), |i| {
-            Ok(self.user(i)?.name == name)
+            Ok(self.user_name(i)? == name)
         })?;
         found.map(|i| self.user(i)).transpose()
     }
@@ -333,14 +355,14 @@ impl<'a> Snapshot<'a> {
     /// Emails are stored lowercase; pass a lowercase email.
     pub fn user_by_email(&self, email: &[u8]) -> Result<Option<User<'a>>, FormatError> {
         let found = self.probe(self.layout.user_by_email, format::hash_bytes(email), |i| {
-            Ok(self.user(i)?.email == email)
+            Ok(self.string(self.user_record(i)? + user::EMAIL)? == email)
         })?;
         found.map(|i| self.user(i)).transpose()
     }
 
     pub fn group_by_name(&self, name: &[u8]) -> Result<Option<Group<'a>>, FormatError> {
         let found = self.probe(self.layout.group_by_name, format::hash_bytes(name), |i| {
-            Ok(self.group(i)?.name == name)
+            Ok(self.string(self.group_record(i)? + group::NAME)? == name)
         })?;
         found.map(|i| self.group(i)).transpose()
     }
@@ -377,6 +399,11 @@ impl<'a> Snapshot<'a> {
     pub fn verify_all(&self) -> Result<(), FormatError> {
         for i in 0..self.user_count() {
             let u = self.user(i)?;
+            for field in [u.name, u.gecos, u.home, u.shell, u.email, u.idp_id] {
+                if field.contains(&0) {
+                    return err("NUL byte inside a string", i);
+                }
+            }
             if self.user_by_name(u.name)?.map(|f| f.index) != Some(i) {
                 return err("user not reachable by name", i);
             }
@@ -389,6 +416,9 @@ impl<'a> Snapshot<'a> {
         }
         for i in 0..self.group_count() {
             let g = self.group(i)?;
+            if g.name.contains(&0) || g.idp_id.contains(&0) {
+                return err("NUL byte inside a string", i);
+            }
             for m in g.members.iter() {
                 self.user_name(m as usize)?;
             }

@@ -62,10 +62,16 @@ impl std::fmt::Display for BuildError {
             BuildError::DuplicateGroupName(n) => write!(f, "two groups named {n:?}"),
             BuildError::DuplicateGid(g) => write!(f, "two groups with gid {g}"),
             BuildError::UnknownMember { group, member } => {
-                write!(f, "group {group:?} lists {member:?}, who is not a user of the snapshot")
+                write!(
+                    f,
+                    "group {group:?} lists {member:?}, who is not a user of the snapshot"
+                )
             }
             BuildError::BadString { field, value } => {
-                write!(f, "{field} {value:?} contains a byte not allowed in passwd/group fields (NUL, ':' or newline)")
+                write!(
+                    f,
+                    "{field} {value:?} contains a byte not allowed in passwd/group fields (NUL, ':' or newline)"
+                )
             }
             BuildError::TooLarge => write!(f, "snapshot would exceed 4 GiB"),
         }
@@ -77,8 +83,14 @@ impl std::error::Error for BuildError {}
 /// Characters that would corrupt a passwd/group line (getent prints them
 /// verbatim) or a C string.
 fn check_field(field: &'static str, value: &str, allow_colon: bool) -> Result<(), BuildError> {
-    if value.bytes().any(|b| b == 0 || b == b'\n' || (!allow_colon && b == b':')) {
-        return Err(BuildError::BadString { field, value: value.to_string() });
+    if value
+        .bytes()
+        .any(|b| b == 0 || b == b'\n' || (!allow_colon && b == b':'))
+    {
+        return Err(BuildError::BadString {
+            field,
+            value: value.to_string(),
+        });
     }
     Ok(())
 }
@@ -118,7 +130,8 @@ fn build_index(keys: impl Iterator<Item = u64>) -> Vec<u8> {
 
 /// Builds the snapshot bytes. Users and groups keep the order given (enumeration order).
 pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
-    if content.users.len() >= u32::MAX as usize / 2 || content.groups.len() >= u32::MAX as usize / 2 {
+    if content.users.len() >= u32::MAX as usize / 2 || content.groups.len() >= u32::MAX as usize / 2
+    {
         return Err(BuildError::TooLarge);
     }
     let mut user_index: HashMap<&str, u32> = HashMap::with_capacity(content.users.len());
@@ -159,7 +172,10 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
         let mut members = Vec::with_capacity(g.members.len());
         for m in &g.members {
             let Some(&ui) = user_index.get(m.as_str()) else {
-                return Err(BuildError::UnknownMember { group: g.name.clone(), member: m.clone() });
+                return Err(BuildError::UnknownMember {
+                    group: g.name.clone(),
+                    member: m.clone(),
+                });
             };
             if members.contains(&ui) {
                 continue;
@@ -173,7 +189,10 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
         group_members.push(members);
     }
 
-    let mut strings = Strings { bytes: Vec::new(), dedup: HashMap::new() };
+    let mut strings = Strings {
+        bytes: Vec::new(),
+        dedup: HashMap::new(),
+    };
     let mut users = Vec::with_capacity(content.users.len() * format::USER_RECORD_LEN);
     let mut ug = Vec::new();
     let mut ug_count: u32 = 0;
@@ -190,7 +209,9 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
         for &gid in list.iter() {
             put_u32(&mut ug, gid);
         }
-        ug_count = ug_count.checked_add(list.len() as u32).ok_or(BuildError::TooLarge)?;
+        ug_count = ug_count
+            .checked_add(list.len() as u32)
+            .ok_or(BuildError::TooLarge)?;
     }
     let mut groups = Vec::with_capacity(content.groups.len() * format::GROUP_RECORD_LEN);
     let mut gm = Vec::new();
@@ -205,7 +226,9 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
         for &m in members {
             put_u32(&mut gm, m);
         }
-        gm_count = gm_count.checked_add(members.len() as u32).ok_or(BuildError::TooLarge)?;
+        gm_count = gm_count
+            .checked_add(members.len() as u32)
+            .ok_or(BuildError::TooLarge)?;
     }
 
     // Users without an email get no entry in the email index.
@@ -224,15 +247,31 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
         (section::GROUP_MEMBERS, gm),
         (
             section::USER_BY_NAME,
-            build_index(content.users.iter().map(|u| format::hash_bytes(u.name.as_bytes()))),
+            build_index(
+                content
+                    .users
+                    .iter()
+                    .map(|u| format::hash_bytes(u.name.as_bytes())),
+            ),
         ),
-        (section::USER_BY_UID, build_index(content.users.iter().map(|u| format::hash_id(u.uid)))),
+        (
+            section::USER_BY_UID,
+            build_index(content.users.iter().map(|u| format::hash_id(u.uid))),
+        ),
         (section::USER_BY_EMAIL, build_sparse_index(&with_email)),
         (
             section::GROUP_BY_NAME,
-            build_index(content.groups.iter().map(|g| format::hash_bytes(g.name.as_bytes()))),
+            build_index(
+                content
+                    .groups
+                    .iter()
+                    .map(|g| format::hash_bytes(g.name.as_bytes())),
+            ),
         ),
-        (section::GROUP_BY_GID, build_index(content.groups.iter().map(|g| format::hash_id(g.gid)))),
+        (
+            section::GROUP_BY_GID,
+            build_index(content.groups.iter().map(|g| format::hash_id(g.gid))),
+        ),
         (section::STRINGS, strings.bytes),
     ];
 
@@ -241,8 +280,14 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
     let mut table = Vec::with_capacity(sections.len() * format::SECTION_ENTRY_LEN);
     for (kind, body) in &sections {
         put_u32(&mut table, *kind);
-        put_u32(&mut table, u32::try_from(offset).map_err(|_| BuildError::TooLarge)?);
-        put_u32(&mut table, u32::try_from(body.len()).map_err(|_| BuildError::TooLarge)?);
+        put_u32(
+            &mut table,
+            u32::try_from(offset).map_err(|_| BuildError::TooLarge)?,
+        );
+        put_u32(
+            &mut table,
+            u32::try_from(body.len()).map_err(|_| BuildError::TooLarge)?,
+        );
         put_u32(&mut table, 0);
         offset = (offset + body.len()).next_multiple_of(8);
     }
@@ -272,7 +317,11 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
 /// A hash index over a subset of entries: `(entry index, hash)` pairs.
 fn build_sparse_index(entries: &[(usize, u64)]) -> Vec<u8> {
     let n = entries.len();
-    let slot_count = if n == 0 { 0 } else { (n * 2).next_power_of_two() };
+    let slot_count = if n == 0 {
+        0
+    } else {
+        (n * 2).next_power_of_two()
+    };
     let mut slots = vec![(0u32, 0u32); slot_count];
     let mask = slot_count.wrapping_sub(1);
     for &(i, h) in entries {
@@ -282,7 +331,8 @@ fn build_sparse_index(entries: &[(usize, u64)]) -> Vec<u8> {
         }
         slots[s] = (format::tag_of(h), i as u32 + 1);
     }
-    let mut out = Vec::with_capacity(format::INDEX_HEADER_LEN + slot_count * format::INDEX_SLOT_LEN);
+    let mut out =
+        Vec::with_capacity(format::INDEX_HEADER_LEN + slot_count * format::INDEX_SLOT_LEN);
     put_u32(&mut out, slot_count as u32);
     put_u32(&mut out, 0);
     for (tag, entry) in slots {

@@ -52,19 +52,38 @@ fn lookups_find_what_was_written() {
     assert_eq!(s.generation(), 7);
     assert_eq!(s.synced_at(), 1_700_000_000);
     let a = s.user_by_name(b"alice").unwrap().unwrap();
-    assert_eq!((a.uid, a.gid, a.home), (1_879_048_200, 1_879_048_200, &b"/home/alice"[..]));
+    assert_eq!(
+        (a.uid, a.gid, a.home),
+        (1_879_048_200, 1_879_048_200, &b"/home/alice"[..])
+    );
     assert_eq!(a.groups.iter().collect::<Vec<_>>(), vec![2_013_265_920]);
     assert_eq!(s.user_by_uid(1_879_048_300).unwrap().unwrap().name, b"bob");
-    assert_eq!(s.user_by_email(b"bob@example.com").unwrap().unwrap().name, b"bob");
+    assert_eq!(
+        s.user_by_email(b"bob@example.com").unwrap().unwrap().name,
+        b"bob"
+    );
     assert!(s.user_by_email(b"").unwrap().is_none());
     assert!(s.user_by_name(b"Alice").unwrap().is_none());
     assert!(s.user_by_uid(0).unwrap().is_none());
     let g = s.group_by_name(b"sre").unwrap().unwrap();
-    let names: Vec<_> = g.members.iter().map(|i| s.user_name(i as usize).unwrap()).collect();
+    let names: Vec<_> = g
+        .members
+        .iter()
+        .map(|i| s.user_name(i as usize).unwrap())
+        .collect();
     assert_eq!(names, vec![&b"alice"[..], &b"bob"[..]]);
-    assert_eq!(s.group_by_gid(1_879_048_200).unwrap().unwrap().name, b"alice");
+    assert_eq!(
+        s.group_by_gid(1_879_048_200).unwrap().unwrap().name,
+        b"alice"
+    );
     // the user private group is the primary gid, not a supplementary one
-    assert!(s.user_by_name(b"carol.jones").unwrap().unwrap().groups.is_empty());
+    assert!(
+        s.user_by_name(b"carol.jones")
+            .unwrap()
+            .unwrap()
+            .groups
+            .is_empty()
+    );
 }
 
 #[test]
@@ -80,16 +99,28 @@ fn empty_snapshot_is_valid_and_finds_nothing() {
 fn writer_refuses_inconsistent_content() {
     let mut c = sample();
     c.users[1].uid = c.users[0].uid;
-    assert_eq!(build(&c), Err(zt_snapshot::BuildError::DuplicateUid(1_879_048_200)));
+    assert_eq!(
+        build(&c),
+        Err(zt_snapshot::BuildError::DuplicateUid(1_879_048_200))
+    );
     let mut c = sample();
     c.groups[0].members.push("mallory".into());
-    assert!(matches!(build(&c), Err(zt_snapshot::BuildError::UnknownMember { .. })));
+    assert!(matches!(
+        build(&c),
+        Err(zt_snapshot::BuildError::UnknownMember { .. })
+    ));
     let mut c = sample();
     c.users[0].gecos = "evil:0:0".into();
-    assert!(matches!(build(&c), Err(zt_snapshot::BuildError::BadString { .. })));
+    assert!(matches!(
+        build(&c),
+        Err(zt_snapshot::BuildError::BadString { .. })
+    ));
     let mut c = sample();
     c.users[2].home = "/home/x\nroot::0:0::/:/bin/sh".into();
-    assert!(matches!(build(&c), Err(zt_snapshot::BuildError::BadString { .. })));
+    assert!(matches!(
+        build(&c),
+        Err(zt_snapshot::BuildError::BadString { .. })
+    ));
 }
 
 #[test]
@@ -100,10 +131,16 @@ fn truncated_or_bad_headers_are_refused() {
     }
     let mut b = bytes.clone();
     b[0] = b'X';
-    assert_eq!(Snapshot::parse(&b).unwrap_err().what, "not a zt snapshot (bad magic)");
+    assert_eq!(
+        Snapshot::parse(&b).unwrap_err().what,
+        "not a zt snapshot (bad magic)"
+    );
     let mut b = bytes.clone();
     b[8] = 2; // major version 2
-    assert_eq!(Snapshot::parse(&b).unwrap_err().what, "unsupported major version");
+    assert_eq!(
+        Snapshot::parse(&b).unwrap_err().what,
+        "unsupported major version"
+    );
 }
 
 /// Every single-byte change leaves the reader answering (possibly wrongly, or with
@@ -122,7 +159,9 @@ fn every_single_byte_corruption_is_survived() {
 
 /// Call every reader entry point; the result does not matter, only that it returns.
 pub fn exercise(bytes: &[u8]) {
-    let Ok(s) = Snapshot::parse(bytes) else { return };
+    let Ok(s) = Snapshot::parse(bytes) else {
+        return;
+    };
     let _ = s.verify_all();
     for i in 0..s.user_count().min(64) {
         if let Ok(u) = s.user(i) {
@@ -151,7 +190,10 @@ fn arb_content() -> impl Strategy<Value = Content> {
             proptest::collection::btree_set("[a-z][a-z0-9._-]{0,12}", nu..=nu),
             proptest::collection::btree_set(0x7000_0000u32..0x7800_0000, nu..=nu),
             proptest::collection::btree_set("[a-z][a-z0-9_]{0,10}", ng..=ng),
-            proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..10), ng..=ng),
+            proptest::collection::vec(
+                proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
+                ng..=ng,
+            ),
             "[ -~&&[^:]]{0,20}",
         )
             .prop_map(move |(names, uids, gnames, members, gecos)| {
@@ -178,10 +220,18 @@ fn arb_content() -> impl Strategy<Value = Content> {
                         gid: 0x7800_0000 + i as u32,
                         flags: group_flags::LOGIN,
                         idp_id: format!("gid:{g}"),
-                        members: ms.iter().map(|ix| users[ix.index(users.len())].name.clone()).collect(),
+                        members: ms
+                            .iter()
+                            .map(|ix| users[ix.index(users.len())].name.clone())
+                            .collect(),
                     })
                     .collect();
-                Content { generation, synced_at: 1, users, groups }
+                Content {
+                    generation,
+                    synced_at: 1,
+                    users,
+                    groups,
+                }
             })
     })
 }

@@ -24,7 +24,11 @@ pub fn build_dir() -> PathBuf {
 
 fn artifact(name: &str) -> PathBuf {
     let p = build_dir().join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace` first (scripts/test.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` first (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -57,10 +61,18 @@ login = false
 "#;
 
 impl Host {
+    #[allow(clippy::new_without_default)] // creating a host makes temp dirs: not a Default
     pub fn new() -> Host {
         // SAFETY: geteuid has no preconditions.
-        assert_eq!(unsafe { libc::geteuid() }, 0, "end-to-end tests need root (for private mount namespaces)");
-        let dir = tempfile::Builder::new().prefix("zt-e2e-").tempdir().expect("tempdir");
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "end-to-end tests need root (for private mount namespaces)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("zt-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let root = dir.path().to_path_buf();
         for d in ["etc/zt", "var/lib/zt", "lib"] {
             std::fs::create_dir_all(root.join(d)).expect("mkdir");
@@ -75,7 +87,8 @@ impl Host {
             .collect();
         out.push_str("passwd: files zt\ngroup: files zt\n");
         std::fs::write(root.join("etc/nsswitch.conf"), out).expect("nsswitch");
-        std::fs::copy(artifact("libnss_zt.so"), root.join("lib/libnss_zt.so.2")).expect("copy module");
+        std::fs::copy(artifact("libnss_zt.so"), root.join("lib/libnss_zt.so.2"))
+            .expect("copy module");
         let host = Host { _dir: dir, root };
         host.write_config(CONFIG);
         host
@@ -86,19 +99,31 @@ impl Host {
     }
 
     pub fn write_config(&self, text: &str) {
-        std::fs::write(self.path("etc/zt/agent.toml"), text.replace("ROOT", &self.root.display().to_string()))
-            .expect("config");
+        std::fs::write(
+            self.path("etc/zt/agent.toml"),
+            text.replace("ROOT", &self.root.display().to_string()),
+        )
+        .expect("config");
     }
 
     pub fn write_directory(&self, d: &serde_json::Value) {
-        std::fs::write(self.path("etc/zt/directory.json"), serde_json::to_vec_pretty(d).expect("json"))
-            .expect("directory");
+        std::fs::write(
+            self.path("etc/zt/directory.json"),
+            serde_json::to_vec_pretty(d).expect("json"),
+        )
+        .expect("directory");
     }
 
     pub fn add_local_user(&self, name: &str, uid: u32) {
-        let mut f = std::fs::OpenOptions::new().append(true).open(self.path("etc/passwd")).expect("passwd");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.path("etc/passwd"))
+            .expect("passwd");
         writeln!(f, "{name}:x:{uid}:{uid}::/home/{name}:/bin/sh").expect("write");
-        let mut g = std::fs::OpenOptions::new().append(true).open(self.path("etc/group")).expect("group");
+        let mut g = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.path("etc/group"))
+            .expect("group");
         writeln!(g, "{name}:x:{uid}:").expect("write");
     }
 
@@ -116,7 +141,16 @@ impl Host {
              exec \"$@\""
         );
         let mut c = Command::new("unshare");
-        c.args(["-m", "--propagation", "private", "bash", "-c", &script, "zt-host"]).args(argv);
+        c.args([
+            "-m",
+            "--propagation",
+            "private",
+            "bash",
+            "-c",
+            &script,
+            "zt-host",
+        ])
+        .args(argv);
         c
     }
 
@@ -133,7 +167,11 @@ impl Host {
     pub fn agent(&self, args: &[&str]) -> Output {
         let agent = artifact("zt-agent");
         let config = self.path("etc/zt/agent.toml");
-        let mut argv = vec![agent.to_str().expect("utf8"), "--config", config.to_str().expect("utf8")];
+        let mut argv = vec![
+            agent.to_str().expect("utf8"),
+            "--config",
+            config.to_str().expect("utf8"),
+        ];
         argv.extend_from_slice(args);
         self.run(&argv)
     }
@@ -162,7 +200,11 @@ impl Host {
             .expect("spawn probe");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Probe { child, stdin, stdout }
+        Probe {
+            child,
+            stdin,
+            stdout,
+        }
     }
 
     pub fn probe_path(&self) -> PathBuf {

@@ -58,7 +58,14 @@ fn lookups_stay_correct_while_snapshots_are_republished() {
     let probe = h.probe_path();
     let hammer = std::thread::scope(|s| {
         let reader = s.spawn(|| {
-            h.run(&[probe.to_str().unwrap(), "hammer", "2", "6", "alice", allowed_file.to_str().unwrap()])
+            h.run(&[
+                probe.to_str().unwrap(),
+                "hammer",
+                "2",
+                "6",
+                "alice",
+                allowed_file.to_str().unwrap(),
+            ])
         });
         // republish, flipping between the variants, while the readers run
         let mut publishes = 0;
@@ -74,9 +81,20 @@ fn lookups_stay_correct_while_snapshots_are_republished() {
     });
     let _ = Stdio::null();
     let report = text(&hammer.stdout);
-    assert!(hammer.status.success(), "hammer died: {:?} {}", hammer.status, text(&hammer.stderr));
-    assert!(!report.contains("WRONG"), "wrong answers under republishing:\n{report}");
+    assert!(
+        hammer.status.success(),
+        "hammer died: {:?} {}",
+        hammer.status,
+        text(&hammer.stderr)
+    );
+    assert!(
+        !report.contains("WRONG"),
+        "wrong answers under republishing:\n{report}"
+    );
     for a in &allowed {
-        assert!(report.lines().any(|l| l.ends_with(a.as_str())), "answer never seen (no republish observed?): {a}\n{report}");
+        assert!(
+            report.lines().any(|l| l.ends_with(a.as_str())),
+            "answer never seen (no republish observed?): {a}\n{report}"
+        );
     }
 }

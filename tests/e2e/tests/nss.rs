@@ -22,7 +22,11 @@ fn people() -> Value {
 }
 
 fn field(line: &str, n: usize) -> String {
-    line.trim().split(':').nth(n).unwrap_or_default().to_string()
+    line.trim()
+        .split(':')
+        .nth(n)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn synced_host() -> Host {
@@ -38,18 +42,32 @@ fn directory_people_resolve_like_local_users() {
     let (rc, alice) = h.getent(&["passwd", "alice"]);
     assert_eq!(rc, 0, "getent passwd alice");
     let uid = field(&alice, 2);
-    assert_eq!(alice.trim(), format!("alice:*:{uid}:{uid}:Alice Liddell:/home/alice:/bin/bash"));
+    assert_eq!(
+        alice.trim(),
+        format!("alice:*:{uid}:{uid}:Alice Liddell:/home/alice:/bin/bash")
+    );
     let uid_n: u32 = uid.parse().unwrap();
-    assert!((1_879_048_192..=2_013_265_919).contains(&uid_n), "uid {uid_n} outside the user range");
+    assert!(
+        (1_879_048_192..=2_013_265_919).contains(&uid_n),
+        "uid {uid_n} outside the user range"
+    );
 
     let (rc, by_uid) = h.getent(&["passwd", &uid]);
     assert_eq!((rc, by_uid.clone()), (0, alice.clone()));
 
     let (rc, sre) = h.getent(&["group", "sre"]);
     assert_eq!(rc, 0);
-    assert_eq!(field(&sre, 3), "alice,bob", "nested member bob through On call: {sre}");
+    assert_eq!(
+        field(&sre, 3),
+        "alice,bob",
+        "nested member bob through On call: {sre}"
+    );
     let (_, dev) = h.getent(&["group", "developers"]);
-    assert_eq!(field(&dev, 3), "alice", "dave is not a login member, so not listed: {dev}");
+    assert_eq!(
+        field(&dev, 3),
+        "alice",
+        "dave is not a login member, so not listed: {dev}"
+    );
     let (rc, upg) = h.getent(&["group", "alice"]);
     assert_eq!((rc, field(&upg, 2)), (0, uid.clone()), "user private group");
 
@@ -57,7 +75,10 @@ fn directory_people_resolve_like_local_users() {
     let o = h.run(&["id", "alice"]);
     let id = text(&o.stdout);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(id.contains(&format!("uid={uid}(alice) gid={uid}(alice)")), "{id}");
+    assert!(
+        id.contains(&format!("uid={uid}(alice) gid={uid}(alice)")),
+        "{id}"
+    );
     assert!(id.contains("(sre)") && id.contains("(developers)"), "{id}");
     let (_, ig) = h.getent(&["initgroups", "alice"]);
     let (_, dev_line) = h.getent(&["group", "developers"]);
@@ -78,11 +99,18 @@ fn enumeration_lists_directory_users_after_local_ones() {
     assert_eq!(rc, 0);
     let names: Vec<String> = all.lines().map(|l| field(l, 0)).collect();
     assert_eq!(names.first().map(String::as_str), Some("root"));
-    let zt: Vec<&str> = names.iter().map(String::as_str).filter(|n| ["alice", "bob"].contains(n)).collect();
+    let zt: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| ["alice", "bob"].contains(n))
+        .collect();
     assert_eq!(zt, ["alice", "bob"]);
     let (_, groups) = h.getent(&["group"]);
     for g in ["sre", "developers", "alice", "bob"] {
-        assert!(groups.lines().any(|l| field(l, 0) == g), "group {g} not enumerated");
+        assert!(
+            groups.lines().any(|l| field(l, 0) == g),
+            "group {g} not enumerated"
+        );
     }
 }
 
@@ -90,7 +118,11 @@ fn enumeration_lists_directory_users_after_local_ones() {
 fn unknown_disabled_and_non_login_people_do_not_exist() {
     let h = synced_host();
     for name in ["nosuchuser", "carol.jones", "dave"] {
-        assert_eq!(h.getent(&["passwd", name]).0, 2, "{name} should be unknown (exit 2)");
+        assert_eq!(
+            h.getent(&["passwd", name]).0,
+            2,
+            "{name} should be unknown (exit 2)"
+        );
     }
     // "root" from the directory never shadows the real root
     let (_, root) = h.getent(&["passwd", "root"]);
@@ -108,9 +140,16 @@ fn a_local_user_beats_a_directory_user_of_the_same_name() {
     assert_eq!(field(&alice, 2), "4242", "{alice}");
     let o = h.agent(&["lookup", "alice@example.com"]);
     let said = text(&o.stdout);
-    assert!(said.contains("name \"alice\" collides with local user"), "{said}");
+    assert!(
+        said.contains("name \"alice\" collides with local user"),
+        "{said}"
+    );
     let o = h.agent(&["status"]);
-    assert!(text(&o.stdout).contains("collides with local user"), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("collides with local user"),
+        "{}",
+        text(&o.stdout)
+    );
 }
 
 #[test]
@@ -119,13 +158,22 @@ fn removal_reaches_a_long_running_process_on_its_next_lookup() {
     let mut p = h.probe();
     let alice = p.ask("pw alice");
     let bob = p.ask("pw bob");
-    assert!(alice.starts_with("pw alice:") && bob.starts_with("pw bob:"), "{alice} / {bob}");
+    assert!(
+        alice.starts_with("pw alice:") && bob.starts_with("pw bob:"),
+        "{alice} / {bob}"
+    );
     let groups_before = p.ask("groups alice");
 
     // bob leaves the company; erin joins
     let mut d = people();
-    d["users"].as_array_mut().unwrap().retain(|u| u["id"] != "u-bob");
-    d["users"].as_array_mut().unwrap().push(json!({"id": "u-erin", "email": "erin@example.com", "display_name": "Erin"}));
+    d["users"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|u| u["id"] != "u-bob");
+    d["users"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "u-erin", "email": "erin@example.com", "display_name": "Erin"}));
     for g in d["groups"].as_array_mut().unwrap() {
         let is_sre = g["id"] == "g-sre";
         let m = g["members"].as_array_mut().unwrap();
@@ -138,7 +186,11 @@ fn removal_reaches_a_long_running_process_on_its_next_lookup() {
     h.sync();
 
     assert_eq!(p.ask("pw bob"), "pw notfound");
-    assert_eq!(p.ask("pw alice"), alice, "alice unchanged in the same process");
+    assert_eq!(
+        p.ask("pw alice"),
+        alice,
+        "alice unchanged in the same process"
+    );
     assert!(p.ask("pw erin").starts_with("pw erin:"));
     assert_eq!(p.ask("groups alice"), groups_before);
     let sre = p.ask("gr sre");
@@ -161,7 +213,10 @@ fn without_a_snapshot_local_users_resolve_and_directory_lookups_fail_fast() {
     let o = h.run(&["id", "root"]);
     assert!(o.status.success());
     // liveness, not speed: a missing snapshot must never make lookups wait
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "lookups hung");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "lookups hung"
+    );
 
     // a running process notices the deletion at its next periodic check (5 s)
     std::thread::sleep(std::time::Duration::from_millis(5500));
@@ -175,25 +230,48 @@ fn a_bad_directory_or_config_keeps_the_last_good_snapshot() {
     let h = synced_host();
     let before = std::fs::read(h.path("var/lib/zt/snapshot")).unwrap();
 
-    std::fs::write(h.path("etc/zt/directory.json"), "{\"users\": [ {\"id\": \"u-x\", \"emial\": 1} ]}").unwrap();
+    std::fs::write(
+        h.path("etc/zt/directory.json"),
+        "{\"users\": [ {\"id\": \"u-x\", \"emial\": 1} ]}",
+    )
+    .unwrap();
     let o = h.agent(&["sync", "--once"]);
     assert!(!o.status.success());
     let err = text(&o.stderr);
-    assert!(err.contains("directory.json:1:") && err.contains("emial"), "{err}");
-    assert_eq!(std::fs::read(h.path("var/lib/zt/snapshot")).unwrap(), before);
+    assert!(
+        err.contains("directory.json:1:") && err.contains("emial"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(h.path("var/lib/zt/snapshot")).unwrap(),
+        before
+    );
     assert_eq!(h.getent(&["passwd", "alice"]).0, 0);
     let st = h.agent(&["status"]);
     assert!(!st.status.success(), "status reports the failure");
-    assert!(text(&st.stdout).contains("last sync: FAILED"), "{}", text(&st.stdout));
+    assert!(
+        text(&st.stdout).contains("last sync: FAILED"),
+        "{}",
+        text(&st.stdout)
+    );
 
     h.write_directory(&people());
-    std::fs::write(h.path("etc/zt/agent.toml"), "[directory]\nkind = \"file\"\npath = \"/x\"\nsync_intervall = \"1m\"\n")
-        .unwrap();
+    std::fs::write(
+        h.path("etc/zt/agent.toml"),
+        "[directory]\nkind = \"file\"\npath = \"/x\"\nsync_intervall = \"1m\"\n",
+    )
+    .unwrap();
     let o = h.agent(&["sync", "--once"]);
     assert_eq!(o.status.code(), Some(78));
     let err = text(&o.stderr);
-    assert!(err.contains("agent.toml:4:1") && err.contains("sync_intervall"), "{err}");
-    assert_eq!(std::fs::read(h.path("var/lib/zt/snapshot")).unwrap(), before);
+    assert!(
+        err.contains("agent.toml:4:1") && err.contains("sync_intervall"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(h.path("var/lib/zt/snapshot")).unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -201,16 +279,29 @@ fn a_mass_removal_is_held_back_unless_forced() {
     let h = Host::new();
     let mut d = json!({"users": [], "groups": [{"id": "g-sre", "name": "SRE", "members": []}]});
     for i in 0..10 {
-        d["users"].as_array_mut().unwrap().push(json!({"id": format!("u-{i}"), "email": format!("user{i}@example.com")}));
-        d["groups"][0]["members"].as_array_mut().unwrap().push(json!(format!("u-{i}")));
+        d["users"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": format!("u-{i}"), "email": format!("user{i}@example.com")}));
+        d["groups"][0]["members"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(format!("u-{i}")));
     }
     h.write_directory(&d);
     h.sync();
-    d["groups"][0]["members"].as_array_mut().unwrap().truncate(3);
+    d["groups"][0]["members"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(3);
     h.write_directory(&d);
     let o = h.agent(&["sync", "--once"]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("would remove 7 of 10 users"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("would remove 7 of 10 users"),
+        "{}",
+        text(&o.stderr)
+    );
     assert_eq!(h.getent(&["passwd", "user9"]).0, 0, "still there");
     let o = h.agent(&["sync", "--once", "--force"]);
     assert!(o.status.success(), "{}", text(&o.stderr));

@@ -13,11 +13,23 @@ use crate::sync::{self, Paths};
 
 fn show(s: &Snapshot<'_>, u: &User<'_>) {
     let t = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    println!("{}:*:{}:{}:{}:{}:{}", t(u.name), u.uid, u.gid, t(u.gecos), t(u.home), t(u.shell));
+    println!(
+        "{}:*:{}:{}:{}:{}:{}",
+        t(u.name),
+        u.uid,
+        u.gid,
+        t(u.gecos),
+        t(u.home),
+        t(u.shell)
+    );
     println!("  email {}  idp id {}", t(u.email), t(u.idp_id));
     let mut groups = vec![format!("{}({})", t(u.name), u.gid)];
     for gid in u.groups.iter() {
-        let name = s.group_by_gid(gid).ok().flatten().map_or("?".into(), |g| t(g.name));
+        let name = s
+            .group_by_gid(gid)
+            .ok()
+            .flatten()
+            .map_or("?".into(), |g| t(g.name));
         groups.push(format!("{name}({gid})"));
     }
     println!("  groups {}", groups.join(" "));
@@ -53,16 +65,25 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
         println!("{key}: skipped ({}): {}", s.email, s.reason);
         return ExitCode::from(2);
     }
-    let dry_run = AgentConfig::load(config_path).map_err(|e| e.to_string()).and_then(|c| {
-        let d = sync::load_directory(&c)?;
-        let ids = sync::load_ids(&paths.state_dir)?;
-        Ok(resolve::resolve(&c, &d, &local, &ids))
-    });
+    let dry_run = AgentConfig::load(config_path)
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            let d = sync::load_directory(&c)?;
+            let ids = sync::load_ids(&paths.state_dir)?;
+            Ok(resolve::resolve(&c, &d, &local, &ids))
+        });
     match dry_run {
         Ok(r) => match r.skipped.iter().find(|s| matches(s, key)) {
             Some(s) => println!("{key}: skipped ({}): {}", s.email, s.reason),
-            None if r.content.users.iter().any(|u| u.name == key || u.email == key) => {
-                println!("{key}: in the directory and allowed here, but not yet in the snapshot: run `zt-agent sync --once`")
+            None if r
+                .content
+                .users
+                .iter()
+                .any(|u| u.name == key || u.email == key) =>
+            {
+                println!(
+                    "{key}: in the directory and allowed here, but not yet in the snapshot: run `zt-agent sync --once`"
+                )
             }
             None => println!("{key}: not in the directory"),
         },

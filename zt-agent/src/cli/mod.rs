@@ -13,7 +13,11 @@ use crate::config::{AgentConfig, DEFAULT_PATH};
 use crate::sync::Paths;
 
 #[derive(Parser, Debug)]
-#[command(name = "zt-agent", version, about = "Users, groups and sudo rights from your identity provider")]
+#[command(
+    name = "zt-agent",
+    version,
+    about = "Users, groups and sudo rights from your identity provider"
+)]
 struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = DEFAULT_PATH)]
@@ -50,7 +54,10 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::logging::init(cli.verbose);
-    let paths = Paths { state_dir: cli.state_dir.clone(), ..Paths::default() };
+    let paths = Paths {
+        state_dir: cli.state_dir.clone(),
+        ..Paths::default()
+    };
     match cli.command {
         Command::Run => run::run(&cli.config, &paths),
         Command::Sync { once: _, force } => {
@@ -64,7 +71,10 @@ pub fn main() -> ExitCode {
             match crate::sync::sync(&config, &paths, force) {
                 Ok(r) => {
                     let what = if r.changed { "published" } else { "unchanged" };
-                    println!("{what}: generation {}, {} users, {} groups", r.generation, r.users, r.groups);
+                    println!(
+                        "{what}: generation {}, {} users, {} groups",
+                        r.generation, r.users, r.groups
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -27,7 +27,11 @@ pub fn run(config_path: &Path, paths: &Paths) -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    tracing::info!("zt-agent {} starting, syncing every {:?}", env!("CARGO_PKG_VERSION"), config.directory.sync_interval);
+    tracing::info!(
+        "zt-agent {} starting, syncing every {:?}",
+        env!("CARGO_PKG_VERSION"),
+        config.directory.sync_interval
+    );
     loop {
         match sync::sync(&config, paths, false) {
             Ok(r) if r.changed => {}
@@ -49,7 +53,10 @@ mod tests {
     fn jitter_stays_within_ten_percent() {
         for _ in 0..100 {
             let d = super::jittered(std::time::Duration::from_secs(60));
-            assert!(d >= std::time::Duration::from_secs(54) && d <= std::time::Duration::from_secs(66), "{d:?}");
+            assert!(
+                d >= std::time::Duration::from_secs(54) && d <= std::time::Duration::from_secs(66),
+                "{d:?}"
+            );
         }
     }
 }

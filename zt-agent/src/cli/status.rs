@@ -21,7 +21,10 @@ pub fn status(paths: &Paths) -> ExitCode {
     let path = paths.state_dir.join("snapshot");
     match std::fs::read(&path) {
         Err(e) => {
-            println!("snapshot: none at {} ({e}); directory users do not resolve", path.display());
+            println!(
+                "snapshot: none at {} ({e}); directory users do not resolve",
+                path.display()
+            );
             healthy = false;
         }
         Ok(bytes) => match Snapshot::parse(&bytes) {
@@ -64,5 +67,9 @@ pub fn status(paths: &Paths) -> ExitCode {
     for p in &st.problems {
         println!("problem: {p}");
     }
-    if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

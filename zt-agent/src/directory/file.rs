@@ -5,7 +5,8 @@ use std::path::Path;
 use super::Directory;
 
 pub fn load(path: &Path) -> Result<Directory, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     parse(&text, &path.display().to_string())
 }
 
@@ -35,18 +36,29 @@ mod tests {
 
     #[test]
     fn malformed_documents_say_where() {
-        let e = parse("{\"users\": [{\"id\": \"u\", \"emial\": \"a@b\"}]}", "d.json").unwrap_err();
+        let e = parse(
+            "{\"users\": [{\"id\": \"u\", \"emial\": \"a@b\"}]}",
+            "d.json",
+        )
+        .unwrap_err();
         assert!(e.starts_with("d.json:1:") && e.contains("emial"), "{e}");
         let e = parse("{\"users\": [\n{\"id\": \"u\", \"email\": 5}]}", "d.json").unwrap_err();
         assert!(e.starts_with("d.json:2:"), "{e}");
-        let e = parse(r#"{"users": [{"id": "u", "email": "a@b"}, {"id": "u", "email": "c@d"}]}"#, "d.json")
-            .unwrap_err();
+        let e = parse(
+            r#"{"users": [{"id": "u", "email": "a@b"}, {"id": "u", "email": "c@d"}]}"#,
+            "d.json",
+        )
+        .unwrap_err();
         assert!(e.contains("more than once"), "{e}");
     }
 
     #[test]
     fn bad_created_is_reported() {
-        let d = parse(r#"{"users": [{"id": "u", "email": "a@b", "created": "yesterday"}]}"#, "d").unwrap();
+        let d = parse(
+            r#"{"users": [{"id": "u", "email": "a@b", "created": "yesterday"}]}"#,
+            "d",
+        )
+        .unwrap();
         assert!(d.users[0].created_at().is_err());
     }
 }

@@ -60,7 +60,9 @@ impl DirUser {
                 .filter(|_| s.ends_with('Z') || !s.contains(['+']))
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| Some(d.as_secs() as i64))
-                .ok_or_else(|| format!("created {s:?} is not an RFC 3339 UTC time like 2024-02-01T10:00:00Z")),
+                .ok_or_else(|| {
+                    format!("created {s:?} is not an RFC 3339 UTC time like 2024-02-01T10:00:00Z")
+                }),
         }
     }
 }
@@ -70,7 +72,12 @@ impl Directory {
     /// good snapshot): duplicate ids. Problems with single entries are not fatal.
     pub fn check(&self) -> Result<(), String> {
         let mut ids = std::collections::HashSet::new();
-        for id in self.users.iter().map(|u| &u.id).chain(self.groups.iter().map(|g| &g.id)) {
+        for id in self
+            .users
+            .iter()
+            .map(|u| &u.id)
+            .chain(self.groups.iter().map(|g| &g.id))
+        {
             if id.is_empty() {
                 return Err("an entry has an empty id".into());
             }

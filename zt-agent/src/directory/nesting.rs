@@ -21,7 +21,11 @@ pub struct Nesting<'a> {
 impl<'a> Nesting<'a> {
     pub fn new(d: &'a Directory) -> Self {
         Nesting {
-            groups: d.groups.iter().map(|g| (g.id.as_str(), g.members.as_slice())).collect(),
+            groups: d
+                .groups
+                .iter()
+                .map(|g| (g.id.as_str(), g.members.as_slice()))
+                .collect(),
             users: d.users.iter().map(|u| u.id.as_str()).collect(),
         }
     }
@@ -39,8 +43,16 @@ impl<'a> Nesting<'a> {
         out
     }
 
-    fn walk(&self, id: &'a str, path: &mut Vec<&'a str>, done: &mut BTreeSet<&'a str>, out: &mut Expansion) {
-        let Some(&members) = self.groups.get(id) else { return };
+    fn walk(
+        &self,
+        id: &'a str,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+        out: &mut Expansion,
+    ) {
+        let Some(&members) = self.groups.get(id) else {
+            return;
+        };
         path.push(id);
         for m in members.iter() {
             let m = m.as_str();
@@ -48,14 +60,18 @@ impl<'a> Nesting<'a> {
                 out.users.insert(m.to_string());
             } else if self.groups.contains_key(m) {
                 if path.contains(&m) {
-                    let mut cycle: Vec<&str> = path[path.iter().position(|p| *p == m).unwrap_or(0)..].to_vec();
+                    let mut cycle: Vec<&str> =
+                        path[path.iter().position(|p| *p == m).unwrap_or(0)..].to_vec();
                     cycle.push(m);
-                    out.problems.push(format!("group cycle {} (ignored)", cycle.join(" -> ")));
+                    out.problems
+                        .push(format!("group cycle {} (ignored)", cycle.join(" -> ")));
                 } else if done.insert(m) {
                     self.walk(m, path, done, out);
                 }
             } else {
-                out.problems.push(format!("group {id:?} lists {m:?}, which is neither a user nor a group"));
+                out.problems.push(format!(
+                    "group {id:?} lists {m:?}, which is neither a user nor a group"
+                ));
             }
         }
         path.pop();
@@ -79,9 +95,22 @@ mod tests {
         .unwrap();
         let n = Nesting::new(&d);
         let e = n.expand("sre");
-        assert_eq!(e.users.iter().map(String::as_str).collect::<Vec<_>>(), ["a", "b", "c"]);
-        assert!(e.problems.iter().any(|p| p.contains("cycle sre -> oncall -> inner -> sre")), "{:?}", e.problems);
-        assert!(e.problems.iter().any(|p| p.contains("\"ghost\"")), "{:?}", e.problems);
+        assert_eq!(
+            e.users.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.contains("cycle sre -> oncall -> inner -> sre")),
+            "{:?}",
+            e.problems
+        );
+        assert!(
+            e.problems.iter().any(|p| p.contains("\"ghost\"")),
+            "{:?}",
+            e.problems
+        );
         assert_eq!(n.expand("inner").users.len(), 3);
         assert!(n.expand("nope").users.is_empty());
     }

@@ -80,23 +80,32 @@ pub fn allocate(
     in_use: &dyn Fn(u32) -> bool,
 ) -> Allocation {
     let mut sorted: Vec<&Claim<'_>> = claims.iter().collect();
-    sorted.sort_by(|a, b| (a.created.unwrap_or(i64::MAX), a.key).cmp(&(b.created.unwrap_or(i64::MAX), b.key)));
+    sorted.sort_by(|a, b| {
+        (a.created.unwrap_or(i64::MAX), a.key).cmp(&(b.created.unwrap_or(i64::MAX), b.key))
+    });
 
     let mut owner: HashMap<u32, &str> = persisted.iter().map(|(k, &v)| (v, k.as_str())).collect();
-    let mut out = Allocation { persisted: persisted.clone(), ..Default::default() };
+    let mut out = Allocation {
+        persisted: persisted.clone(),
+        ..Default::default()
+    };
 
     // 1. Ids the directory assigns itself.
     for c in sorted.iter().filter(|c| c.explicit.is_some()) {
         let id = c.explicit.unwrap_or_default();
         let refusal = if is_special(id) {
-            Some(format!("{kind} id {id} from the directory is reserved for the system"))
+            Some(format!(
+                "{kind} id {id} from the directory is reserved for the system"
+            ))
         } else if in_use(id) {
-            Some(format!("{kind} id {id} from the directory is used by a local account"))
+            Some(format!(
+                "{kind} id {id} from the directory is used by a local account"
+            ))
         } else {
             match owner.get(&id) {
-                Some(&other) if other != c.key => {
-                    Some(format!("{kind} id {id} from the directory already belongs to {other}"))
-                }
+                Some(&other) if other != c.key => Some(format!(
+                    "{kind} id {id} from the directory already belongs to {other}"
+                )),
                 _ => None,
             }
         };
@@ -124,7 +133,10 @@ pub fn allocate(
         }
     }
     // 3. Newcomers, oldest first, each taking its first free candidate.
-    for c in sorted.iter().filter(|c| c.explicit.is_none() && !persisted.contains_key(c.key)) {
+    for c in sorted
+        .iter()
+        .filter(|c| c.explicit.is_none() && !persisted.contains_key(c.key))
+    {
         let free = (0..MAX_PROBES)
             .map(|n| candidate(kind, c.key, n, range))
             .find(|id| !is_special(*id) && !in_use(*id) && !owner.contains_key(id));
@@ -134,7 +146,10 @@ pub fn allocate(
                 out.granted.insert(c.key.to_string(), id);
             }
             None => {
-                out.refused.insert(c.key.to_string(), format!("no free {kind} id after {MAX_PROBES} candidates"));
+                out.refused.insert(
+                    c.key.to_string(),
+                    format!("no free {kind} id after {MAX_PROBES} candidates"),
+                );
             }
         }
     }
@@ -149,7 +164,11 @@ mod tests {
     use super::*;
 
     fn claim(key: &str, created: i64) -> Claim<'_> {
-        Claim { key, created: Some(created), explicit: None }
+        Claim {
+            key,
+            created: Some(created),
+            explicit: None,
+        }
     }
 
     fn none(_: u32) -> bool {
@@ -158,13 +177,21 @@ mod tests {
 
     #[test]
     fn same_answer_whatever_the_input_order() {
-        let a = [claim("u-1", 10), claim("u-2", 20), claim("u-3", 30), claim("u-4", 5)];
+        let a = [
+            claim("u-1", 10),
+            claim("u-2", 20),
+            claim("u-3", 30),
+            claim("u-4", 5),
+        ];
         let mut b = a.to_vec();
         b.reverse();
         let empty = BTreeMap::new();
         // a tiny range forces collisions, which is where order could matter
         let r = 5000..=5003;
-        assert_eq!(allocate("user", &a, &r, &empty, &none), allocate("user", &b, &r, &empty, &none));
+        assert_eq!(
+            allocate("user", &a, &r, &empty, &none),
+            allocate("user", &b, &r, &empty, &none)
+        );
         let big = allocate("user", &a, &USER_IDS, &empty, &none);
         assert_eq!(big, allocate("user", &b, &USER_IDS, &empty, &none));
         assert!(big.granted.values().all(|id| USER_IDS.contains(id)));
@@ -174,7 +201,13 @@ mod tests {
     fn the_older_account_keeps_a_contested_slot() {
         // with a one-slot range both want 7000: the older one gets it
         let r = 7000..=7000;
-        let out = allocate("user", &[claim("young", 20), claim("old", 10)], &r, &BTreeMap::new(), &none);
+        let out = allocate(
+            "user",
+            &[claim("young", 20), claim("old", 10)],
+            &r,
+            &BTreeMap::new(),
+            &none,
+        );
         assert_eq!(out.granted.get("old"), Some(&7000));
         assert!(out.refused.contains_key("young"));
     }
@@ -189,8 +222,13 @@ mod tests {
             .map(|i| format!("c{i}"))
             .find(|k| candidate("user", k, 0, &r) == bob)
             .unwrap();
-        let second =
-            allocate("user", &[claim("bob", 20), claim(&who_wants_bobs, 1)], &r, &first.persisted, &none);
+        let second = allocate(
+            "user",
+            &[claim("bob", 20), claim(&who_wants_bobs, 1)],
+            &r,
+            &first.persisted,
+            &none,
+        );
         assert_eq!(second.granted["bob"], bob);
         assert_ne!(second.granted[who_wants_bobs.as_str()], bob);
     }
@@ -225,14 +263,23 @@ mod tests {
         for i in 0..200 {
             seen.insert(candidate("user", &format!("k{i}"), 0, &r));
         }
-        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![u32::MAX - 2, u32::MAX - 1]);
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            vec![u32::MAX - 2, u32::MAX - 1]
+        );
         for i in 0..200 {
             assert!(USER_IDS.contains(&candidate("user", &format!("k{i}"), i, &USER_IDS)));
             assert!(GROUP_IDS.contains(&candidate("group", &format!("k{i}"), i, &GROUP_IDS)));
         }
         assert!(USER_IDS.end() < GROUP_IDS.start());
-        assert!(*GROUP_IDS.end() < 0x7FFE_0000, "systemd's foreign range starts at 0x7FFE0000");
-        assert!(*USER_IDS.start() > 1_879_048_191, "systemd's container range ends at 1879048191");
+        assert!(
+            *GROUP_IDS.end() < 0x7FFE_0000,
+            "systemd's foreign range starts at 0x7FFE0000"
+        );
+        assert!(
+            *USER_IDS.start() > 1_879_048_191,
+            "systemd's container range ends at 1879048191"
+        );
     }
 
     #[test]
@@ -243,7 +290,9 @@ mod tests {
         let out = allocate("user", &[c.clone()], &r, &BTreeMap::new(), &none);
         assert_eq!(out.granted["a"], 12345);
         // a local account has it
-        let out = allocate("user", &[c.clone()], &r, &BTreeMap::new(), &|id| id == 12345);
+        let out = allocate("user", &[c.clone()], &r, &BTreeMap::new(), &|id| {
+            id == 12345
+        });
         assert!(out.refused["a"].contains("local account"));
         // someone else was given it before
         let mut p = BTreeMap::new();
@@ -252,13 +301,18 @@ mod tests {
         assert!(out.refused["a"].contains("already belongs to z"));
         // system ids are refused
         c.explicit = Some(0);
-        assert!(allocate("user", &[c], &r, &BTreeMap::new(), &none).refused["a"].contains("reserved"));
+        assert!(
+            allocate("user", &[c], &r, &BTreeMap::new(), &none).refused["a"].contains("reserved")
+        );
     }
 
     #[test]
     fn ids_are_stable_across_releases() {
         // Changing the derivation would move every uid in every fleet: pin it.
-        assert_eq!(candidate("user", "u-7f3a", 0, &USER_IDS), candidate("user", "u-7f3a", 0, &USER_IDS));
+        assert_eq!(
+            candidate("user", "u-7f3a", 0, &USER_IDS),
+            candidate("user", "u-7f3a", 0, &USER_IDS)
+        );
         let pinned = candidate("user", "u-7f3a", 0, &USER_IDS);
         assert_eq!(pinned, PINNED_U7F3A, "uid derivation changed: {pinned}");
     }

@@ -9,11 +9,56 @@ use std::path::Path;
 /// host's files: well-known system accounts, and group names that carry privilege
 /// in stock configurations (Ubuntu's default sudoers still grants `%admin`).
 pub const RESERVED_NAMES: &[&str] = &[
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
-    "www-data", "backup", "list", "irc", "gnats", "nobody", "nogroup", "adm", "admin", "sudo",
-    "wheel", "staff", "shadow", "disk", "kmem", "tty", "utmp", "operator", "users", "docker", "lxd",
-    "libvirt", "kvm", "sshd", "messagebus", "syslog", "polkitd", "dialout", "video", "audio",
-    "plugdev", "netdev", "input", "render", "crontab", "ssh", "_apt", "zt",
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "nogroup",
+    "adm",
+    "admin",
+    "sudo",
+    "wheel",
+    "staff",
+    "shadow",
+    "disk",
+    "kmem",
+    "tty",
+    "utmp",
+    "operator",
+    "users",
+    "docker",
+    "lxd",
+    "libvirt",
+    "kvm",
+    "sshd",
+    "messagebus",
+    "syslog",
+    "polkitd",
+    "dialout",
+    "video",
+    "audio",
+    "plugdev",
+    "netdev",
+    "input",
+    "render",
+    "crontab",
+    "ssh",
+    "_apt",
+    "zt",
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -71,7 +116,8 @@ impl LocalAccounts {
                 && let (Ok(start), Ok(count)) = (start.parse::<u32>(), count.parse::<u32>())
                 && count > 0
             {
-                self.sub_ranges.push((start, start.saturating_add(count - 1)));
+                self.sub_ranges
+                    .push((start, start.saturating_add(count - 1)));
             }
         }
     }
@@ -92,7 +138,9 @@ impl LocalAccounts {
     /// True if a local account or subordinate range uses this id (as uid or gid:
     /// a user private group makes every uid a gid too).
     pub fn id_in_use(&self, id: u32) -> bool {
-        self.uids.contains(&id) || self.gids.contains(&id) || self.sub_ranges.iter().any(|&(a, b)| a <= id && id <= b)
+        self.uids.contains(&id)
+            || self.gids.contains(&id)
+            || self.sub_ranges.iter().any(|&(a, b)| a <= id && id <= b)
     }
 }
 
@@ -108,8 +156,14 @@ mod tests {
             "root:x:0:\nbob:x:1000:\ndevs:x:1001:bob\n",
         );
         l.add_sub_ranges("bob:100000:65536\n");
-        assert_eq!(l.name_conflict("bob").unwrap(), "name \"bob\" collides with local user");
-        assert_eq!(l.name_conflict("devs").unwrap(), "name \"devs\" collides with local group");
+        assert_eq!(
+            l.name_conflict("bob").unwrap(),
+            "name \"bob\" collides with local user"
+        );
+        assert_eq!(
+            l.name_conflict("devs").unwrap(),
+            "name \"devs\" collides with local group"
+        );
         assert!(l.name_conflict("admin").unwrap().contains("reserved"));
         assert!(l.name_conflict("systemd-network").is_some());
         assert!(l.name_conflict("alice").is_none());

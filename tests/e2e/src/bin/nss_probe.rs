@@ -46,10 +46,20 @@ fn getpw(name: Option<&str>, uid: Option<u32>) -> String {
             (Some(n), _) => {
                 let c = CString::new(n).unwrap_or_default();
                 // SAFETY: valid pointers to our own buffers for the duration of the call.
-                unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) }
+                unsafe {
+                    libc::getpwnam_r(
+                        c.as_ptr(),
+                        &mut pw,
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        &mut res,
+                    )
+                }
             }
             // SAFETY: as above.
-            (None, Some(u)) => unsafe { libc::getpwuid_r(u, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) },
+            (None, Some(u)) => unsafe {
+                libc::getpwuid_r(u, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res)
+            },
             _ => return "pw error usage".into(),
         };
         if rc == libc::ERANGE {
@@ -72,7 +82,15 @@ fn getgr(name: &str) -> String {
         let mut gr: libc::group = unsafe { std::mem::zeroed() };
         let mut res: *mut libc::group = std::ptr::null_mut();
         // SAFETY: valid pointers to our own buffers.
-        let rc = unsafe { libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut res) };
+        let rc = unsafe {
+            libc::getgrnam_r(
+                c.as_ptr(),
+                &mut gr,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut res,
+            )
+        };
         if rc == libc::ERANGE {
             buf.resize(buf.len() * 2, 0);
             continue;
@@ -92,14 +110,24 @@ fn getgr(name: &str) -> String {
                 p = p.add(1);
             }
         }
-        return format!("gr {}:{}:{}:{}", field(gr.gr_name), field(gr.gr_passwd), gr.gr_gid, members.join(","));
+        return format!(
+            "gr {}:{}:{}:{}",
+            field(gr.gr_name),
+            field(gr.gr_passwd),
+            gr.gr_gid,
+            members.join(",")
+        );
     }
 }
 
 fn grouplist(name: &str) -> String {
     let c = CString::new(name).unwrap_or_default();
     let base = match getpw(Some(name), None).strip_prefix("pw ") {
-        Some(line) if line.contains(':') => line.split(':').nth(3).and_then(|g| g.parse::<u32>().ok()).unwrap_or(0),
+        Some(line) if line.contains(':') => line
+            .split(':')
+            .nth(3)
+            .and_then(|g| g.parse::<u32>().ok())
+            .unwrap_or(0),
         _ => return "groups notfound".into(),
     };
     let mut n: libc::c_int = 8;
@@ -116,7 +144,13 @@ fn grouplist(name: &str) -> String {
         }
         gids.truncate(n as usize);
         gids.sort_unstable();
-        return format!("groups {}", gids.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","));
+        return format!(
+            "groups {}",
+            gids.iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
     }
 }
 
@@ -164,7 +198,11 @@ fn hammer(threads: usize, seconds: u64, name: String, allowed_file: &str) {
         }
     }
     for (answer, count) in &total {
-        let verdict = if allowed.contains(answer) { "ok" } else { "WRONG" };
+        let verdict = if allowed.contains(answer) {
+            "ok"
+        } else {
+            "WRONG"
+        };
         println!("{verdict} {count} {answer}");
     }
 }
@@ -180,7 +218,9 @@ fn main() {
             &args[5],
         ),
         _ => {
-            eprintln!("usage: nss-probe serve | nss-probe hammer THREADS SECONDS NAME ALLOWED_FILE");
+            eprintln!(
+                "usage: nss-probe serve | nss-probe hammer THREADS SECONDS NAME ALLOWED_FILE"
+            );
             std::process::exit(64);
         }
     }

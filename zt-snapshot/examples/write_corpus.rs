@@ -1,0 +1,52 @@
+//! Writes a few real snapshots as the fuzz corpus seed:
+//! `cargo run -p zt-snapshot --example write_corpus -- zt-snapshot/fuzz/corpus/snapshot_reader`
+use zt_snapshot::format::group_flags;
+use zt_snapshot::{Content, GroupEntry, UserEntry, build};
+
+fn user(name: &str, uid: u32) -> UserEntry {
+    UserEntry {
+        name: name.into(),
+        uid,
+        gid: uid,
+        gecos: format!("{name} gecos"),
+        home: format!("/home/{name}"),
+        shell: "/bin/bash".into(),
+        email: format!("{name}@example.com"),
+        idp_id: format!("id-{name}"),
+    }
+}
+
+fn main() {
+    let dir = std::env::args().nth(1).unwrap_or_else(|| "corpus".into());
+    std::fs::create_dir_all(&dir).expect("corpus dir");
+    let mut sets = vec![Content::default()];
+    for n in [1usize, 3, 12] {
+        let users: Vec<UserEntry> = (0..n)
+            .map(|i| user(&format!("u{i}"), 0x7000_0000 + i as u32))
+            .collect();
+        let mut groups = vec![GroupEntry {
+            name: "sre".into(),
+            gid: 0x7800_0000,
+            flags: group_flags::LOGIN,
+            idp_id: "g-sre".into(),
+            members: users.iter().map(|u| u.name.clone()).collect(),
+        }];
+        groups.extend(users.iter().map(|u| GroupEntry {
+            name: u.name.clone(),
+            gid: u.gid,
+            flags: group_flags::USER_PRIVATE,
+            idp_id: String::new(),
+            members: vec![],
+        }));
+        sets.push(Content {
+            generation: n as u64,
+            synced_at: 1_700_000_000,
+            users,
+            groups,
+        });
+    }
+    for (i, c) in sets.iter().enumerate() {
+        let bytes = build(c).expect("build");
+        std::fs::write(format!("{dir}/seed-{i}"), bytes).expect("write");
+    }
+}
