@@ -272,3 +272,16 @@ proptest! {
         exercise(&bytes);
     }
 }
+
+/// The committed fuzz corpus (and any crash a fuzzer once found, once added
+/// there) is replayed on stable in every test run.
+#[test]
+fn fuzz_corpus_replays_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/snapshot_reader");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        exercise(&std::fs::read(entry.unwrap().path()).unwrap());
+        n += 1;
+    }
+    assert!(n >= 4, "corpus seeds missing from {}", dir.display());
+}
