@@ -46,12 +46,25 @@ pub fn write_generation(dir: &Path, generation: u64) -> std::io::Result<()> {
     }
 }
 
-/// Makes sure the state directory exists, root-owned and not writable by others.
+/// Makes sure the state directory exists and is not writable by others.
 pub fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let meta = std::fs::metadata(dir)?;
     if meta.permissions().mode() & 0o022 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+/// Removes temp files an interrupted agent left behind. Call with the
+/// `StateLock` held, or a concurrent agent's file in progress could go.
+pub fn remove_stale_temp_files(dir: &Path, _held: &StateLock) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp.") {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
     Ok(())
 }
@@ -99,6 +112,22 @@ mod tests {
             1,
             "no temp file left behind"
         );
+    }
+
+    #[test]
+    fn leftover_temp_files_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(".snapshot.tmp.123"), b"half").unwrap();
+        std::fs::write(d.path().join("snapshot"), b"keep").unwrap();
+        let lock = StateLock::acquire(d.path()).unwrap();
+        remove_stale_temp_files(d.path(), &lock).unwrap();
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let mut left: Vec<_> = left.into_iter().filter(|n| n != "lock").collect();
+        left.sort();
+        assert_eq!(left, ["snapshot"]);
     }
 
     #[test]

@@ -80,7 +80,10 @@ pub fn load_status(dir: &Path) -> Status {
 pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, String> {
     publish::ensure_state_dir(&paths.state_dir)
         .map_err(|e| format!("{}: {e}", paths.state_dir.display()))?;
-    let _lock = StateLock::acquire(&paths.state_dir).map_err(|e| format!("lock: {e}"))?;
+    let lock = StateLock::acquire(&paths.state_dir).map_err(|e| format!("lock: {e}"))?;
+    if let Err(e) = publish::remove_stale_temp_files(&paths.state_dir, &lock) {
+        tracing::warn!("cannot clean {}: {e}", paths.state_dir.display());
+    }
     let previous_status = load_status(&paths.state_dir);
     let result = sync_locked(config, paths, force);
     let mut st = previous_status.clone();

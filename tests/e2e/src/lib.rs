@@ -154,6 +154,23 @@ impl Host {
         c
     }
 
+    /// Starts a command inside the host without waiting (the caller ends it by pid).
+    pub fn spawn(&self, argv: &[&str]) -> Child {
+        self.command(argv)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    }
+
+    pub fn agent_argv(&self) -> Vec<String> {
+        vec![
+            artifact("zt-agent").display().to_string(),
+            "--config".into(),
+            self.path("etc/zt/agent.toml").display().to_string(),
+        ]
+    }
+
     /// Runs a command inside the host and waits for it.
     pub fn run(&self, argv: &[&str]) -> Output {
         self.command(argv).output().expect("unshare")
