@@ -297,7 +297,6 @@ pub fn resolve(
         .collect();
 
     // 4. Directory groups: a name clash with the host is skipped, never shadowed.
-    let user_uids: HashSet<u32> = users.iter().map(|u| u.uid).collect();
     let mut group_claims = Vec::new();
     let mut usable: Vec<&(usize, BTreeSet<String>)> = Vec::new();
     for entry in &group_members {
@@ -314,9 +313,14 @@ pub fn resolve(
             explicit: None,
         });
     }
-    let groups_in_use = |id: u32| {
-        local.id_in_use(id) || user_uids.contains(&id) || uids.persisted.values().any(|&u| u == id)
-    };
+    // every uid ever handed out, departed people's too: their private group's gid
+    let all_uids: HashSet<u32> = uids
+        .persisted
+        .values()
+        .chain(uids.granted.values())
+        .copied()
+        .collect();
+    let groups_in_use = |id: u32| local.id_in_use(id) || all_uids.contains(&id);
     let gids = idmap::allocate(
         "group",
         &group_claims,
