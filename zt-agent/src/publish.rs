@@ -46,6 +46,12 @@ pub fn write_generation(dir: &Path, generation: u64) -> std::io::Result<()> {
     }
 }
 
+/// The generation last announced, if the generation file is readable.
+pub fn read_generation(dir: &Path) -> Option<u64> {
+    let bytes = std::fs::read(dir.join("generation")).ok()?;
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
 /// Makes sure the state directory exists and is not writable by others.
 pub fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;

@@ -170,7 +170,10 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
         .map_err(|e| format!("cannot build snapshot: {e}"))?;
     let changed = previous.as_deref() != Some(same.as_slice());
     let bytes = if changed {
-        resolution.content.generation = prev_gen + 1;
+        // never reuse a generation readers may have acted on, even if the
+        // snapshot it belonged to is now unreadable
+        let announced = publish::read_generation(dir).unwrap_or(0);
+        resolution.content.generation = prev_gen.max(announced) + 1;
         resolution.content.synced_at = status::now();
         zt_snapshot::build(&resolution.content)
             .map_err(|e| format!("cannot build snapshot: {e}"))?

@@ -68,6 +68,8 @@ fn directory_people_resolve_like_local_users() {
         "alice",
         "dave is not a login member, so not listed: {dev}"
     );
+    let (rc, by_gid) = h.getent(&["group", &field(&sre, 2)]);
+    assert_eq!((rc, by_gid), (0, sre.clone()), "getent group <gid>");
     let (rc, upg) = h.getent(&["group", "alice"]);
     assert_eq!((rc, field(&upg, 2)), (0, uid.clone()), "user private group");
 
@@ -320,4 +322,93 @@ fn the_same_directory_gives_the_same_ids_on_every_host() {
         assert_eq!(a.getent(&["passwd", name]).1, b.getent(&["passwd", name]).1);
     }
     assert_eq!(a.getent(&["group", "sre"]).1, b.getent(&["group", "sre"]).1);
+}
+
+#[test]
+fn a_corrupt_or_untrusted_snapshot_is_refused_and_local_users_still_resolve() {
+    let h = synced_host();
+    let snap = h.path("var/lib/zt/snapshot");
+    let good = std::fs::read(&snap).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+
+    // anyone able to write the snapshot could invent users: refuse it
+    std::fs::set_permissions(&snap, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(
+        h.getent(&["passwd", "alice"]).0,
+        2,
+        "group/world-writable snapshot refused"
+    );
+    std::fs::set_permissions(&snap, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&snap, Some(65534), None).unwrap();
+    assert_eq!(
+        h.getent(&["passwd", "alice"]).0,
+        2,
+        "snapshot not owned by root refused"
+    );
+    std::os::unix::fs::chown(&snap, Some(0), None).unwrap();
+    assert_eq!(h.getent(&["passwd", "alice"]).0, 0);
+
+    // garbage in the snapshot: directory lookups fail, nothing crashes
+    let mut bad = good.clone();
+    for b in bad.iter_mut().skip(64).step_by(7) {
+        *b = b.wrapping_mul(31).wrapping_add(7);
+    }
+    for (what, bytes) in [
+        ("truncated", &good[..good.len() / 2]),
+        ("scrambled", &bad[..]),
+        ("empty", &[][..]),
+    ] {
+        std::fs::write(&snap, bytes).unwrap();
+        let (rc, _) = h.getent(&["passwd", "alice"]);
+        assert!(rc == 2, "{what}: getent exit {rc}");
+        let o = h.run(&["id", "root"]);
+        assert!(o.status.success(), "{what}: local users must still resolve");
+        let (rc, _) = h.getent(&["group"]);
+        assert!(
+            rc == 0 || rc == 2,
+            "{what}: enumeration must not crash (exit {rc})"
+        );
+    }
+    // the agent notices and replaces it at the next sync
+    let o = h.agent(&["sync", "--once"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("unreadable and will be replaced"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(h.getent(&["passwd", "alice"]).0, 0);
+}
+
+#[test]
+fn generations_only_go_up_even_after_an_unreadable_snapshot() {
+    let h = synced_host();
+    let generation = || {
+        u64::from_le_bytes(
+            std::fs::read(h.path("var/lib/zt/generation")).unwrap()[..8]
+                .try_into()
+                .unwrap(),
+        )
+    };
+    let mut p = h.probe();
+    assert!(p.ask("pw bob").starts_with("pw bob:"));
+    let g1 = generation();
+    std::fs::write(h.path("var/lib/zt/snapshot"), b"garbage").unwrap();
+    let mut d = people();
+    d["users"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|u| u["id"] != "u-bob");
+    h.write_directory(&d);
+    h.sync();
+    assert!(
+        generation() > g1,
+        "generation went from {g1} to {}",
+        generation()
+    );
+    assert_eq!(
+        p.ask("pw bob"),
+        "pw notfound",
+        "the running process picked up the new snapshot at once"
+    );
 }

@@ -29,7 +29,7 @@ pub fn status(paths: &Paths) -> ExitCode {
         }
         Ok(bytes) => match Snapshot::parse(&bytes) {
             Ok(s) => println!(
-                "snapshot: generation {}, {} users, {} groups, content from a sync {}",
+                "snapshot: generation {}, {} users, {} groups, content last changed {}",
                 s.generation(),
                 s.user_count(),
                 s.group_count(),
