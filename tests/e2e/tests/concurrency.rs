@@ -98,3 +98,16 @@ fn lookups_stay_correct_while_snapshots_are_republished() {
         );
     }
 }
+
+#[test]
+fn a_child_forked_while_threads_resolve_never_hangs() {
+    let h = Host::new();
+    h.write_config(CONFIG_WITH_OPS);
+    h.write_directory(&directory("b"));
+    h.sync();
+    let probe = h.probe_path();
+    let o = h.run(&[probe.to_str().unwrap(), "forks", "200", "alice"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{} {}", out, text(&o.stderr));
+    assert_eq!(out.trim(), "forks ok=200 hung=0 failed=0");
+}

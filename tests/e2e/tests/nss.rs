@@ -412,3 +412,57 @@ fn generations_only_go_up_even_after_an_unreadable_snapshot() {
         "the running process picked up the new snapshot at once"
     );
 }
+
+#[test]
+fn small_buffers_get_erange_and_big_groups_come_through_whole() {
+    let h = Host::new();
+    let mut d = json!({"users": [], "groups": [{"id": "g-sre", "name": "SRE", "members": []}]});
+    for i in 0..300 {
+        d["users"].as_array_mut().unwrap().push(
+            json!({"id": format!("u-{i}"), "email": format!("member.number{i:03}@example.com")}),
+        );
+        d["groups"][0]["members"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(format!("u-{i}")));
+    }
+    h.write_directory(&d);
+    h.sync();
+    // glibc starts getgrnam with a 1 KiB buffer: 300 members need ERANGE and retries
+    let (rc, sre) = h.getent(&["group", "sre"]);
+    assert_eq!(rc, 0);
+    assert_eq!(field(&sre, 3).split(',').count(), 300, "all members listed");
+    // ERANGE must come from zt, not from files: a buffer roomy enough for every
+    // /etc/passwd line, too small for this person's long gecos
+    let longest_local = std::fs::read_to_string(h.path("etc/passwd"))
+        .unwrap()
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap();
+    let gecos = "G".repeat(longest_local + 400);
+    d["users"][7]["display_name"] = json!(gecos);
+    h.write_directory(&d);
+    h.sync();
+    let mut p = h.probe();
+    let line = p.ask("pw member.number007");
+    assert!(line.contains(&gecos), "{line}");
+    let roomy_for_files = longest_local + 64;
+    assert_eq!(
+        p.ask(&format!("pwbuf {roomy_for_files} member.number007")),
+        format!("rc={} found=false", libc_erange())
+    );
+    assert_eq!(
+        p.ask(&format!("pwbuf {} member.number007", line.len() + 8)),
+        "rc=0 found=true"
+    );
+    assert_eq!(
+        p.ask(&format!("pwbuf {roomy_for_files} nosuchuser")),
+        "rc=0 found=false",
+        "a miss is not ERANGE"
+    );
+}
+
+fn libc_erange() -> i32 {
+    34
+}

@@ -5,6 +5,12 @@
 //!       reads commands on stdin, one answer line each, and stays alive (a
 //!       long-running process such as sshd): `pw NAME`, `uid UID`, `gr NAME`,
 //!       `groups NAME` (getgrouplist, sorted gids).
+//!       `pwbuf SIZE NAME`: one getpwnam_r with a SIZE-byte buffer, "rc=N found=B".
+//!   nss-probe forks COUNT NAME
+//!       two threads look NAME up in a loop while the main thread forks COUNT
+//!       children; each child resolves NAME, its groups and enumerates, then
+//!       exits. A child that hangs (a lock held across fork) is killed and
+//!       reported. Prints "forks ok=N hung=H failed=F".
 //!   nss-probe hammer THREADS SECONDS NAME ALLOWED_FILE
 //!       THREADS threads call getpwnam_r and getgrouplist in a loop; every answer
 //!       must be one of the lines of ALLOWED_FILE. Prints a tally per answer.
@@ -154,6 +160,95 @@ fn grouplist(name: &str) -> String {
     }
 }
 
+/// One getpwnam_r with exactly `size` bytes of buffer: glibc's ERANGE contract.
+fn pw_with_buffer(size: usize, name: &str) -> String {
+    let c = CString::new(name).unwrap_or_default();
+    let mut buf = vec![0u8; size];
+    // SAFETY: zeroed passwd is valid; buffers are ours.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut res: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: valid pointers for the duration of the call.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut res,
+        )
+    };
+    format!("rc={rc} found={}", !res.is_null())
+}
+
+fn enumerate_count() -> usize {
+    let mut n = 0;
+    // SAFETY: the non-reentrant enumeration API, used from one thread here.
+    unsafe {
+        libc::setpwent();
+        while !libc::getpwent().is_null() {
+            n += 1;
+        }
+        libc::endpwent();
+    }
+    n
+}
+
+fn forks(count: usize, name: &str) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, name) = (stop.clone(), name.to_string());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = getpw(Some(&name), None);
+                    let _ = grouplist(&name);
+                }
+            })
+        })
+        .collect();
+    let expect = (getpw(Some(name), None), grouplist(name));
+    let (mut ok, mut hung, mut failed) = (0, 0, 0);
+    for _ in 0..count {
+        // SAFETY: fork; the child only resolves names and calls _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let good =
+                (getpw(Some(name), None), grouplist(name)) == expect && enumerate_count() > 0;
+            // SAFETY: _exit skips atexit handlers that could touch the parent's state.
+            unsafe { libc::_exit(if good { 0 } else { 1 }) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                // SAFETY: our own child, by pid.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                hung += 1;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    println!("forks ok={ok} hung={hung} failed={failed}");
+}
+
 fn serve() {
     let stdin = std::io::stdin();
     for line in stdin.lock().lines().map_while(Result::ok) {
@@ -163,6 +258,10 @@ fn serve() {
             (Some("uid"), Some(u)) => getpw(None, u.parse().ok()),
             (Some("gr"), Some(n)) => getgr(n),
             (Some("groups"), Some(n)) => grouplist(n),
+            (Some("pwbuf"), Some(rest)) => match rest.split_once(' ') {
+                Some((size, n)) => pw_with_buffer(size.parse().unwrap_or(0), n),
+                None => "error usage: pwbuf SIZE NAME".into(),
+            },
             _ => "error unknown command".into(),
         };
         println!("{answer}");
@@ -211,6 +310,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => serve(),
+        Some("forks") if args.len() == 4 => forks(args[2].parse().unwrap_or(20), &args[3]),
         Some("hammer") if args.len() == 6 => hammer(
             args[2].parse().unwrap_or(2),
             args[3].parse().unwrap_or(5),
