@@ -139,7 +139,7 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
             paths.host_root.display()
         )
     })?;
-    let ids = load_ids(dir)?;
+    let mut ids = load_ids(dir)?;
     let previous = std::fs::read(dir.join("snapshot")).ok();
     let previous_view = previous.as_deref().and_then(|b| match Snapshot::parse(b) {
         Ok(s) => Some(s),
@@ -149,6 +149,9 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
         }
     });
 
+    if let Some(prev) = &previous_view {
+        remember_published_ids(prev, &mut ids);
+    }
     let mut resolution = resolve::resolve(config, &directory, &local, &ids);
 
     if let Some(prev) = &previous_view {
@@ -210,6 +213,23 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
         groups: resolution.content.groups.len(),
         resolution,
     })
+}
+
+/// Every id the published snapshot shows is an id handed out: if ids.json was
+/// lost or is behind, take them from the snapshot so nobody's uid moves.
+fn remember_published_ids(prev: &Snapshot<'_>, ids: &mut IdState) {
+    for u in (0..prev.user_count()).filter_map(|i| prev.user(i).ok()) {
+        if let Ok(id) = std::str::from_utf8(u.idp_id) {
+            ids.users.entry(id.to_string()).or_insert(u.uid);
+        }
+    }
+    for g in (0..prev.group_count()).filter_map(|i| prev.group(i).ok()) {
+        if let Ok(id) = std::str::from_utf8(g.idp_id)
+            && !id.is_empty()
+        {
+            ids.groups.entry(id.to_string()).or_insert(g.gid);
+        }
+    }
 }
 
 /// Holds back a sync that would remove a large share of users at once (a

@@ -466,3 +466,27 @@ fn small_buffers_get_erange_and_big_groups_come_through_whole() {
 fn libc_erange() -> i32 {
     34
 }
+
+#[test]
+fn losing_ids_json_moves_nobody() {
+    let h = Host::new();
+    // alice's uid came from a directory attribute, not from the hash
+    let mut d = people();
+    d["users"][0]["uid"] = json!(50000);
+    h.write_directory(&d);
+    h.sync();
+    assert_eq!(field(&h.getent(&["passwd", "alice"]).1, 2), "50000");
+    // ids.json is lost (restored backup, careless cleanup) and the attribute
+    // is dropped in the IdP: the published snapshot still says who had what
+    std::fs::remove_file(h.path("var/lib/zt/ids.json")).unwrap();
+    h.write_directory(&people());
+    h.sync();
+    assert_eq!(
+        field(&h.getent(&["passwd", "alice"]).1, 2),
+        "50000",
+        "uid moved"
+    );
+    let ids: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.path("var/lib/zt/ids.json")).unwrap()).unwrap();
+    assert_eq!(ids["users"]["u-alice"], json!(50000));
+}
