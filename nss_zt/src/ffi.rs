@@ -45,7 +45,9 @@ static HOOK_INSTALLED: AtomicBool = AtomicBool::new(false);
 /// crate is linked as an rlib into a Rust program, that program's own panics
 /// still reach its own hook.
 fn quiet_panics() {
-    if HOOK_INSTALLED.swap(true, Ordering::AcqRel) {
+    // A plain load first: an atomic swap on every lookup would be a locked
+    // write to one cache line shared by every thread of the process.
+    if HOOK_INSTALLED.load(Ordering::Acquire) || HOOK_INSTALLED.swap(true, Ordering::AcqRel) {
         return;
     }
     let previous = std::panic::take_hook();

@@ -19,7 +19,8 @@ pub trait GidList {
     fn in_use(&self) -> usize;
     /// Entries allocated (`*size`).
     fn capacity(&self) -> usize;
-    fn contains(&self, gid: gid_t) -> bool;
+    /// The entries in use.
+    fn entries(&self) -> &[gid_t];
     /// Appends; only called when `in_use() < capacity()`.
     fn push(&mut self, gid: gid_t);
     /// Reallocates to `capacity` entries; false if the allocation failed (the
@@ -42,6 +43,13 @@ pub fn for_user(
 /// Appends `gids` to `list`, skipping the primary group, gid 0 and gids already
 /// present; doubles the list when full, never beyond `limit` when `limit > 0`,
 /// and stops adding once `limit` entries are in use.
+///
+/// Duplicate checks stay linear for sorted input (the writer stores each user's
+/// gids sorted): a gid is compared with the entries that were there before
+/// this call (glibc passes the primary group, plus what earlier modules found),
+/// and with what this call appended only when it is not above the largest gid
+/// appended so far. Unsorted input (a damaged snapshot) is still de-duplicated,
+/// just in quadratic time.
 pub fn append(
     list: &mut impl GidList,
     primary: gid_t,
@@ -49,14 +57,34 @@ pub fn append(
     limit: c_long,
 ) -> Result<(), Failure> {
     let limit = usize::try_from(limit).ok().filter(|&l| l > 0);
+    let before = list.in_use();
+    // the range of the earlier entries: most gids fall outside it (glibc's
+    // list usually holds just the primary group) and need no search there
+    let (lo, hi) = list
+        .entries()
+        .iter()
+        .fold((gid_t::MAX, gid_t::MIN), |(lo, hi), &g| {
+            (lo.min(g), hi.max(g))
+        });
+    // gid 0 is never appended (not allowed), so 0 doubles as "nothing yet"
+    let mut max_appended: gid_t = 0;
+    let stop_at = limit.unwrap_or(usize::MAX);
     for gid in gids {
-        if gid == primary || !lookup::gid_allowed(gid) || list.contains(gid) {
+        if gid == primary || !lookup::gid_allowed(gid) {
             continue;
         }
-        if limit.is_some_and(|l| list.in_use() >= l) {
+        let maybe_earlier = lo <= gid && gid <= hi;
+        let maybe_ours = gid <= max_appended;
+        if (maybe_earlier || maybe_ours)
+            && already_listed(list.entries(), before, gid, maybe_earlier, maybe_ours)
+        {
+            continue;
+        }
+        let used = list.in_use();
+        if used >= stop_at {
             break;
         }
-        if list.in_use() >= list.capacity() {
+        if used >= list.capacity() {
             let mut capacity = list.capacity().saturating_mul(2).max(1);
             if let Some(l) = limit {
                 capacity = capacity.min(l);
@@ -66,8 +94,19 @@ pub fn append(
             }
         }
         list.push(gid);
+        max_appended = max_appended.max(gid);
     }
     Ok(())
+}
+
+/// Whether `gid` is among the entries present before this call (`earlier`)
+/// or among those it appended (`ours`). Out of line: kept off the loop above,
+/// where the slice set-up alone cost more than the rest of an iteration.
+#[cold]
+#[inline(never)]
+fn already_listed(entries: &[gid_t], before: usize, gid: gid_t, earlier: bool, ours: bool) -> bool {
+    let (e, o) = entries.split_at(before.min(entries.len()));
+    (earlier && e.contains(&gid)) || (ours && o.contains(&gid))
 }
 
 /// The list glibc passed in: `*start`, `*size`, `*groupsp` (malloc'ed).
@@ -114,15 +153,6 @@ impl CallerGids {
             groups: g,
         })
     }
-
-    fn entries(&self) -> &[gid_t] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: groups is non-null when capacity > 0 (checked in new, kept by
-        // grow_to) and its first len <= capacity entries are initialised.
-        unsafe { std::slice::from_raw_parts(self.groups, self.len) }
-    }
 }
 
 impl GidList for CallerGids {
@@ -134,8 +164,13 @@ impl GidList for CallerGids {
         self.capacity
     }
 
-    fn contains(&self, gid: gid_t) -> bool {
-        self.entries().contains(&gid)
+    fn entries(&self) -> &[gid_t] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: groups is non-null when capacity > 0 (checked in new, kept by
+        // grow_to) and its first len <= capacity entries are initialised.
+        unsafe { std::slice::from_raw_parts(self.groups, self.len) }
     }
 
     fn push(&mut self, gid: gid_t) {
@@ -212,8 +247,8 @@ mod tests {
         fn capacity(&self) -> usize {
             self.capacity
         }
-        fn contains(&self, gid: gid_t) -> bool {
-            self.v.contains(&gid)
+        fn entries(&self) -> &[gid_t] {
+            &self.v
         }
         fn push(&mut self, gid: gid_t) {
             assert!(self.v.len() < self.capacity, "push beyond capacity");
@@ -236,6 +271,17 @@ mod tests {
         append(&mut l, 100, [7, 100, 8, 0, 8, 9].into_iter(), -1).unwrap();
         assert_eq!(l.v, [100, 7, 8, 9]);
         assert!(l.grows.is_empty());
+    }
+
+    #[test]
+    fn unsorted_input_is_still_deduplicated() {
+        let mut l = VecGids::new(&[100, 50], 4);
+        append(&mut l, 100, [9, 3, 9, 50, 3, 12, 7, 12, 3].into_iter(), -1).unwrap();
+        assert_eq!(l.v, [100, 50, 9, 3, 12, 7]);
+        // sorted input with repeats, and one earlier entry in the middle of it
+        let mut l = VecGids::new(&[100, 5], 2);
+        append(&mut l, 100, [1, 2, 2, 5, 6, 6, 6, 100].into_iter(), -1).unwrap();
+        assert_eq!(l.v, [100, 5, 1, 2, 6]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! host's accounts + what was handed out before -> the snapshot content, and a
 //! reason for everyone left out.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use zt_snapshot::format::group_flags;
@@ -75,8 +75,8 @@ pub fn resolve(
     let nesting = Nesting::new(dir);
 
     // Configured groups present in the directory, with their transitive members.
-    let mut group_members: Vec<(usize, BTreeSet<String>)> = Vec::new();
-    let mut may_log_in: HashSet<String> = HashSet::new();
+    let mut group_members: Vec<(usize, Vec<&str>)> = Vec::new();
+    let mut may_log_in: HashSet<&str> = HashSet::new();
     for (i, g) in config.groups.iter().enumerate() {
         let id = g.id.get_ref();
         if !nesting.contains_group(id) {
@@ -89,7 +89,7 @@ pub fn resolve(
         let e = nesting.expand(id);
         out.problems.extend(e.problems);
         if g.login {
-            may_log_in.extend(e.users.iter().cloned());
+            may_log_in.extend(e.users.iter().copied());
         }
         group_members.push((i, e.users));
     }
@@ -122,7 +122,7 @@ pub fn resolve(
             skip(None, "disabled in the directory".into(), false);
             continue;
         }
-        if !may_log_in.contains(&u.id) {
+        if !may_log_in.contains(u.id.as_str()) {
             skip(
                 None,
                 "not a member of any login group for this host".into(),
@@ -262,10 +262,10 @@ pub fn resolve(
     let mut users: Vec<UserEntry> = Vec::new();
     let mut visible: HashSet<&str> = HashSet::new();
     for c in &winners {
-        let Some(&uid) = uids.granted.get(&c.user.id) else {
+        let Some(&uid) = uids.granted.get(c.user.id.as_str()) else {
             let reason = uids
                 .refused
-                .get(&c.user.id)
+                .get(c.user.id.as_str())
                 .cloned()
                 .unwrap_or_else(|| "no uid".into());
             out.skipped.push(Skip {
@@ -298,7 +298,7 @@ pub fn resolve(
 
     // 4. Directory groups: a name clash with the host is skipped, never shadowed.
     let mut group_claims = Vec::new();
-    let mut usable: Vec<&(usize, BTreeSet<String>)> = Vec::new();
+    let mut usable: Vec<&(usize, Vec<&str>)> = Vec::new();
     for entry in &group_members {
         let g = &config.groups[entry.0];
         if let Some(why) = local.name_conflict(g.name.get_ref()) {
@@ -331,19 +331,19 @@ pub fn resolve(
     let mut groups: Vec<GroupEntry> = Vec::new();
     for (i, members) in usable {
         let g = &config.groups[*i];
-        let Some(&gid) = gids.granted.get(g.id.get_ref()) else {
+        let Some(&gid) = gids.granted.get(g.id.get_ref().as_str()) else {
             out.problems.push(format!(
                 "group {:?} left out: {}",
                 g.name.get_ref(),
                 gids.refused
-                    .get(g.id.get_ref())
+                    .get(g.id.get_ref().as_str())
                     .map_or("no gid", String::as_str)
             ));
             continue;
         };
         let mut member_names: Vec<String> = members
             .iter()
-            .filter_map(|id| id_to_name.get(id.as_str()).map(|n| n.to_string()))
+            .filter_map(|id| id_to_name.get(id).map(|n| n.to_string()))
             .collect();
         member_names.sort();
         groups.push(GroupEntry {

@@ -78,6 +78,12 @@ fn read_u32(bytes: &[u8], at: usize) -> Result<u32, FormatError> {
     }
 }
 
+/// A u32 at a constant offset of a fixed-size record (checked at compile time
+/// when `at` is a constant, as at every call site).
+fn field_u32<const N: usize>(rec: &[u8; N], at: usize) -> u32 {
+    u32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]])
+}
+
 fn read_u64(bytes: &[u8], at: usize) -> Result<u64, FormatError> {
     match at.checked_add(8).and_then(|end| bytes.get(at..end)) {
         Some(b) => {
@@ -228,13 +234,41 @@ impl<'a> Snapshot<'a> {
     }
 
     fn string(&self, at: usize) -> Result<&'a [u8], FormatError> {
-        let off = read_u32(self.bytes, at)? as usize;
-        let len = read_u32(self.bytes, at + 4)? as usize;
+        let off = read_u32(self.bytes, at)?;
+        let len = read_u32(self.bytes, at + 4)?;
+        self.string_ref(off, len, at)
+    }
+
+    /// The string a `StrRef { off, len }` read from byte `at` points to.
+    fn string_ref(&self, off: u32, len: u32, at: usize) -> Result<&'a [u8], FormatError> {
+        let (off, len) = (off as usize, len as usize);
         let s = self.layout.strings;
         match off.checked_add(len) {
             Some(end) if end <= s.len => Ok(&self.bytes[s.offset + off..s.offset + end]),
             _ => err("string outside the string section", at),
         }
+    }
+
+    /// The `N`-byte record at `at`, bounds-checked once, so its fields can be
+    /// decoded at constant offsets without further checks.
+    fn record<const N: usize>(&self, at: usize) -> Result<&'a [u8; N], FormatError> {
+        at.checked_add(N)
+            .and_then(|end| self.bytes.get(at..end))
+            .and_then(|b| <&[u8; N]>::try_from(b).ok())
+            .ok_or(FormatError {
+                what: "record outside the file",
+                offset: at,
+            })
+    }
+
+    /// The string whose `StrRef` sits at offset `field` of the record `rec` (at byte `at`).
+    fn record_string<const N: usize>(
+        &self,
+        rec: &[u8; N],
+        at: usize,
+        field: usize,
+    ) -> Result<&'a [u8], FormatError> {
+        self.string_ref(field_u32(rec, field), field_u32(rec, field + 4), at + field)
     }
 
     fn u32_slice(
@@ -255,49 +289,43 @@ impl<'a> Snapshot<'a> {
     }
 
     pub fn user(&self, index: usize) -> Result<User<'a>, FormatError> {
-        if index >= self.user_count() {
-            return err("user index out of range", self.layout.users.offset);
-        }
-        let at = self.layout.users.offset + index * format::USER_RECORD_LEN;
-        let b = self.bytes;
+        let at = self.user_record(index)?;
+        let r: &[u8; format::USER_RECORD_LEN] = self.record(at)?;
         let groups = self.u32_slice(
             self.layout.user_groups,
-            read_u32(b, at + user::GROUPS_START)?,
-            read_u32(b, at + user::GROUPS_COUNT)?,
+            field_u32(r, user::GROUPS_START),
+            field_u32(r, user::GROUPS_COUNT),
             at + user::GROUPS_START,
         )?;
         Ok(User {
             index,
-            uid: read_u32(b, at + user::UID)?,
-            gid: read_u32(b, at + user::GID)?,
-            name: self.string(at + user::NAME)?,
-            gecos: self.string(at + user::GECOS)?,
-            home: self.string(at + user::HOME)?,
-            shell: self.string(at + user::SHELL)?,
-            email: self.string(at + user::EMAIL)?,
-            idp_id: self.string(at + user::IDP_ID)?,
+            uid: field_u32(r, user::UID),
+            gid: field_u32(r, user::GID),
+            name: self.record_string(r, at, user::NAME)?,
+            gecos: self.record_string(r, at, user::GECOS)?,
+            home: self.record_string(r, at, user::HOME)?,
+            shell: self.record_string(r, at, user::SHELL)?,
+            email: self.record_string(r, at, user::EMAIL)?,
+            idp_id: self.record_string(r, at, user::IDP_ID)?,
             groups,
         })
     }
 
     pub fn group(&self, index: usize) -> Result<Group<'a>, FormatError> {
-        if index >= self.group_count() {
-            return err("group index out of range", self.layout.groups.offset);
-        }
-        let at = self.layout.groups.offset + index * format::GROUP_RECORD_LEN;
-        let b = self.bytes;
+        let at = self.group_record(index)?;
+        let r: &[u8; format::GROUP_RECORD_LEN] = self.record(at)?;
         let members = self.u32_slice(
             self.layout.group_members,
-            read_u32(b, at + group::MEMBERS_START)?,
-            read_u32(b, at + group::MEMBERS_COUNT)?,
+            field_u32(r, group::MEMBERS_START),
+            field_u32(r, group::MEMBERS_COUNT),
             at + group::MEMBERS_START,
         )?;
         Ok(Group {
             index,
-            gid: read_u32(b, at + group::GID)?,
-            flags: read_u32(b, at + group::FLAGS)?,
-            name: self.string(at + group::NAME)?,
-            idp_id: self.string(at + group::IDP_ID)?,
+            gid: field_u32(r, group::GID),
+            flags: field_u32(r, group::FLAGS),
+            name: self.record_string(r, at, group::NAME)?,
+            idp_id: self.record_string(r, at, group::IDP_ID)?,
             members,
         })
     }

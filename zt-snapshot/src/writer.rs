@@ -95,20 +95,22 @@ fn check_field(field: &'static str, value: &str, allow_colon: bool) -> Result<()
     Ok(())
 }
 
-struct Strings {
+/// The string section; each distinct string is stored once. Keys borrow from
+/// the content being built (no copy per string).
+struct Strings<'c> {
     bytes: Vec<u8>,
-    dedup: HashMap<String, (u32, u32)>,
+    dedup: HashMap<&'c str, (u32, u32)>,
 }
 
-impl Strings {
-    fn add(&mut self, s: &str) -> Result<(u32, u32), BuildError> {
+impl<'c> Strings<'c> {
+    fn add(&mut self, s: &'c str) -> Result<(u32, u32), BuildError> {
         if let Some(r) = self.dedup.get(s) {
             return Ok(*r);
         }
         let off = u32::try_from(self.bytes.len()).map_err(|_| BuildError::TooLarge)?;
         let len = u32::try_from(s.len()).map_err(|_| BuildError::TooLarge)?;
         self.bytes.extend_from_slice(s.as_bytes());
-        self.dedup.insert(s.to_string(), (off, len));
+        self.dedup.insert(s, (off, len));
         Ok((off, len))
     }
 }
@@ -160,7 +162,12 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
     // directions can never disagree.
     let mut user_groups: Vec<Vec<u32>> = vec![Vec::new(); content.users.len()];
     let mut group_members: Vec<Vec<u32>> = Vec::with_capacity(content.groups.len());
-    for g in &content.groups {
+    // member_of[user] = 1 + index of the last group that listed the user: finds
+    // a name listed twice in one group in constant time (a linear search of
+    // the members so far made a 100,000-member group cost seconds).
+    let mut member_of: Vec<u32> = vec![0; content.users.len()];
+    for (gi, g) in content.groups.iter().enumerate() {
+        let stamp = gi as u32 + 1;
         check_field("group name", &g.name, false)?;
         check_field("group idp id", &g.idp_id, true)?;
         if g.name.is_empty() || group_names.insert(g.name.as_str(), ()).is_some() {
@@ -177,9 +184,10 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
                     member: m.clone(),
                 });
             };
-            if members.contains(&ui) {
+            if member_of[ui as usize] == stamp {
                 continue;
             }
+            member_of[ui as usize] = stamp;
             members.push(ui);
             let list = &mut user_groups[ui as usize];
             if content.users[ui as usize].gid != g.gid && !list.contains(&g.gid) {
@@ -191,7 +199,7 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
 
     let mut strings = Strings {
         bytes: Vec::new(),
-        dedup: HashMap::new(),
+        dedup: HashMap::with_capacity(content.users.len() * 4 + content.groups.len() * 2),
     };
     let mut users = Vec::with_capacity(content.users.len() * format::USER_RECORD_LEN);
     let mut ug = Vec::new();

@@ -1,21 +1,21 @@
 //! Nested group expansion: which users does a group contain, directly or through
 //! groups inside it. Cycles and dangling ids are reported, not fatal.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 
 use super::Directory;
 
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Expansion {
-    /// Transitive user ids.
-    pub users: BTreeSet<String>,
+pub struct Expansion<'a> {
+    /// Transitive user ids, sorted, each once (borrowed from the directory).
+    pub users: Vec<&'a str>,
     /// Human-readable problems met on the way.
     pub problems: Vec<String>,
 }
 
 pub struct Nesting<'a> {
     groups: HashMap<&'a str, &'a [String]>,
-    users: BTreeSet<&'a str>,
+    users: HashSet<&'a str>,
 }
 
 impl<'a> Nesting<'a> {
@@ -35,11 +35,13 @@ impl<'a> Nesting<'a> {
     }
 
     /// All users inside group `id`, following nested groups.
-    pub fn expand(&self, id: &'a str) -> Expansion {
+    pub fn expand(&self, id: &'a str) -> Expansion<'a> {
         let mut out = Expansion::default();
         let mut path: Vec<&str> = Vec::new();
-        let mut done: BTreeSet<&str> = BTreeSet::new();
+        let mut done: HashSet<&str> = HashSet::new();
         self.walk(id, &mut path, &mut done, &mut out);
+        out.users.sort_unstable();
+        out.users.dedup();
         out
     }
 
@@ -47,8 +49,8 @@ impl<'a> Nesting<'a> {
         &self,
         id: &'a str,
         path: &mut Vec<&'a str>,
-        done: &mut BTreeSet<&'a str>,
-        out: &mut Expansion,
+        done: &mut HashSet<&'a str>,
+        out: &mut Expansion<'a>,
     ) {
         let Some(&members) = self.groups.get(id) else {
             return;
@@ -57,7 +59,7 @@ impl<'a> Nesting<'a> {
         for m in members.iter() {
             let m = m.as_str();
             if self.users.contains(m) {
-                out.users.insert(m.to_string());
+                out.users.push(m);
             } else if self.groups.contains_key(m) {
                 if path.contains(&m) {
                     let mut cycle: Vec<&str> =
@@ -95,10 +97,7 @@ mod tests {
         .unwrap();
         let n = Nesting::new(&d);
         let e = n.expand("sre");
-        assert_eq!(
-            e.users.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["a", "b", "c"]
-        );
+        assert_eq!(e.users, ["a", "b", "c"]);
         assert!(
             e.problems
                 .iter()

@@ -40,11 +40,11 @@ pub struct Claim<'a> {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Allocation {
-    /// key -> id for every claim granted.
-    pub granted: BTreeMap<String, u32>,
+pub struct Allocation<'a> {
+    /// key -> id for every claim granted (keys borrowed from the claims).
+    pub granted: HashMap<&'a str, u32>,
     /// key -> why no id was given.
-    pub refused: BTreeMap<String, String>,
+    pub refused: HashMap<&'a str, String>,
     /// Everything ever assigned (the persisted state to write back).
     pub persisted: BTreeMap<String, u32>,
 }
@@ -72,22 +72,23 @@ pub fn candidate(kind: &str, key: &str, attempt: u32, range: &RangeInclusive<u32
 /// Allocates ids for `claims` of one kind ("user" or "group") in `range`.
 /// `in_use` says whether an id is unavailable for reasons outside this kind
 /// (local accounts, subordinate ranges, the other kind's ids).
-pub fn allocate(
+pub fn allocate<'a>(
     kind: &str,
-    claims: &[Claim<'_>],
+    claims: &[Claim<'a>],
     range: &RangeInclusive<u32>,
     persisted: &BTreeMap<String, u32>,
     in_use: &dyn Fn(u32) -> bool,
-) -> Allocation {
-    let mut sorted: Vec<&Claim<'_>> = claims.iter().collect();
+) -> Allocation<'a> {
+    let mut sorted: Vec<&Claim<'a>> = claims.iter().collect();
     sorted.sort_by(|a, b| {
         (a.created.unwrap_or(i64::MAX), a.key).cmp(&(b.created.unwrap_or(i64::MAX), b.key))
     });
 
     let mut owner: HashMap<u32, &str> = persisted.iter().map(|(k, &v)| (v, k.as_str())).collect();
     let mut out = Allocation {
+        granted: HashMap::with_capacity(claims.len()),
+        refused: HashMap::new(),
         persisted: persisted.clone(),
-        ..Default::default()
     };
 
     // 1. Ids the directory assigns itself.
@@ -111,11 +112,11 @@ pub fn allocate(
         };
         match refusal {
             Some(why) => {
-                out.refused.insert(c.key.to_string(), why);
+                out.refused.insert(c.key, why);
             }
             None => {
                 owner.insert(id, c.key);
-                out.granted.insert(c.key.to_string(), id);
+                out.granted.insert(c.key, id);
             }
         }
     }
@@ -124,11 +125,11 @@ pub fn allocate(
         if let Some(&id) = persisted.get(c.key) {
             if in_use(id) {
                 out.refused.insert(
-                    c.key.to_string(),
+                    c.key,
                     format!("{kind} id {id} (assigned earlier) is now used by a local account"),
                 );
             } else {
-                out.granted.insert(c.key.to_string(), id);
+                out.granted.insert(c.key, id);
             }
         }
     }
@@ -143,18 +144,21 @@ pub fn allocate(
         match free {
             Some(id) => {
                 owner.insert(id, c.key);
-                out.granted.insert(c.key.to_string(), id);
+                out.granted.insert(c.key, id);
             }
             None => {
                 out.refused.insert(
-                    c.key.to_string(),
+                    c.key,
                     format!("no free {kind} id after {MAX_PROBES} candidates"),
                 );
             }
         }
     }
-    for (k, &v) in &out.granted {
-        out.persisted.insert(k.clone(), v);
+    for (&k, &v) in &out.granted {
+        // most grants are ids handed out before: no new key to copy
+        if out.persisted.get(k) != Some(&v) {
+            out.persisted.insert(k.to_string(), v);
+        }
     }
     out
 }
