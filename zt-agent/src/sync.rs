@@ -164,25 +164,27 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
     }
 
     // Unchanged content keeps its generation: readers have nothing to reload.
+    // Build once with the previous stamp, compare, and restamp if it changed.
     let (prev_gen, prev_synced) = previous_view
         .as_ref()
         .map_or((0, 0), |s| (s.generation(), s.synced_at()));
     resolution.content.generation = prev_gen;
     resolution.content.synced_at = prev_synced;
-    let same = zt_snapshot::build(&resolution.content)
+    let mut bytes = zt_snapshot::build(&resolution.content)
         .map_err(|e| format!("cannot build snapshot: {e}"))?;
-    let changed = previous.as_deref() != Some(same.as_slice());
-    let bytes = if changed {
+    let changed = previous.as_deref() != Some(bytes.as_slice());
+    if changed {
         // never reuse a generation readers may have acted on, even if the
         // snapshot it belonged to is now unreadable
         let announced = publish::read_generation(dir).unwrap_or(0);
         resolution.content.generation = prev_gen.max(announced) + 1;
         resolution.content.synced_at = status::now();
-        zt_snapshot::build(&resolution.content)
-            .map_err(|e| format!("cannot build snapshot: {e}"))?
-    } else {
-        same
-    };
+        zt_snapshot::restamp(
+            &mut bytes,
+            resolution.content.generation,
+            resolution.content.synced_at,
+        );
+    }
     Snapshot::parse(&bytes)
         .and_then(|s| s.verify_all())
         .map_err(|e| format!("refusing to publish a snapshot that does not read back: {e}"))?;

@@ -10,4 +10,4 @@ pub mod writer;
 
 pub use format::{GENERATION_PATH, SNAPSHOT_PATH};
 pub use reader::{FormatError, Group, Layout, Snapshot, User};
-pub use writer::{BuildError, Content, GroupEntry, UserEntry, build};
+pub use writer::{BuildError, Content, GroupEntry, UserEntry, build, restamp};

@@ -349,3 +349,15 @@ fn build_sparse_index(entries: &[(usize, u64)]) -> Vec<u8> {
     }
     out
 }
+
+/// Restamps built snapshot bytes with a new generation and sync time (fixed
+/// header fields, outside everything else), so a caller can compare content
+/// with the previous snapshot and publish without building twice.
+pub fn restamp(bytes: &mut [u8], generation: u64, synced_at: u64) {
+    use crate::format::header;
+    if bytes.len() >= format::HEADER_LEN {
+        bytes[header::GENERATION..header::GENERATION + 8]
+            .copy_from_slice(&generation.to_le_bytes());
+        bytes[header::SYNCED_AT..header::SYNCED_AT + 8].copy_from_slice(&synced_at.to_le_bytes());
+    }
+}

@@ -87,6 +87,16 @@ fn lookups_find_what_was_written() {
 }
 
 #[test]
+fn restamping_equals_building_with_the_new_stamp() {
+    let mut c = sample();
+    let mut bytes = build(&c).unwrap();
+    zt_snapshot::restamp(&mut bytes, 99, 1_800_000_000);
+    c.generation = 99;
+    c.synced_at = 1_800_000_000;
+    assert_eq!(bytes, build(&c).unwrap());
+}
+
+#[test]
 fn empty_snapshot_is_valid_and_finds_nothing() {
     let bytes = build(&Content::default()).unwrap();
     let s = Snapshot::parse(&bytes).unwrap();
