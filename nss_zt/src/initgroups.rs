@@ -5,7 +5,7 @@
 //! with realloc. Without this entry point glibc would enumerate every group.
 
 use std::ffi::c_long;
-use std::mem::size_of;
+use std::mem::{MaybeUninit, size_of};
 
 use libc::gid_t;
 use zt_snapshot::Snapshot;
@@ -15,17 +15,17 @@ use crate::status::Failure;
 
 /// The caller's gid list, as far as the appending logic needs it.
 pub trait GidList {
-    /// Entries in use (`*start`).
-    fn in_use(&self) -> usize;
+    /// The entries in use (`*start` of them).
+    fn entries(&self) -> &[gid_t];
     /// Entries allocated (`*size`).
     fn capacity(&self) -> usize;
-    /// The entries in use.
-    fn entries(&self) -> &[gid_t];
-    /// Appends; only called when `in_use() < capacity()`.
-    fn push(&mut self, gid: gid_t);
     /// Reallocates to `capacity` entries; false if the allocation failed (the
     /// list is then unchanged).
     fn grow_to(&mut self, capacity: usize) -> bool;
+    /// The entries in use and, after them, the allocated spare room.
+    fn parts(&mut self) -> (&[gid_t], &mut [MaybeUninit<gid_t>]);
+    /// Marks the first `n` spare entries, now written, as in use.
+    fn commit(&mut self, n: usize);
 }
 
 /// Adds `user`'s supplementary groups. NOTFOUND for an unknown user.
@@ -41,72 +41,79 @@ pub fn for_user(
 }
 
 /// Appends `gids` to `list`, skipping the primary group, gid 0 and gids already
-/// present; doubles the list when full, never beyond `limit` when `limit > 0`,
-/// and stops adding once `limit` entries are in use.
+/// present. Grows the list once, to fit everything (at least doubling, never
+/// beyond `limit` when `limit > 0`), and never fills it past `limit`.
 ///
-/// Duplicate checks stay linear for sorted input (the writer stores each user's
-/// gids sorted): a gid is compared with the entries that were there before
-/// this call (glibc passes the primary group, plus what earlier modules found),
-/// and with what this call appended only when it is not above the largest gid
-/// appended so far. Unsorted input (a damaged snapshot) is still de-duplicated,
-/// just in quadratic time.
+/// The writer stores each user's gids sorted, so the loop is built for that:
+/// a gid above the previous one and outside the range of the entries that were
+/// there before (glibc passes the primary group and what earlier modules found)
+/// is appended with no search at all. Anything else takes the out-of-line slow
+/// path, which still de-duplicates unsorted input (a damaged snapshot) correctly.
 pub fn append(
     list: &mut impl GidList,
     primary: gid_t,
-    gids: impl Iterator<Item = gid_t>,
+    gids: impl ExactSizeIterator<Item = gid_t>,
     limit: c_long,
 ) -> Result<(), Failure> {
     let limit = usize::try_from(limit).ok().filter(|&l| l > 0);
-    let before = list.in_use();
-    // the range of the earlier entries: most gids fall outside it (glibc's
-    // list usually holds just the primary group) and need no search there
+    let before = list.entries().len();
+    let room_wanted = before.saturating_add(gids.len());
+    if room_wanted > list.capacity() {
+        let mut capacity = room_wanted.max(list.capacity().saturating_mul(2));
+        if let Some(l) = limit {
+            capacity = capacity.min(l);
+        }
+        if capacity > list.capacity() && !list.grow_to(capacity) {
+            return Err(Failure::NoMem);
+        }
+    }
     let (lo, hi) = list
         .entries()
         .iter()
         .fold((gid_t::MAX, gid_t::MIN), |(lo, hi), &g| {
             (lo.min(g), hi.max(g))
         });
-    // gid 0 is never appended (not allowed), so 0 doubles as "nothing yet"
-    let mut max_appended: gid_t = 0;
-    let stop_at = limit.unwrap_or(usize::MAX);
-    for gid in gids {
-        if gid == primary || !lookup::gid_allowed(gid) {
-            continue;
-        }
-        let maybe_earlier = lo <= gid && gid <= hi;
-        let maybe_ours = gid <= max_appended;
-        if (maybe_earlier || maybe_ours)
-            && already_listed(list.entries(), before, gid, maybe_earlier, maybe_ours)
-        {
-            continue;
-        }
-        let used = list.in_use();
-        if used >= stop_at {
-            break;
-        }
-        if used >= list.capacity() {
-            let mut capacity = list.capacity().saturating_mul(2).max(1);
-            if let Some(l) = limit {
-                capacity = capacity.min(l);
+    let allowed = limit.map_or(usize::MAX, |l| l.saturating_sub(before));
+    let appended = {
+        let (entries_before, spare) = list.parts();
+        let room = spare.len().min(allowed);
+        let spare = &mut spare[..room];
+        let mut n = 0;
+        // gid 0 is never appended, so "previous = 0" also sends gid 0 to the slow path
+        let mut previous: gid_t = 0;
+        for gid in gids {
+            if n == room {
+                break;
             }
-            if !list.grow_to(capacity) {
-                return Err(Failure::NoMem);
+            let usual = gid > previous && gid != primary && (gid < lo || gid > hi);
+            if usual || keep_unusual(gid, primary, entries_before, spare, n) {
+                spare[n].write(gid);
+                n += 1;
+                previous = previous.max(gid);
             }
         }
-        list.push(gid);
-        max_appended = max_appended.max(gid);
-    }
+        n
+    };
+    list.commit(appended);
     Ok(())
 }
 
-/// Whether `gid` is among the entries present before this call (`earlier`)
-/// or among those it appended (`ours`). Out of line: kept off the loop above,
-/// where the slice set-up alone cost more than the rest of an iteration.
+/// The slow path: is `gid` (out of order, the primary, 0, or inside the range of
+/// earlier entries) one to append? Out of line, off the hot loop.
 #[cold]
 #[inline(never)]
-fn already_listed(entries: &[gid_t], before: usize, gid: gid_t, earlier: bool, ours: bool) -> bool {
-    let (e, o) = entries.split_at(before.min(entries.len()));
-    (earlier && e.contains(&gid)) || (ours && o.contains(&gid))
+fn keep_unusual(
+    gid: gid_t,
+    primary: gid_t,
+    earlier: &[gid_t],
+    ours: &[MaybeUninit<gid_t>],
+    n: usize,
+) -> bool {
+    if gid == primary || !lookup::gid_allowed(gid) || earlier.contains(&gid) {
+        return false;
+    }
+    // SAFETY: the first n spare entries were written by `append`.
+    !ours[..n].iter().any(|g| unsafe { g.assume_init() } == gid)
 }
 
 /// The list glibc passed in: `*start`, `*size`, `*groupsp` (malloc'ed).
@@ -156,10 +163,6 @@ impl CallerGids {
 }
 
 impl GidList for CallerGids {
-    fn in_use(&self) -> usize {
-        self.len
-    }
-
     fn capacity(&self) -> usize {
         self.capacity
     }
@@ -173,18 +176,29 @@ impl GidList for CallerGids {
         unsafe { std::slice::from_raw_parts(self.groups, self.len) }
     }
 
-    fn push(&mut self, gid: gid_t) {
-        if self.len >= self.capacity {
-            return;
+    fn parts(&mut self) -> (&[gid_t], &mut [MaybeUninit<gid_t>]) {
+        if self.capacity == 0 {
+            return (&[], &mut []);
         }
-        // SAFETY: len < capacity, so the slot is inside the allocation; start
-        // is valid for writes (contract of `new`) and len + 1 fits in c_long
-        // because capacity came from (or was grown within) c_long.
+        // SAFETY: groups is a live allocation of capacity entries (non-null when
+        // capacity > 0); the first len are initialised, the rest are handed out
+        // as MaybeUninit. The two slices do not overlap and both borrow self.
         unsafe {
-            self.groups.add(self.len).write(gid);
-            self.len += 1;
-            *self.start = self.len as c_long;
+            let used = std::slice::from_raw_parts(self.groups, self.len);
+            let spare = std::slice::from_raw_parts_mut(
+                self.groups.add(self.len).cast::<MaybeUninit<gid_t>>(),
+                self.capacity - self.len,
+            );
+            (used, spare)
         }
+    }
+
+    fn commit(&mut self, n: usize) {
+        let n = n.min(self.capacity - self.len);
+        self.len += n;
+        // SAFETY: start is valid for writes (contract of `new`); len <= capacity,
+        // which came from (or was grown within) a c_long.
+        unsafe { *self.start = self.len as c_long };
     }
 
     fn grow_to(&mut self, capacity: usize) -> bool {
@@ -223,44 +237,58 @@ mod tests {
 
     /// A Vec-backed list that can be told to fail allocation.
     struct VecGids {
-        v: Vec<gid_t>,
-        capacity: usize,
+        buf: Vec<MaybeUninit<gid_t>>,
+        len: usize,
         fail_alloc: bool,
         grows: Vec<usize>,
     }
 
     impl VecGids {
         fn new(initial: &[gid_t], capacity: usize) -> Self {
+            let mut buf = vec![MaybeUninit::uninit(); capacity];
+            for (slot, g) in buf.iter_mut().zip(initial) {
+                slot.write(*g);
+            }
             VecGids {
-                v: initial.to_vec(),
-                capacity,
+                buf,
+                len: initial.len(),
                 fail_alloc: false,
                 grows: vec![],
             }
         }
+
+        fn v(&self) -> Vec<gid_t> {
+            self.entries().to_vec()
+        }
     }
 
     impl GidList for VecGids {
-        fn in_use(&self) -> usize {
-            self.v.len()
-        }
         fn capacity(&self) -> usize {
-            self.capacity
+            self.buf.len()
         }
         fn entries(&self) -> &[gid_t] {
-            &self.v
+            // SAFETY: test: the first len entries were written.
+            unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<gid_t>(), self.len) }
         }
-        fn push(&mut self, gid: gid_t) {
-            assert!(self.v.len() < self.capacity, "push beyond capacity");
-            self.v.push(gid);
+        fn parts(&mut self) -> (&[gid_t], &mut [MaybeUninit<gid_t>]) {
+            let (used, spare) = self.buf.split_at_mut(self.len);
+            // SAFETY: test: the first len entries were written.
+            (
+                unsafe { std::slice::from_raw_parts(used.as_ptr().cast::<gid_t>(), used.len()) },
+                spare,
+            )
+        }
+        fn commit(&mut self, n: usize) {
+            assert!(self.len + n <= self.buf.len(), "commit beyond capacity");
+            self.len += n;
         }
         fn grow_to(&mut self, capacity: usize) -> bool {
-            assert!(capacity > self.capacity);
+            assert!(capacity > self.buf.len());
             if self.fail_alloc {
                 return false;
             }
             self.grows.push(capacity);
-            self.capacity = capacity;
+            self.buf.resize(capacity, MaybeUninit::uninit());
             true
         }
     }
@@ -269,7 +297,7 @@ mod tests {
     fn skips_primary_duplicates_and_gid_zero() {
         let mut l = VecGids::new(&[100, 7], 10);
         append(&mut l, 100, [7, 100, 8, 0, 8, 9].into_iter(), -1).unwrap();
-        assert_eq!(l.v, [100, 7, 8, 9]);
+        assert_eq!(l.v(), [100, 7, 8, 9]);
         assert!(l.grows.is_empty());
     }
 
@@ -277,50 +305,50 @@ mod tests {
     fn unsorted_input_is_still_deduplicated() {
         let mut l = VecGids::new(&[100, 50], 4);
         append(&mut l, 100, [9, 3, 9, 50, 3, 12, 7, 12, 3].into_iter(), -1).unwrap();
-        assert_eq!(l.v, [100, 50, 9, 3, 12, 7]);
+        assert_eq!(l.v(), [100, 50, 9, 3, 12, 7]);
         // sorted input with repeats, and one earlier entry in the middle of it
         let mut l = VecGids::new(&[100, 5], 2);
         append(&mut l, 100, [1, 2, 2, 5, 6, 6, 6, 100].into_iter(), -1).unwrap();
-        assert_eq!(l.v, [100, 5, 1, 2, 6]);
+        assert_eq!(l.v(), [100, 5, 1, 2, 6]);
     }
 
     #[test]
-    fn grows_by_doubling() {
+    fn grows_once_to_fit() {
         let mut l = VecGids::new(&[100], 1);
-        append(&mut l, 100, 1..=5, 0).unwrap();
-        assert_eq!(l.v, [100, 1, 2, 3, 4, 5]);
-        assert_eq!(l.grows, [2, 4, 8]);
+        append(&mut l, 100, 1..6, 0).unwrap();
+        assert_eq!(l.v(), [100, 1, 2, 3, 4, 5]);
+        assert_eq!(l.grows, [6]);
         let mut l = VecGids::new(&[], 0);
-        append(&mut l, 100, 1..=2, -1).unwrap();
+        append(&mut l, 100, 1..3, -1).unwrap();
         assert_eq!(
-            (l.v.as_slice(), l.grows.as_slice()),
-            (&[1, 2][..], &[1, 2][..])
+            (l.v().as_slice(), l.grows.as_slice()),
+            (&[1, 2][..], &[2][..])
         );
     }
 
     #[test]
     fn limit_caps_growth_and_stops_adding() {
         let mut l = VecGids::new(&[100], 2);
-        append(&mut l, 100, 1..=10, 5).unwrap();
-        assert_eq!(l.v, [100, 1, 2, 3, 4]);
-        assert_eq!(l.grows, [4, 5]);
+        append(&mut l, 100, 1..11, 5).unwrap();
+        assert_eq!(l.v(), [100, 1, 2, 3, 4]);
+        assert_eq!(l.grows, [5]);
         // Already at the limit: nothing added, no growth.
         let mut l = VecGids::new(&[100, 1], 2);
-        append(&mut l, 100, 5..=6, 2).unwrap();
-        assert_eq!(l.v, [100, 1]);
+        append(&mut l, 100, 5..7, 2).unwrap();
+        assert_eq!(l.v(), [100, 1]);
         assert!(l.grows.is_empty());
         // A caller buffer larger than the limit never fills past the limit.
         let mut l = VecGids::new(&[100], 8);
-        append(&mut l, 100, 1..=10, 3).unwrap();
-        assert_eq!(l.v, [100, 1, 2]);
+        append(&mut l, 100, 1..11, 3).unwrap();
+        assert_eq!(l.v(), [100, 1, 2]);
     }
 
     #[test]
     fn allocation_failure_is_nomem() {
         let mut l = VecGids::new(&[100], 1);
         l.fail_alloc = true;
-        assert_eq!(fail(append(&mut l, 100, 1..=3, -1)), Failure::NoMem);
-        assert_eq!(l.v, [100]);
+        assert_eq!(fail(append(&mut l, 100, 1..4, -1)), Failure::NoMem);
+        assert_eq!(l.v(), [100]);
     }
 
     #[test]
@@ -330,10 +358,10 @@ mod tests {
         let mut l = VecGids::new(&[1_500_001], 1);
         for_user(&snap, b"alice", 1_500_001, &mut l, -1).unwrap();
         // engineers, admins; never the gid-0 group alice is listed in.
-        assert_eq!(l.v, [1_500_001, 1_600_001, 1_600_002]);
+        assert_eq!(l.v(), [1_500_001, 1_600_001, 1_600_002]);
         let mut l = VecGids::new(&[1_500_002], 1);
         for_user(&snap, b"bob", 1_500_002, &mut l, -1).unwrap();
-        assert_eq!(l.v, [1_500_002, 1_600_001]);
+        assert_eq!(l.v(), [1_500_002, 1_600_001]);
         let mut l = VecGids::new(&[5], 1);
         assert_eq!(
             fail(for_user(&snap, b"nosuch", 5, &mut l, -1)),
@@ -362,7 +390,7 @@ mod tests {
             let mut l = unsafe { CallerGids::new(&mut start, &mut size, &mut groups) }.unwrap();
             append(&mut l, 42, [1, 2, 42, 3, 2].into_iter(), -1).unwrap();
         }
-        assert_eq!((start, size), (4, 4));
+        assert_eq!((start, size), (4, 6));
         // SAFETY: test: the list now holds `start` initialised gids.
         let got = unsafe { std::slice::from_raw_parts(groups, start as usize) }.to_vec();
         assert_eq!(got, [42, 1, 2, 3]);

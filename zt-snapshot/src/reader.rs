@@ -476,10 +476,13 @@ impl<'a> U32List<'a> {
         self.bytes.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = u32> + 'a {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = u32> + 'a {
+        // as_chunks: whole 4-byte arrays, so no per-element bounds checks
         self.bytes
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|c| u32::from_le_bytes(*c))
     }
 }
 
