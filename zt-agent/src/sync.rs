@@ -107,7 +107,7 @@ pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, 
         Err(e) => st.last_error = Some(e.clone()),
     }
     let text = serde_json::to_vec_pretty(&st).map_err(|e| e.to_string())?;
-    if let Err(e) = publish::write_atomic(&paths.state_dir, "status.json", &text, 0o644) {
+    if let Err(e) = publish::write_atomic(&paths.state_dir, "status.json", &text, 0o600) {
         tracing::warn!("cannot write status.json: {e}");
     }
     result
@@ -192,7 +192,7 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
     // ids first: any uid a reader can see is already remembered.
     if resolution.ids != ids {
         let text = serde_json::to_vec_pretty(&resolution.ids).map_err(|e| e.to_string())?;
-        publish::write_atomic(dir, "ids.json", &text, 0o644)
+        publish::write_atomic(dir, "ids.json", &text, 0o600)
             .map_err(|e| format!("writing ids.json: {e}"))?;
     }
     if changed {
