@@ -139,7 +139,8 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
             paths.host_root.display()
         )
     })?;
-    let mut ids = load_ids(dir)?;
+    let ids_on_disk = load_ids(dir)?;
+    let mut ids = ids_on_disk.clone();
     let previous = std::fs::read(dir.join("snapshot")).ok();
     let previous_view = previous.as_deref().and_then(|b| match Snapshot::parse(b) {
         Ok(s) => Some(s),
@@ -190,7 +191,7 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
         .map_err(|e| format!("refusing to publish a snapshot that does not read back: {e}"))?;
 
     // ids first: any uid a reader can see is already remembered.
-    if resolution.ids != ids {
+    if resolution.ids != ids_on_disk {
         let text = serde_json::to_vec_pretty(&resolution.ids).map_err(|e| e.to_string())?;
         publish::write_atomic(dir, "ids.json", &text, 0o600)
             .map_err(|e| format!("writing ids.json: {e}"))?;
@@ -204,7 +205,7 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
             resolution.content.users.len(),
             resolution.content.groups.len()
         );
-    } else {
+    } else if publish::read_generation(dir) != Some(prev_gen) {
         // an agent that died between rename and generation write is caught up here
         let _ = publish::write_generation(dir, prev_gen);
     }
