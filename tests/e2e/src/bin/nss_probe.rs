@@ -41,42 +41,46 @@ fn passwd_line(pw: &libc::passwd) -> String {
     )
 }
 
-/// "pw <line>", "pw notfound" or "pw error <errno>".
+/// Who to look up in the passwd database.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Name(&'a str),
+    Uid(u32),
+}
+
+/// One getpwnam_r / getpwuid_r into `buf`: glibc's return code and the entry found.
+fn getpw_once(key: Key<'_>, buf: &mut [u8]) -> (i32, Option<String>) {
+    // SAFETY: zeroed passwd is a valid all-null struct; glibc fills it.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut res: *mut libc::passwd = std::ptr::null_mut();
+    let (ptr, len) = (buf.as_mut_ptr().cast(), buf.len());
+    let rc = match key {
+        Key::Name(n) => {
+            let c = CString::new(n).unwrap_or_default();
+            // SAFETY: valid pointers to our own buffers for the duration of the call.
+            unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, ptr, len, &mut res) }
+        }
+        // SAFETY: as above.
+        Key::Uid(u) => unsafe { libc::getpwuid_r(u, &mut pw, ptr, len, &mut res) },
+    };
+    (rc, (!res.is_null()).then(|| passwd_line(&pw)))
+}
+
+/// "pw <line>", "pw notfound" or "pw error <errno>", growing the buffer on ERANGE.
 fn getpw(name: Option<&str>, uid: Option<u32>) -> String {
+    let key = match (name, uid) {
+        (Some(n), _) => Key::Name(n),
+        (None, Some(u)) => Key::Uid(u),
+        _ => return "pw error usage".into(),
+    };
     let mut buf = vec![0u8; 256];
     loop {
-        // SAFETY: zeroed passwd is a valid all-null struct; glibc fills it.
-        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut res: *mut libc::passwd = std::ptr::null_mut();
-        let rc = match (name, uid) {
-            (Some(n), _) => {
-                let c = CString::new(n).unwrap_or_default();
-                // SAFETY: valid pointers to our own buffers for the duration of the call.
-                unsafe {
-                    libc::getpwnam_r(
-                        c.as_ptr(),
-                        &mut pw,
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        &mut res,
-                    )
-                }
-            }
-            // SAFETY: as above.
-            (None, Some(u)) => unsafe {
-                libc::getpwuid_r(u, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res)
-            },
-            _ => return "pw error usage".into(),
-        };
-        if rc == libc::ERANGE {
-            buf.resize(buf.len() * 2, 0);
-            continue;
+        match getpw_once(key, &mut buf) {
+            (libc::ERANGE, _) => buf.resize(buf.len() * 2, 0),
+            (0, Some(line)) => return format!("pw {line}"),
+            (0, None) => return "pw notfound".into(),
+            (e, _) => return format!("pw error {e}"),
         }
-        return match (rc, res.is_null()) {
-            (0, false) => format!("pw {}", passwd_line(&pw)),
-            (0, true) => "pw notfound".into(),
-            (e, _) => format!("pw error {e}"),
-        };
     }
 }
 
@@ -162,22 +166,8 @@ fn grouplist(name: &str) -> String {
 
 /// One getpwnam_r with exactly `size` bytes of buffer: glibc's ERANGE contract.
 fn pw_with_buffer(size: usize, name: &str) -> String {
-    let c = CString::new(name).unwrap_or_default();
-    let mut buf = vec![0u8; size];
-    // SAFETY: zeroed passwd is valid; buffers are ours.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut res: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: valid pointers for the duration of the call.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            c.as_ptr(),
-            &mut pw,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut res,
-        )
-    };
-    format!("rc={rc} found={}", !res.is_null())
+    let (rc, found) = getpw_once(Key::Name(name), &mut vec![0u8; size]);
+    format!("rc={rc} found={}", found.is_some())
 }
 
 fn enumerate_count() -> usize {
