@@ -379,11 +379,12 @@ fn borrow_current<R>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::lookup::tests::user;
     use std::ffi::CString;
     use std::io::Write;
     use std::os::unix::fs::{FileExt, PermissionsExt};
     use std::path::PathBuf;
-    use zt_snapshot::{Content, GroupEntry, UserEntry};
+    use zt_snapshot::{Content, GroupEntry};
 
     /// A temporary /var/lib/zt lookalike, removed on drop.
     pub struct Dir {
@@ -455,19 +456,6 @@ pub(crate) mod tests {
 
         pub fn file(&self, name: &str) -> PathBuf {
             self.path.join(name)
-        }
-    }
-
-    pub fn user(name: &str, uid: u32) -> UserEntry {
-        UserEntry {
-            name: name.into(),
-            uid,
-            gid: uid,
-            gecos: format!("{name} example"),
-            home: format!("/home/{name}"),
-            shell: "/bin/bash".into(),
-            email: format!("{name}@example.com"),
-            idp_id: format!("id-{name}"),
         }
     }
 
