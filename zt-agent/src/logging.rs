@@ -1,8 +1,14 @@
 //! stderr logging that journald understands: each line starts with a syslog
 //! priority (`<3>` error ... `<7>` debug), which journald turns into the
 //! entry's priority (SyslogLevelPrefix=yes is its default).
+//!
+//! Log lines carry directory-controlled strings (emails, names, group ids). A
+//! newline in one would start a new journal entry, and a `<0>` after it would
+//! give that entry priority "emerg": so every message is rendered first and
+//! then escaped (control characters become `\n`, `\u{1b}`, ...), whatever the
+//! call site did. One event is always exactly one line.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::FmtContext;
@@ -29,10 +35,34 @@ where
             Level::DEBUG => (7, "debug"),
             Level::TRACE => (7, "trace"),
         };
+        let mut message = String::new();
+        ctx.field_format()
+            .format_fields(Writer::new(&mut message), event)?;
         write!(w, "<{prio}>{word}: ")?;
-        ctx.field_format().format_fields(w.by_ref(), event)?;
+        write_escaped(&mut w, &message)?;
         writeln!(w)
     }
+}
+
+/// Writes `s` with every control character (newline, carriage return, escape,
+/// DEL, the C1 range, ...) as a Rust-style escape, so nothing in it can end
+/// the line or drive a terminal. Printable text, including non-ASCII, is kept.
+pub fn write_escaped(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    for c in s.chars() {
+        if c.is_control() {
+            write!(out, "{}", c.escape_default())?;
+        } else {
+            out.write_char(c)?;
+        }
+    }
+    Ok(())
+}
+
+/// `s` escaped as `write_escaped` does, for messages shown elsewhere (status).
+pub fn escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let _ = write_escaped(&mut out, s);
+    out
 }
 
 pub fn init(verbose: bool) {
@@ -42,4 +72,54 @@ pub fn init(verbose: bool) {
         .with_writer(std::io::stderr)
         .event_format(SyslogPrefix)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn log_with_our_format(f: impl FnOnce()) -> String {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .event_format(SyslogPrefix)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_hostile_email_cannot_forge_a_second_journal_entry() {
+        let email = "eve@example.com\n<0>emerg: root password changed\r\x1b[2J";
+        let out = log_with_our_format(|| tracing::warn!("skipped {email}: bad name"));
+        assert_eq!(out.lines().count(), 1, "{out:?}");
+        assert!(out.starts_with("<4>warning: skipped eve@example.com\\n<0>emerg"));
+        // (tracing itself renders ESC as `\x1b`; either way it is inert text)
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.ends_with(": bad name\n"));
+    }
+
+    #[test]
+    fn printable_text_is_kept_as_is() {
+        let out = log_with_our_format(|| tracing::info!("zoë <alice@example.com> \"x\""));
+        assert_eq!(out, "<6>info: zoë <alice@example.com> \"x\"\n");
+        assert_eq!(escaped("a\tb\u{85}c"), "a\\tb\\u{85}c");
+    }
 }
