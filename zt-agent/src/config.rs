@@ -179,9 +179,11 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 impl AgentConfig {
+    /// Reads the config, which must be trusted: it decides who logs in and who
+    /// gets root, so a file anyone but root can change is refused.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        let text = crate::trusted_file::read(path, crate::trusted_file::Kind::Config)
+            .map_err(ConfigError)?;
         Self::parse(&text, &path.display().to_string())
     }
 

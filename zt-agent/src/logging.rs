@@ -8,7 +8,7 @@
 //! then escaped (control characters become `\n`, `\u{1b}`, ...), whatever the
 //! call site did. One event is always exactly one line.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::FmtContext;

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use zt_snapshot::Snapshot;
 
 use crate::config::{AgentConfig, DirectoryKind};
+use crate::directory::error::{DirectoryError, DirectoryFailure};
 use crate::directory::{Directory, file};
 use crate::identity::local::LocalAccounts;
+use crate::outcome::{Completed, SyncError};
 use crate::publish::{self, StateLock};
 use crate::resolve::{self, IdState, Resolution};
 use crate::status::{self, Status};
@@ -33,6 +35,7 @@ impl Default for Paths {
 
 #[derive(Debug, Clone)]
 pub struct Report {
+    pub completed: Completed,
     pub changed: bool,
     pub generation: u64,
     pub users: usize,
@@ -40,14 +43,12 @@ pub struct Report {
     pub resolution: Resolution,
 }
 
-pub fn load_directory(config: &AgentConfig) -> Result<Directory, String> {
+pub fn load_directory(config: &AgentConfig) -> Result<Directory, DirectoryError> {
     match config.directory.kind {
         DirectoryKind::File => {
-            let path = config
-                .directory
-                .path
-                .as_deref()
-                .ok_or("[directory] has no path")?;
+            let path = config.directory.path.as_deref().ok_or_else(|| {
+                DirectoryError::new(DirectoryFailure::Unavailable, "[directory] has no path")
+            })?;
             file::load(path)
         }
     }
@@ -77,10 +78,11 @@ pub fn load_status(dir: &Path) -> Status {
 }
 
 /// Runs one sync under the state lock and records the outcome in status.json.
-pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, String> {
+pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, SyncError> {
     publish::ensure_state_dir(&paths.state_dir)
-        .map_err(|e| format!("{}: {e}", paths.state_dir.display()))?;
-    let lock = StateLock::acquire(&paths.state_dir).map_err(|e| format!("lock: {e}"))?;
+        .map_err(|e| SyncError::host(format!("{}: {e}", paths.state_dir.display())))?;
+    let lock =
+        StateLock::acquire(&paths.state_dir).map_err(|e| SyncError::host(format!("lock: {e}")))?;
     if let Err(e) = publish::remove_stale_temp_files(&paths.state_dir, &lock) {
         tracing::warn!("cannot clean {}: {e}", paths.state_dir.display());
     }
@@ -88,6 +90,8 @@ pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, 
     let result = sync_locked(config, paths, force);
     let mut st = previous_status.clone();
     st.last_attempt = status::now();
+    st.sync_interval_secs = Some(config.directory.sync_interval.as_secs());
+    st.outcome = Some(result.as_ref().map(|r| r.completed).map_err(|e| e.kind));
     match &result {
         Ok(r) => {
             st.last_success = Some(st.last_attempt);
@@ -104,9 +108,9 @@ pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, 
             st.problems = r.resolution.problems.clone();
             log_news(&previous_status, &st);
         }
-        Err(e) => st.last_error = Some(e.clone()),
+        Err(e) => st.last_error = Some(e.message.clone()),
     }
-    let text = serde_json::to_vec_pretty(&st).map_err(|e| e.to_string())?;
+    let text = serde_json::to_vec_pretty(&st).map_err(|e| SyncError::host(e.to_string()))?;
     if let Err(e) = publish::write_atomic(&paths.state_dir, "status.json", &text, 0o600) {
         tracing::warn!("cannot write status.json: {e}");
     }
@@ -130,16 +134,16 @@ fn log_news(before: &Status, now: &Status) {
     }
 }
 
-fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, String> {
+fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, SyncError> {
     let dir = &paths.state_dir;
     let directory = load_directory(config)?;
     let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
-        format!(
+        SyncError::host(format!(
             "cannot read the host's {}etc/passwd or group: {e}",
             paths.host_root.display()
-        )
+        ))
     })?;
-    let ids_on_disk = load_ids(dir)?;
+    let ids_on_disk = load_ids(dir).map_err(SyncError::host)?;
     let mut ids = ids_on_disk.clone();
     let previous = std::fs::read(dir.join("snapshot")).ok();
     let previous_view = previous.as_deref().and_then(|b| match Snapshot::parse(b) {
@@ -161,7 +165,8 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
             &resolution,
             config.directory.max_removal_percent,
             force,
-        )?;
+        )
+        .map_err(SyncError::host)?;
     }
 
     // Unchanged content keeps its generation: readers have nothing to reload.
@@ -172,7 +177,7 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
     resolution.content.generation = prev_gen;
     resolution.content.synced_at = prev_synced;
     let mut bytes = zt_snapshot::build(&resolution.content)
-        .map_err(|e| format!("cannot build snapshot: {e}"))?;
+        .map_err(|e| SyncError::host(format!("cannot build snapshot: {e}")))?;
     let changed = previous.as_deref() != Some(bytes.as_slice());
     if changed {
         // never reuse a generation readers may have acted on, even if the
@@ -188,17 +193,22 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
     }
     Snapshot::parse(&bytes)
         .and_then(|s| s.verify_all())
-        .map_err(|e| format!("refusing to publish a snapshot that does not read back: {e}"))?;
+        .map_err(|e| {
+            SyncError::host(format!(
+                "refusing to publish a snapshot that does not read back: {e}"
+            ))
+        })?;
 
     // ids first: any uid a reader can see is already remembered.
     if resolution.ids != ids_on_disk {
-        let text = serde_json::to_vec_pretty(&resolution.ids).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec_pretty(&resolution.ids)
+            .map_err(|e| SyncError::host(e.to_string()))?;
         publish::write_atomic(dir, "ids.json", &text, 0o600)
-            .map_err(|e| format!("writing ids.json: {e}"))?;
+            .map_err(|e| SyncError::host(format!("writing ids.json: {e}")))?;
     }
     if changed {
         publish::publish_snapshot(dir, &bytes, resolution.content.generation)
-            .map_err(|e| format!("publishing snapshot: {e}"))?;
+            .map_err(|e| SyncError::host(format!("publishing snapshot: {e}")))?;
         tracing::info!(
             "published snapshot generation {}: {} users, {} groups",
             resolution.content.generation,
@@ -210,6 +220,11 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
         let _ = publish::write_generation(dir, prev_gen);
     }
     Ok(Report {
+        completed: if changed {
+            Completed::Published
+        } else {
+            Completed::Unchanged
+        },
         changed,
         generation: resolution.content.generation,
         users: resolution.content.users.len(),

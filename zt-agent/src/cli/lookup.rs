@@ -68,7 +68,7 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
     let dry_run = AgentConfig::load(config_path)
         .map_err(|e| e.to_string())
         .and_then(|c| {
-            let d = sync::load_directory(&c)?;
+            let d = sync::load_directory(&c).map_err(|e| e.to_string())?;
             let ids = sync::load_ids(&paths.state_dir)?;
             Ok(resolve::resolve(&c, &d, &local, &ids))
         });

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{AgentConfig, DEFAULT_PATH};
+use crate::outcome::{self, Completed};
 use crate::sync::Paths;
 
 #[derive(Parser, Debug)]
@@ -36,7 +37,10 @@ struct Cli {
 enum Command {
     /// Run as a daemon: sync now, then every sync_interval (with jitter).
     Run,
-    /// Sync once and exit (non-zero if the sync failed; the last good snapshot stays).
+    /// Sync once and exit. Exit 0 published or unchanged, 3 removals held back,
+    /// 65 directory answer malformed, 69 directory unavailable, 75 throttled,
+    /// 77 credentials refused, 78 bad config, 1 other failure. The last good
+    /// snapshot stays whenever the sync fails.
     Sync {
         /// Accepted for clarity: a sync is always one pass.
         #[arg(long)]
@@ -44,6 +48,9 @@ enum Command {
         /// Publish even if many users would be removed at once.
         #[arg(long)]
         force: bool,
+        /// Exit 2 when a new snapshot was published, 0 only when nothing changed.
+        #[arg(long)]
+        detailed_exitcodes: bool,
     },
     /// Snapshot age and counts, the last sync's outcome and who was skipped.
     Status,
@@ -60,28 +67,34 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run => run::run(&cli.config, &paths),
-        Command::Sync { once: _, force } => {
+        Command::Sync {
+            once: _,
+            force,
+            detailed_exitcodes,
+        } => {
             let config = match AgentConfig::load(&cli.config) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!("{e}");
-                    return ExitCode::from(78); // EX_CONFIG
+                    return ExitCode::from(outcome::exit::CONFIG);
                 }
             };
-            match crate::sync::sync(&config, &paths, force) {
+            let result = crate::sync::sync(&config, &paths, force);
+            match &result {
                 Ok(r) => {
-                    let what = if r.changed { "published" } else { "unchanged" };
+                    let what = match r.completed {
+                        Completed::Published => "published",
+                        Completed::Unchanged => "unchanged",
+                        Completed::HeldBack => "held back (removals; the rest published)",
+                    };
                     println!(
                         "{what}: generation {}, {} users, {} groups",
                         r.generation, r.users, r.groups
                     );
-                    ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    tracing::error!("sync failed, last good snapshot kept: {e}");
-                    ExitCode::FAILURE
-                }
+                Err(e) => tracing::error!("sync failed, last good snapshot kept: {e}"),
             }
+            outcome::exit(&result.map(|r| r.completed), detailed_exitcodes)
         }
         Command::Status => status::status(&paths),
         Command::Lookup { key } => lookup::lookup(&cli.config, &paths, &key),

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::AgentConfig;
+use crate::outcome::Completed;
 use crate::sync::{self, Paths};
 
 /// Spreads a fleet's syncs over +-10% of the interval so hosts do not hit the
@@ -34,8 +35,14 @@ pub fn run(config_path: &Path, paths: &Paths) -> ExitCode {
     );
     loop {
         match sync::sync(&config, paths, false) {
-            Ok(r) if r.changed => {}
-            Ok(r) => tracing::debug!("no change (generation {})", r.generation),
+            Ok(r) => match r.completed {
+                Completed::Published => {}
+                Completed::Unchanged => tracing::debug!("no change (generation {})", r.generation),
+                Completed::HeldBack => tracing::warn!(
+                    "removals held back; everything else published (generation {})",
+                    r.generation
+                ),
+            },
             Err(e) => tracing::error!("sync failed, last good snapshot kept: {e}"),
         }
         std::thread::sleep(jittered(config.directory.sync_interval));

@@ -58,6 +58,12 @@ pub fn status(paths: &Paths) -> ExitCode {
             }
         }
     }
+    if let Some(why) = crate::status::frozen(&st, now())
+        && st.last_attempt != 0
+    {
+        println!("FROZEN: {why}");
+        healthy = false;
+    }
     if !st.skipped.is_empty() {
         println!("skipped: {} (see `zt-agent lookup NAME`)", st.skipped.len());
         for s in &st.skipped {

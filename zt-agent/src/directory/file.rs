@@ -3,11 +3,19 @@
 use std::path::Path;
 
 use super::Directory;
+use super::error::{DirectoryError, DirectoryFailure};
 
-pub fn load(path: &Path) -> Result<Directory, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+/// Reads and parses the file: a file that cannot be read is "unavailable", one
+/// that does not parse is "malformed".
+pub fn load(path: &Path) -> Result<Directory, DirectoryError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        DirectoryError::new(
+            DirectoryFailure::Unavailable,
+            format!("{}: cannot read: {e}", path.display()),
+        )
+    })?;
     parse(&text, &path.display().to_string())
+        .map_err(|e| DirectoryError::new(DirectoryFailure::Malformed, e))
 }
 
 pub fn parse(text: &str, origin: &str) -> Result<Directory, String> {
