@@ -82,16 +82,52 @@ fn directory_people_resolve_like_local_users() {
         "{id}"
     );
     assert!(id.contains("(sre)") && id.contains("(developers)"), "{id}");
-    let (_, ig) = h.getent(&["initgroups", "alice"]);
+    // getgrouplist with alice's own primary gid, as id, login and sshd call it
+    let o = h.run(&["id", "-G", "alice"]);
     let (_, dev_line) = h.getent(&["group", "developers"]);
-    let mut expect = vec![field(&sre, 2), field(&dev_line, 2)];
+    let mut expect = vec![uid.clone(), field(&sre, 2), field(&dev_line, 2)];
     expect.sort();
-    let mut got: Vec<String> = ig.split_whitespace().skip(1).map(str::to_string).collect();
+    let ids = text(&o.stdout);
+    let mut got: Vec<String> = ids.split_whitespace().map(str::to_string).collect();
     got.sort();
-    assert_eq!(got, expect, "initgroups alice: sre + developers: {ig}");
+    assert_eq!(
+        got, expect,
+        "alice's groups: her own + sre + developers: {ids}"
+    );
+    // `getent initgroups` passes no primary gid ((gid_t)-1): zt answers only
+    // for the primary gid of its own user, so it adds nothing there.
+    let (_, ig) = h.getent(&["initgroups", "alice"]);
+    assert_eq!(ig.split_whitespace().collect::<Vec<_>>(), ["alice"], "{ig}");
 
     // bob's name came from an upper-case email
     assert_eq!(h.getent(&["passwd", "bob"]).0, 0);
+}
+
+#[test]
+fn a_local_account_sharing_a_zt_name_does_not_get_zt_groups() {
+    let h = synced_host();
+    let (_, sre) = h.getent(&["group", "sre"]);
+    let sre_gid = field(&sre, 2);
+    assert!(!sre_gid.is_empty(), "{sre}");
+    // Positive control: zt's alice is in sre.
+    let o = h.run(&["id", "alice"]);
+    let id = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(id.contains(&format!("{sre_gid}(sre)")), "{id}");
+
+    // A local alice appears (no re-sync): files answers getpwnam first, and id
+    // calls getgrouplist with the local account's primary gid.
+    h.add_local_user("alice", 4242);
+    let o = h.run(&["id", "alice"]);
+    let id = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(id.contains("uid=4242(alice) gid=4242(alice)"), "{id}");
+    assert!(
+        !id.contains("sre") && !id.contains(&sre_gid) && !id.contains("developers"),
+        "the local alice got zt's groups: {id}"
+    );
+    let o = h.run(&["id", "-G", "alice"]);
+    assert_eq!(text(&o.stdout).trim(), "4242");
 }
 
 #[test]
