@@ -384,6 +384,34 @@ fn a_corrupt_or_untrusted_snapshot_is_refused_and_local_users_still_resolve() {
     std::os::unix::fs::chown(&snap, Some(0), None).unwrap();
     assert_eq!(h.getent(&["passwd", "alice"]).0, 0);
 
+    // the state directory itself: whoever can write it can swap the files, so
+    // glibc (through the module) and the agent's read commands refuse it when
+    // it is group/world-writable, not root-owned, or a symlink
+    let dir = h.path("var/lib/zt");
+    let refused = |what: &str| {
+        assert_eq!(h.getent(&["passwd", "alice"]).0, 2, "{what}: getent");
+        let st = text(&h.agent(&["status"]).stdout);
+        assert!(st.contains("not trusted"), "{what}: status says {st}");
+        let said = text(&h.agent(&["lookup", "alice"]).stdout);
+        assert!(!said.starts_with("alice:*:"), "{what}: lookup says {said}");
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused("world-writable state dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+    refused("user-owned state dir");
+    std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+    std::fs::rename(&dir, h.path("var/lib/zt-real")).unwrap();
+    std::os::unix::fs::symlink("zt-real", &dir).unwrap();
+    refused("symlinked state dir");
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(h.path("var/lib/zt-real"), &dir).unwrap();
+    // positive control: the same files, trusted again
+    assert_eq!(h.getent(&["passwd", "alice"]).0, 0);
+    let st = text(&h.agent(&["status"]).stdout);
+    assert!(st.contains("snapshot: generation"), "{st}");
+    assert!(text(&h.agent(&["lookup", "alice"]).stdout).starts_with("alice:*:"));
+
     // garbage in the snapshot: directory lookups fail, nothing crashes
     let mut bad = good.clone();
     for b in bad.iter_mut().skip(64).step_by(7) {
