@@ -96,9 +96,9 @@ mod tests {
     use super::*;
     use crate::fail;
     use crate::lookup;
-    use crate::source::tests::{Dir, content};
     use crate::status::MISSING;
     use std::ffi::CStr;
+    use zt_published::testing::{TempStateDir as Dir, content};
 
     fn name(p: *const std::ffi::c_char) -> String {
         // SAFETY: test: p points into a live test buffer, NUL-terminated.

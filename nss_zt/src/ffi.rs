@@ -1,24 +1,19 @@
 //! The C boundary: turning glibc's raw arguments into Rust values, and every
 //! call's outcome (including a panic) into an NSS status and errno.
 
-use std::cell::Cell;
 use std::ffi::{CStr, c_char, c_int};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::status::{Failure, NssStatus, UNUSABLE};
+use crate::status::{Failure, NssStatus};
 
-/// Runs one entry point's body: catches any panic (UNAVAIL, EIO), stores the
-/// errno of a failure in `*errnop` (left alone on success), returns the status.
+/// Runs one entry point's body under zt-published's panic guard (a panic is
+/// UNAVAIL, EIO, and prints nothing), stores the errno of a failure in
+/// `*errnop` (left alone on success), returns the status.
 ///
 /// # Safety
 /// `errnop` must be null or valid for writing a `c_int`.
+#[inline]
 pub unsafe fn guard(errnop: *mut c_int, body: impl FnOnce() -> Result<(), Failure>) -> NssStatus {
-    quiet_panics();
-    let was_inside = INSIDE.try_with(|c| c.replace(true)).unwrap_or(false);
-    let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or(Err(UNUSABLE));
-    let _ = INSIDE.try_with(|c| c.set(was_inside));
-    match result {
+    match zt_published::guard(body) {
         Ok(()) => NssStatus::Success,
         Err(failure) => {
             let (status, errno) = failure.status();
@@ -29,33 +24,6 @@ pub unsafe fn guard(errnop: *mut c_int, body: impl FnOnce() -> Result<(), Failur
             status
         }
     }
-}
-
-thread_local! {
-    /// True while this thread runs an entry point's body.
-    static INSIDE: Cell<bool> = const { Cell::new(false) };
-}
-
-static HOOK_INSTALLED: AtomicBool = AtomicBool::new(false);
-
-/// A panic inside the module must not write to the host process's stderr
-/// (sshd, sudo, ls): install, once, a panic hook that stays silent for panics
-/// raised inside an entry point and defers to the previous hook otherwise.
-/// In the cdylib, std (and so the hook) is the module's private copy; when the
-/// crate is linked as an rlib into a Rust program, that program's own panics
-/// still reach its own hook.
-fn quiet_panics() {
-    // A plain load first: an atomic swap on every lookup would be a locked
-    // write to one cache line shared by every thread of the process.
-    if HOOK_INSTALLED.load(Ordering::Acquire) || HOOK_INSTALLED.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !INSIDE.try_with(Cell::get).unwrap_or(true) {
-            previous(info);
-        }
-    }));
 }
 
 /// The name glibc asks for, as bytes. A null pointer finds nothing.

@@ -28,7 +28,11 @@ pub trait GidList {
     fn commit(&mut self, n: usize);
 }
 
-/// Adds `user`'s supplementary groups. NOTFOUND for an unknown user.
+/// Adds `user`'s supplementary groups. NOTFOUND for an unknown user, and
+/// NOTFOUND without touching the list when `primary` is not that zt user's own
+/// gid (its user private group): glibc passes the primary gid of the account
+/// it found, so a local (or other NSS source's) account that merely shares a
+/// name with a zt user is not that user and must not get zt's groups.
 pub fn for_user(
     snap: &Snapshot<'_>,
     user: &[u8],
@@ -37,6 +41,9 @@ pub fn for_user(
     limit: c_long,
 ) -> Result<(), Failure> {
     let u = lookup::user_by_name(snap, user)?;
+    if u.gid != primary {
+        return Err(Failure::NotFound);
+    }
     append(list, primary, u.groups.iter(), limit)
 }
 
@@ -375,6 +382,27 @@ mod tests {
             fail(for_user(&snap, b"evil", 5, &mut l, -1)),
             Failure::NotFound
         );
+    }
+
+    #[test]
+    fn same_name_with_another_primary_gid_gets_nothing() {
+        let bytes = sample();
+        let snap = Snapshot::parse(&bytes).unwrap();
+        // Positive control: zt's own alice (primary gid = her private group).
+        let mut l = VecGids::new(&[1_500_001], 1);
+        for_user(&snap, b"alice", 1_500_001, &mut l, -1).unwrap();
+        assert_eq!(l.v(), [1_500_001, 1_600_001, 1_600_002]);
+        // A local alice (gid 4242) and one with bob's zt gid: not zt's alice.
+        for primary in [4242, 1_500_002, 0, 1_600_001] {
+            let mut l = VecGids::new(&[primary, 7], 2);
+            assert_eq!(
+                fail(for_user(&snap, b"alice", primary, &mut l, -1)),
+                Failure::NotFound,
+                "primary {primary}"
+            );
+            assert_eq!(l.v(), [primary, 7], "list untouched");
+            assert!(l.grows.is_empty(), "no reallocation");
+        }
     }
 
     #[test]

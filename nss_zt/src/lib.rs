@@ -2,9 +2,11 @@
 //!
 //! This file holds only the `extern "C"` entry points glibc looks up by name
 //! (`_nss_zt_<function>`), each a few lines over the tested Rust below:
-//! `source` (per-thread snapshot mapping), `lookup` (find + pack), `pack`
-//! (struct passwd/group into the caller's buffer), `initgroups`, `enumerate`,
-//! `status` (NSS codes) and `ffi` (panic guard, raw arguments).
+//! `source` (the per-thread snapshot from zt-published, the trusted read path
+//! shared with pam_zt and the agent), `lookup` (find + pack), `pack` (struct
+//! passwd/group into the caller's buffer), `initgroups`, `enumerate`, `status`
+//! (the one NSS code table) and `ffi` (raw arguments, and zt-published's panic
+//! guard mapped to NSS codes).
 //!
 //! Every entry point runs under `ffi::guard`: a panic becomes UNAVAIL, never
 //! unwinds into C, and prints nothing.

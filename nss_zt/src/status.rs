@@ -7,6 +7,7 @@
 
 use std::ffi::c_int;
 
+use zt_published::{FromPanic, ReadError};
 use zt_snapshot::FormatError;
 
 use crate::pack::PackError;
@@ -62,6 +63,21 @@ impl From<FormatError> for Failure {
     }
 }
 
+impl From<ReadError> for Failure {
+    /// Missing is ENOENT, busy EAGAIN, anything untrusted or corrupt EIO: all
+    /// UNAVAIL, never NOTFOUND.
+    fn from(e: ReadError) -> Self {
+        Failure::Unavail(e.errno())
+    }
+}
+
+impl FromPanic for Failure {
+    /// A panic caught at the boundary.
+    fn from_panic() -> Self {
+        UNUSABLE
+    }
+}
+
 impl From<PackError> for Failure {
     fn from(e: PackError) -> Self {
         match e {
@@ -102,5 +118,11 @@ mod tests {
             offset: 0,
         };
         assert_eq!(Failure::from(corrupt), UNUSABLE);
+        assert_eq!(Failure::from(ReadError::Missing), MISSING);
+        assert_eq!(Failure::from(ReadError::Busy), BUSY);
+        assert_eq!(Failure::from(ReadError::Untrusted("x")), UNUSABLE);
+        assert_eq!(Failure::from(ReadError::Unreadable(libc::EACCES)), UNUSABLE);
+        assert_eq!(Failure::from(ReadError::Corrupt(corrupt)), UNUSABLE);
+        assert_eq!(Failure::from_panic(), UNUSABLE);
     }
 }

@@ -82,16 +82,52 @@ fn directory_people_resolve_like_local_users() {
         "{id}"
     );
     assert!(id.contains("(sre)") && id.contains("(developers)"), "{id}");
-    let (_, ig) = h.getent(&["initgroups", "alice"]);
+    // getgrouplist with alice's own primary gid, as id, login and sshd call it
+    let o = h.run(&["id", "-G", "alice"]);
     let (_, dev_line) = h.getent(&["group", "developers"]);
-    let mut expect = vec![field(&sre, 2), field(&dev_line, 2)];
+    let mut expect = vec![uid.clone(), field(&sre, 2), field(&dev_line, 2)];
     expect.sort();
-    let mut got: Vec<String> = ig.split_whitespace().skip(1).map(str::to_string).collect();
+    let ids = text(&o.stdout);
+    let mut got: Vec<String> = ids.split_whitespace().map(str::to_string).collect();
     got.sort();
-    assert_eq!(got, expect, "initgroups alice: sre + developers: {ig}");
+    assert_eq!(
+        got, expect,
+        "alice's groups: her own + sre + developers: {ids}"
+    );
+    // `getent initgroups` passes no primary gid ((gid_t)-1): zt answers only
+    // for the primary gid of its own user, so it adds nothing there.
+    let (_, ig) = h.getent(&["initgroups", "alice"]);
+    assert_eq!(ig.split_whitespace().collect::<Vec<_>>(), ["alice"], "{ig}");
 
     // bob's name came from an upper-case email
     assert_eq!(h.getent(&["passwd", "bob"]).0, 0);
+}
+
+#[test]
+fn a_local_account_sharing_a_zt_name_does_not_get_zt_groups() {
+    let h = synced_host();
+    let (_, sre) = h.getent(&["group", "sre"]);
+    let sre_gid = field(&sre, 2);
+    assert!(!sre_gid.is_empty(), "{sre}");
+    // Positive control: zt's alice is in sre.
+    let o = h.run(&["id", "alice"]);
+    let id = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(id.contains(&format!("{sre_gid}(sre)")), "{id}");
+
+    // A local alice appears (no re-sync): files answers getpwnam first, and id
+    // calls getgrouplist with the local account's primary gid.
+    h.add_local_user("alice", 4242);
+    let o = h.run(&["id", "alice"]);
+    let id = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(id.contains("uid=4242(alice) gid=4242(alice)"), "{id}");
+    assert!(
+        !id.contains("sre") && !id.contains(&sre_gid) && !id.contains("developers"),
+        "the local alice got zt's groups: {id}"
+    );
+    let o = h.run(&["id", "-G", "alice"]);
+    assert_eq!(text(&o.stdout).trim(), "4242");
 }
 
 #[test]
@@ -347,6 +383,34 @@ fn a_corrupt_or_untrusted_snapshot_is_refused_and_local_users_still_resolve() {
     );
     std::os::unix::fs::chown(&snap, Some(0), None).unwrap();
     assert_eq!(h.getent(&["passwd", "alice"]).0, 0);
+
+    // the state directory itself: whoever can write it can swap the files, so
+    // glibc (through the module) and the agent's read commands refuse it when
+    // it is group/world-writable, not root-owned, or a symlink
+    let dir = h.path("var/lib/zt");
+    let refused = |what: &str| {
+        assert_eq!(h.getent(&["passwd", "alice"]).0, 2, "{what}: getent");
+        let st = text(&h.agent(&["status"]).stdout);
+        assert!(st.contains("not trusted"), "{what}: status says {st}");
+        let said = text(&h.agent(&["lookup", "alice"]).stdout);
+        assert!(!said.starts_with("alice:*:"), "{what}: lookup says {said}");
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused("world-writable state dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+    refused("user-owned state dir");
+    std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+    std::fs::rename(&dir, h.path("var/lib/zt-real")).unwrap();
+    std::os::unix::fs::symlink("zt-real", &dir).unwrap();
+    refused("symlinked state dir");
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(h.path("var/lib/zt-real"), &dir).unwrap();
+    // positive control: the same files, trusted again
+    assert_eq!(h.getent(&["passwd", "alice"]).0, 0);
+    let st = text(&h.agent(&["status"]).stdout);
+    assert!(st.contains("snapshot: generation"), "{st}");
+    assert!(text(&h.agent(&["lookup", "alice"]).stdout).starts_with("alice:*:"));
 
     // garbage in the snapshot: directory lookups fail, nothing crashes
     let mut bad = good.clone();

@@ -45,8 +45,9 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
         println!("{key}: a local account (from /etc/passwd; local accounts always win over zt)");
         return ExitCode::SUCCESS;
     }
-    if let Ok(bytes) = std::fs::read(paths.state_dir.join("snapshot"))
-        && let Ok(s) = Snapshot::parse(&bytes)
+    // Through the trusted read path (owner/mode/symlink checks), as NSS reads it.
+    if let Ok(published) = zt_published::open_pair(&paths.state_dir)
+        && let Ok(s) = published.snapshot()
     {
         let found = match key.parse::<u32>() {
             Ok(uid) => s.user_by_uid(uid),

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use zt_snapshot::Snapshot;
+use zt_published::ReadError;
 
 use crate::status::now;
 use crate::sync::{Paths, load_status};
@@ -18,16 +18,24 @@ fn ago(t: u64) -> String {
 /// (usable from monitoring).
 pub fn status(paths: &Paths) -> ExitCode {
     let mut healthy = true;
-    let path = paths.state_dir.join("snapshot");
-    match std::fs::read(&path) {
-        Err(e) => {
+    let path = paths.state_dir.join(zt_published::files::SNAPSHOT);
+    // Through the trusted read path (owner/mode/symlink checks), as NSS reads it.
+    match zt_published::open_pair(&paths.state_dir) {
+        Err(ReadError::Missing) => {
             println!(
-                "snapshot: none at {} ({e}); directory users do not resolve",
+                "snapshot: none at {}; directory users do not resolve",
                 path.display()
             );
             healthy = false;
         }
-        Ok(bytes) => match Snapshot::parse(&bytes) {
+        Err(e) => {
+            println!(
+                "snapshot: {} is unusable ({e}); directory users do not resolve",
+                path.display()
+            );
+            healthy = false;
+        }
+        Ok(published) => match published.snapshot() {
             Ok(s) => println!(
                 "snapshot: generation {}, {} users, {} groups, content last changed {}",
                 s.generation(),

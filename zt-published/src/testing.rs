@@ -1,0 +1,126 @@
+//! Test support (feature `testing`): a temporary state directory and a
+//! publisher that behaves like the agent (temp file, fsync, rename, then the
+//! generation bump). Panics freely: tests only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::ffi::{CStr, CString};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use zt_snapshot::{Content, GroupEntry, UserEntry};
+
+use crate::files::{Config, GENERATION, SNAPSHOT};
+
+/// A temporary /var/lib/zt lookalike (0755, owned by the test's euid),
+/// removed on drop.
+pub struct TempStateDir {
+    pub path: PathBuf,
+}
+
+impl Drop for TempStateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn leak(p: PathBuf) -> &'static CStr {
+    Box::leak(
+        CString::new(p.into_os_string().into_encoded_bytes())
+            .unwrap()
+            .into_boxed_c_str(),
+    )
+}
+
+impl TempStateDir {
+    pub fn new(tag: &str) -> TempStateDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("zt-state-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TempStateDir { path }
+    }
+
+    /// A config for this directory, owned by the test's euid.
+    pub fn config(&self, recheck_secs: i64) -> Config {
+        Config {
+            dir: leak(self.path.clone()),
+            snapshot: leak(PathBuf::from(SNAPSHOT)),
+            generation: leak(PathBuf::from(GENERATION)),
+            // SAFETY: geteuid cannot fail.
+            owner: unsafe { libc::geteuid() },
+            recheck_secs,
+        }
+    }
+
+    /// Publishes like the agent: temp file, fsync, rename, then the generation.
+    pub fn publish(&self, content: &Content) {
+        self.publish_snapshot_only(content);
+        self.write_generation(content.generation);
+    }
+
+    pub fn publish_snapshot_only(&self, content: &Content) {
+        let bytes = zt_snapshot::build(content).unwrap();
+        let tmp = self.path.join(".snapshot.tmp");
+        let mut f = std::fs::File::create(&tmp).unwrap();
+        f.write_all(&bytes).unwrap();
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        f.sync_all().unwrap();
+        std::fs::rename(&tmp, self.path.join(SNAPSHOT)).unwrap();
+    }
+
+    pub fn write_generation(&self, generation: u64) {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.join(GENERATION))
+            .unwrap();
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        f.write_all_at(&generation.to_le_bytes(), 0).unwrap();
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+pub fn user(name: &str, uid: u32) -> UserEntry {
+    UserEntry {
+        name: name.into(),
+        uid,
+        gid: uid,
+        gecos: format!("{name} gecos"),
+        home: format!("/home/{name}"),
+        shell: "/bin/bash".into(),
+        email: format!("{name}@example.com"),
+        idp_id: format!("oid-{name}"),
+    }
+}
+
+/// A user private group.
+pub fn upg(name: &str, gid: u32) -> GroupEntry {
+    GroupEntry {
+        name: name.into(),
+        gid,
+        flags: 1,
+        idp_id: String::new(),
+        members: vec![],
+    }
+}
+
+/// Users with their private groups.
+pub fn content(generation: u64, names: &[(&str, u32)]) -> Content {
+    Content {
+        generation,
+        synced_at: 1_700_000_000,
+        users: names.iter().map(|&(n, u)| user(n, u)).collect(),
+        groups: names.iter().map(|&(n, u)| upg(n, u)).collect(),
+    }
+}
