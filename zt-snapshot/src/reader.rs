@@ -476,6 +476,12 @@ impl<'a> U32List<'a> {
         self.bytes.is_empty()
     }
 
+    /// The values as little-endian 4-byte arrays, for loops that want to see
+    /// the whole list at once (and let the compiler vectorise them).
+    pub fn as_le_chunks(&self) -> &'a [[u8; 4]] {
+        self.bytes.as_chunks::<4>().0
+    }
+
     pub fn iter(&self) -> impl ExactSizeIterator<Item = u32> + 'a {
         // as_chunks: whole 4-byte arrays, so no per-element bounds checks
         self.bytes
