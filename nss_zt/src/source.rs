@@ -432,7 +432,7 @@ pub(crate) mod tests {
         }
 
         pub fn publish_snapshot_only(&self, content: &Content) {
-            let bytes = zt_snapshot::build(content).unwrap();
+            let bytes = zt_snapshot::build(content).unwrap().public;
             let tmp = self.path.join(".snapshot.tmp");
             let mut f = std::fs::File::create(&tmp).unwrap();
             f.write_all(&bytes).unwrap();
@@ -619,7 +619,9 @@ pub(crate) mod tests {
         assert_eq!(names_in(&mut Source::new(cfg)).unwrap_err(), UNUSABLE);
         std::fs::write(&snap, [0x7fu8; 200]).unwrap();
         assert_eq!(names_in(&mut Source::new(cfg)).unwrap_err(), UNUSABLE);
-        let mut bytes = zt_snapshot::build(&content(1, &[("alice", 1)])).unwrap();
+        let mut bytes = zt_snapshot::build(&content(1, &[("alice", 1)]))
+            .unwrap()
+            .public;
         bytes.pop();
         std::fs::write(&snap, &bytes).unwrap();
         assert_eq!(names_in(&mut Source::new(cfg)).unwrap_err(), UNUSABLE);

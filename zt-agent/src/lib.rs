@@ -9,7 +9,6 @@ pub mod config;
 pub mod directory;
 pub mod identity;
 pub mod logging;
-pub mod publish;
 pub mod resolve;
 pub mod status;
 pub mod sync;

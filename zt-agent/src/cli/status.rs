@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
-use zt_snapshot::Snapshot;
+use zt_snapshot::state::names;
+use zt_snapshot::{Snapshot, StateDir};
 
 use crate::status::now;
 use crate::sync::{Paths, load_status};
@@ -18,16 +19,27 @@ fn ago(t: u64) -> String {
 /// (usable from monitoring).
 pub fn status(paths: &Paths) -> ExitCode {
     let mut healthy = true;
-    let path = paths.state_dir.join("snapshot");
-    match std::fs::read(&path) {
+    let state = match StateDir::open(&paths.state_dir) {
+        Ok(state) => state,
         Err(e) => {
+            println!("state directory: {e}; directory users do not resolve");
+            return ExitCode::FAILURE;
+        }
+    };
+    let path = state.file_path(names::SNAPSHOT);
+    match state.read_trusted(names::SNAPSHOT) {
+        Ok(None) => {
             println!(
-                "snapshot: none at {} ({e}); directory users do not resolve",
+                "snapshot: none at {}; directory users do not resolve",
                 path.display()
             );
             healthy = false;
         }
-        Ok(bytes) => match Snapshot::parse(&bytes) {
+        Err(e) => {
+            println!("snapshot: {e}; directory users do not resolve");
+            healthy = false;
+        }
+        Ok(Some(bytes)) => match Snapshot::parse(&bytes) {
             Ok(s) => println!(
                 "snapshot: generation {}, {} users, {} groups, content last changed {}",
                 s.generation(),
@@ -41,7 +53,7 @@ pub fn status(paths: &Paths) -> ExitCode {
             }
         },
     }
-    let st = load_status(&paths.state_dir);
+    let st = load_status(&state);
     if st.last_attempt == 0 {
         println!("last sync: never");
         healthy = false;
