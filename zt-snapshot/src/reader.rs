@@ -523,7 +523,7 @@ impl<'a> Snapshot<'a> {
 /// The root-only companion file: per public user and group index, what NSS
 /// must not show every process. Read it only together with its public twin
 /// (`Pair`), or at least check `generation()` against it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Private<'a> {
     bytes: &'a [u8],
     generation: u64,
@@ -532,6 +532,17 @@ pub struct Private<'a> {
     users: Span,
     groups: Span,
     user_by_email: Span,
+}
+
+/// Counts only: a `{:?}` in a log line must not dump emails.
+impl std::fmt::Debug for Private<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Private")
+            .field("generation", &self.generation)
+            .field("users", &self.user_count())
+            .field("groups", &self.group_count())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Private<'a> {

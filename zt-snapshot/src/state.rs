@@ -64,6 +64,9 @@ pub mod modes {
 pub enum StateError {
     /// The directory or a file in it must not be trusted; `why` says what is wrong.
     Untrusted { path: PathBuf, why: String },
+    /// The caller asked for something the protocol forbids (a pair whose
+    /// files carry different generations); nothing was written.
+    Refused { path: PathBuf, why: String },
     /// A system call failed; `doing` says which step.
     Io {
         path: PathBuf,
@@ -78,6 +81,7 @@ impl std::fmt::Display for StateError {
             StateError::Untrusted { path, why } => {
                 write!(f, "{}: not trusted: {why}", path.display())
             }
+            StateError::Refused { path, why } => write!(f, "{}: {why}", path.display()),
             StateError::Io {
                 path,
                 doing,
@@ -91,7 +95,7 @@ impl std::error::Error for StateError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StateError::Io { source, .. } => Some(source),
-            StateError::Untrusted { .. } => None,
+            StateError::Untrusted { .. } | StateError::Refused { .. } => None,
         }
     }
 }
@@ -389,7 +393,7 @@ impl StateDir {
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
             .map(u64::from_le_bytes);
         if built.public.len() < format::HEADER_LEN || private_generation != Some(generation) {
-            return Err(StateError::Untrusted {
+            return Err(StateError::Refused {
                 path: self.file_path(names::PRIVATE),
                 why: "refusing to publish a pair whose generations differ".into(),
             });
@@ -652,7 +656,7 @@ mod tests {
         let (_t, s) = state();
         let mut built = crate::build(&crate::Content::default()).unwrap();
         crate::restamp(&mut built.private, 9, 0);
-        untrusted(s.publish(&built));
+        assert!(matches!(s.publish(&built), Err(StateError::Refused { .. })));
         assert_eq!(s.read_trusted(names::SNAPSHOT).unwrap(), None);
     }
 }
