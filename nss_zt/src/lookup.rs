@@ -156,6 +156,7 @@ pub(crate) mod tests {
             ],
         })
         .unwrap()
+        .public
     }
 
     fn s(p: *const c_char) -> String {

@@ -10,7 +10,6 @@ pub mod directory;
 pub mod identity;
 pub mod logging;
 pub mod outcome;
-pub mod publish;
 pub mod resolve;
 pub mod status;
 pub mod sync;

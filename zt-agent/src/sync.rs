@@ -2,23 +2,23 @@
 //! worked. Any failure leaves the last good snapshot in force and says why.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use zt_snapshot::Snapshot;
+use zt_snapshot::state::{modes, names};
+use zt_snapshot::{Pair, Snapshot, StateDir};
 
 use crate::config::{AgentConfig, DirectoryKind};
 use crate::directory::error::{DirectoryError, DirectoryFailure};
 use crate::directory::{Directory, file};
 use crate::identity::local::LocalAccounts;
 use crate::outcome::{Completed, SyncError};
-use crate::publish::{self, StateLock};
 use crate::resolve::{self, IdState, Resolution};
 use crate::status::{self, Status};
 
 /// Where the agent keeps its state and finds the host's account files.
 #[derive(Debug, Clone)]
 pub struct Paths {
-    /// /var/lib/zt: snapshot, generation, ids.json, status.json.
+    /// /var/lib/zt: snapshot, private, generation, ids.json, status.json.
     pub state_dir: PathBuf,
     /// "/" normally: the root under which etc/passwd and etc/group are read.
     pub host_root: PathBuf,
@@ -54,10 +54,12 @@ pub fn load_directory(config: &AgentConfig) -> Result<Directory, DirectoryError>
     }
 }
 
-pub fn load_ids(dir: &Path) -> Result<IdState, String> {
-    let path = dir.join("ids.json");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+/// Reads ids.json through the trusted directory: a forged or symlinked file
+/// is refused, never used to hand out ids.
+pub fn load_ids(state: &StateDir) -> Result<IdState, String> {
+    let path = state.file_path(names::IDS);
+    match state.read_trusted(names::IDS) {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
             format!(
                 "{}:{}:{}: {e} (refusing to sync: uids must never be reassigned)",
                 path.display(),
@@ -65,29 +67,32 @@ pub fn load_ids(dir: &Path) -> Result<IdState, String> {
                 e.column()
             )
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(IdState::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Ok(None) => Ok(IdState::default()),
+        Err(e) => Err(format!(
+            "{e} (refusing to sync: uids must never be reassigned)"
+        )),
     }
 }
 
-pub fn load_status(dir: &Path) -> Status {
-    std::fs::read_to_string(dir.join("status.json"))
+pub fn load_status(state: &StateDir) -> Status {
+    state
+        .read_trusted(names::STATUS)
         .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
+        .flatten()
+        .and_then(|t| serde_json::from_slice(&t).ok())
         .unwrap_or_default()
 }
 
 /// Runs one sync under the state lock and records the outcome in status.json.
 pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, SyncError> {
-    publish::ensure_state_dir(&paths.state_dir)
-        .map_err(|e| SyncError::host(format!("{}: {e}", paths.state_dir.display())))?;
-    let lock =
-        StateLock::acquire(&paths.state_dir).map_err(|e| SyncError::host(format!("lock: {e}")))?;
-    if let Err(e) = publish::remove_stale_temp_files(&paths.state_dir, &lock) {
-        tracing::warn!("cannot clean {}: {e}", paths.state_dir.display());
+    let state =
+        StateDir::open_or_create(&paths.state_dir).map_err(|e| SyncError::host(e.to_string()))?;
+    let lock = state.lock().map_err(|e| SyncError::host(e.to_string()))?;
+    if let Err(e) = state.remove_stale_temp_files(&lock) {
+        tracing::warn!("cannot clean up temp files: {e}");
     }
-    let previous_status = load_status(&paths.state_dir);
-    let result = sync_locked(config, paths, force);
+    let previous_status = load_status(&state);
+    let result = sync_locked(config, paths, &state, force);
     let mut st = previous_status.clone();
     st.last_attempt = status::now();
     st.sync_interval_secs = Some(config.directory.sync_interval.as_secs());
@@ -111,7 +116,7 @@ pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, 
         Err(e) => st.last_error = Some(e.message.clone()),
     }
     let text = serde_json::to_vec_pretty(&st).map_err(|e| SyncError::host(e.to_string()))?;
-    if let Err(e) = publish::write_atomic(&paths.state_dir, "status.json", &text, 0o600) {
+    if let Err(e) = state.write_atomic(names::STATUS, &text, modes::PRIVATE) {
         tracing::warn!("cannot write status.json: {e}");
     }
     result
@@ -134,8 +139,12 @@ fn log_news(before: &Status, now: &Status) {
     }
 }
 
-fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, SyncError> {
-    let dir = &paths.state_dir;
+fn sync_locked(
+    config: &AgentConfig,
+    paths: &Paths,
+    state: &StateDir,
+    force: bool,
+) -> Result<Report, SyncError> {
     let directory = load_directory(config)?;
     let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
         SyncError::host(format!(
@@ -143,9 +152,18 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
             paths.host_root.display()
         ))
     })?;
-    let ids_on_disk = load_ids(dir).map_err(SyncError::host)?;
+    let ids_on_disk = load_ids(state).map_err(SyncError::host)?;
     let mut ids = ids_on_disk.clone();
-    let previous = std::fs::read(dir.join("snapshot")).ok();
+    // An untrusted file (symlink, foreign owner) counts as absent: it is
+    // replaced, never read.
+    let read_previous = |name| {
+        state.read_trusted(name).unwrap_or_else(|e| {
+            tracing::warn!("{e}; it will be replaced");
+            None
+        })
+    };
+    let previous = read_previous(names::SNAPSHOT);
+    let previous_private = read_previous(names::PRIVATE);
     let previous_view = previous.as_deref().and_then(|b| match Snapshot::parse(b) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -153,13 +171,25 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
             None
         }
     });
+    // IdP ids live in the private twin; without a matching twin the previous
+    // pair cannot vouch for ids or removals.
+    let previous_pair = previous_view.and_then(|public| {
+        let private = previous_private.as_deref()?;
+        match zt_snapshot::Private::parse(private).and_then(|p| Pair::new(public, p)) {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                tracing::warn!("the current private file is unusable and will be replaced: {e}");
+                None
+            }
+        }
+    });
 
-    if let Some(prev) = &previous_view {
+    if let Some(prev) = &previous_pair {
         remember_published_ids(prev, &mut ids);
     }
     let mut resolution = resolve::resolve(config, &directory, &local, &ids);
 
-    if let Some(prev) = &previous_view {
+    if let Some(prev) = &previous_pair {
         check_removals(
             prev,
             &resolution,
@@ -176,23 +206,21 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
         .map_or((0, 0), |s| (s.generation(), s.synced_at()));
     resolution.content.generation = prev_gen;
     resolution.content.synced_at = prev_synced;
-    let mut bytes = zt_snapshot::build(&resolution.content)
+    let mut built = zt_snapshot::build(&resolution.content)
         .map_err(|e| SyncError::host(format!("cannot build snapshot: {e}")))?;
-    let changed = previous.as_deref() != Some(bytes.as_slice());
+    // Either file changing makes a new generation: the pair is one publication.
+    let changed = previous.as_deref() != Some(built.public.as_slice())
+        || previous_private.as_deref() != Some(built.private.as_slice());
+    let announced = || state.read_generation().ok().flatten();
     if changed {
         // never reuse a generation readers may have acted on, even if the
         // snapshot it belonged to is now unreadable
-        let announced = publish::read_generation(dir).unwrap_or(0);
-        resolution.content.generation = prev_gen.max(announced) + 1;
+        resolution.content.generation = prev_gen.max(announced().unwrap_or(0)) + 1;
         resolution.content.synced_at = status::now();
-        zt_snapshot::restamp(
-            &mut bytes,
-            resolution.content.generation,
-            resolution.content.synced_at,
-        );
+        built.restamp(resolution.content.generation, resolution.content.synced_at);
     }
-    Snapshot::parse(&bytes)
-        .and_then(|s| s.verify_all())
+    Pair::parse(&built.public, &built.private)
+        .and_then(|p| p.verify_all())
         .map_err(|e| {
             SyncError::host(format!(
                 "refusing to publish a snapshot that does not read back: {e}"
@@ -203,11 +231,13 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
     if resolution.ids != ids_on_disk {
         let text = serde_json::to_vec_pretty(&resolution.ids)
             .map_err(|e| SyncError::host(e.to_string()))?;
-        publish::write_atomic(dir, "ids.json", &text, 0o600)
+        state
+            .write_atomic(names::IDS, &text, modes::PRIVATE)
             .map_err(|e| SyncError::host(format!("writing ids.json: {e}")))?;
     }
     if changed {
-        publish::publish_snapshot(dir, &bytes, resolution.content.generation)
+        state
+            .publish(&built)
             .map_err(|e| SyncError::host(format!("publishing snapshot: {e}")))?;
         tracing::info!(
             "published snapshot generation {}: {} users, {} groups",
@@ -215,9 +245,11 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
             resolution.content.users.len(),
             resolution.content.groups.len()
         );
-    } else if publish::read_generation(dir) != Some(prev_gen) {
+    } else if announced() != Some(prev_gen)
+        && let Err(e) = state.write_generation(prev_gen)
+    {
         // an agent that died between rename and generation write is caught up here
-        let _ = publish::write_generation(dir, prev_gen);
+        tracing::warn!("cannot announce generation {prev_gen}: {e}");
     }
     Ok(Report {
         completed: if changed {
@@ -233,16 +265,20 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
     })
 }
 
-/// Every id the published snapshot shows is an id handed out: if ids.json was
-/// lost or is behind, take them from the snapshot so nobody's uid moves.
-fn remember_published_ids(prev: &Snapshot<'_>, ids: &mut IdState) {
-    for u in (0..prev.user_count()).filter_map(|i| prev.user(i).ok()) {
-        if let Ok(id) = std::str::from_utf8(u.idp_id) {
+/// Every id the published pair shows is an id handed out: if ids.json was
+/// lost or is behind, take them from the pair (uid from the public file, IdP
+/// id from its private twin, same index) so nobody's uid moves.
+fn remember_published_ids(prev: &Pair<'_>, ids: &mut IdState) {
+    for i in 0..prev.public.user_count() {
+        if let (Ok(u), Ok(p)) = (prev.public.user(i), prev.private.user(i))
+            && let Ok(id) = std::str::from_utf8(p.idp_id)
+        {
             ids.users.entry(id.to_string()).or_insert(u.uid);
         }
     }
-    for g in (0..prev.group_count()).filter_map(|i| prev.group(i).ok()) {
-        if let Ok(id) = std::str::from_utf8(g.idp_id)
+    for i in 0..prev.public.group_count() {
+        if let (Ok(g), Ok(p)) = (prev.public.group(i), prev.private.group(i))
+            && let Ok(id) = std::str::from_utf8(p.idp_id)
             && !id.is_empty()
         {
             ids.groups.entry(id.to_string()).or_insert(g.gid);
@@ -254,7 +290,7 @@ fn remember_published_ids(prev: &Snapshot<'_>, ids: &mut IdState) {
 /// half-broken directory export, a deleted group): the usual cause is an error,
 /// and a wrong removal locks people out everywhere.
 fn check_removals(
-    prev: &Snapshot<'_>,
+    prev: &Pair<'_>,
     next: &Resolution,
     max_percent: u8,
     force: bool,
@@ -265,9 +301,9 @@ fn check_removals(
         .iter()
         .map(|u| u.idp_id.as_bytes())
         .collect();
-    let total = prev.user_count();
+    let total = prev.private.user_count();
     let removed = (0..total)
-        .filter_map(|i| prev.user(i).ok())
+        .filter_map(|i| prev.private.user(i).ok())
         .filter(|u| !keep.contains(u.idp_id))
         .count();
     if !force && removed >= 3 && removed * 100 > usize::from(max_percent) * total {

@@ -1,20 +1,19 @@
 //! Where the published files are: the only place this crate names them.
 //!
-//! These mirror the agent's publish protocol (state directory, file names).
-//! When zt-snapshot's `StateDir` names them, point the `&str` constants here at
-//! those; everything else (the C strings, `SYSTEM`) derives from them.
+//! The names come from the publish protocol (`zt_snapshot::state`), so the
+//! writer and every reader agree by construction; the C strings and `SYSTEM`
+//! derive from them at compile time.
 
 use std::ffi::CStr;
 
 /// The state directory zt-agent publishes into.
-pub const STATE_DIR: &str = "/var/lib/zt";
+pub const STATE_DIR: &str = zt_snapshot::state::STATE_DIR;
 /// The public snapshot (0644): only what NSS serves.
-pub const SNAPSHOT: &str = "snapshot";
+pub const SNAPSHOT: &str = zt_snapshot::state::names::SNAPSHOT;
 /// The 8-byte generation counter, bumped in place after each publish.
-pub const GENERATION: &str = "generation";
+pub const GENERATION: &str = zt_snapshot::state::names::GENERATION;
 /// The root-only companion (0600): emails, IdP ids, login flags, later keys.
-/// Not read yet: see `published::open_pair`.
-pub const PRIVATE: &str = "private";
+pub const PRIVATE: &str = zt_snapshot::state::names::PRIVATE;
 
 /// Where the files are and who must own them. Readers use `SYSTEM`; tests
 /// point one at a temporary directory.
@@ -43,7 +42,7 @@ const STATE_DIR_Z: [u8; STATE_DIR.len() + 1] = nul_terminated(STATE_DIR);
 const SNAPSHOT_Z: [u8; SNAPSHOT.len() + 1] = nul_terminated(SNAPSHOT);
 const GENERATION_Z: [u8; GENERATION.len() + 1] = nul_terminated(GENERATION);
 const PRIVATE_Z: [u8; PRIVATE.len() + 1] = nul_terminated(PRIVATE);
-/// `PRIVATE` as a C string, for when the companion is read.
+/// `PRIVATE` as a C string.
 pub const PRIVATE_C: &CStr = c_str(&PRIVATE_Z);
 
 /// The `&str` constants NUL-terminated at compile time, so the lookup path

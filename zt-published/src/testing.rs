@@ -64,7 +64,7 @@ impl TempStateDir {
     }
 
     pub fn publish_snapshot_only(&self, content: &Content) {
-        let bytes = zt_snapshot::build(content).unwrap();
+        let bytes = zt_snapshot::build(content).unwrap().public;
         let tmp = self.path.join(".snapshot.tmp");
         let mut f = std::fs::File::create(&tmp).unwrap();
         f.write_all(&bytes).unwrap();

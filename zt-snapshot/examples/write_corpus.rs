@@ -1,6 +1,8 @@
-//! Writes a few real snapshots as the fuzz corpus seed:
+//! Writes real files as the fuzz corpus seed: each built pair as a public
+//! seed, a private seed and a pair seed (see `zt_snapshot::fuzzing`):
 //! `cargo run -p zt-snapshot --example write_corpus -- zt-snapshot/fuzz/corpus/snapshot_reader`
 use zt_snapshot::format::group_flags;
+use zt_snapshot::fuzzing::pair_input;
 use zt_snapshot::{Content, GroupEntry, UserEntry, build};
 
 fn user(name: &str, uid: u32) -> UserEntry {
@@ -16,9 +18,9 @@ fn user(name: &str, uid: u32) -> UserEntry {
     }
 }
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).unwrap_or_else(|| "corpus".into());
-    std::fs::create_dir_all(&dir).expect("corpus dir");
+    std::fs::create_dir_all(&dir)?;
     let mut sets = vec![Content::default()];
     for n in [1usize, 3, 12] {
         let users: Vec<UserEntry> = (0..n)
@@ -46,7 +48,13 @@ fn main() {
         });
     }
     for (i, c) in sets.iter().enumerate() {
-        let bytes = build(c).expect("build");
-        std::fs::write(format!("{dir}/seed-{i}"), bytes).expect("write");
+        let built = build(c)?;
+        std::fs::write(format!("{dir}/seed-{i}"), &built.public)?;
+        std::fs::write(format!("{dir}/private-{i}"), &built.private)?;
+        std::fs::write(
+            format!("{dir}/pair-{i}"),
+            pair_input(&built.public, &built.private),
+        )?;
     }
+    Ok(())
 }

@@ -1,26 +1,51 @@
-//! The on-disk layout of a snapshot, shared by the writer and the reader.
+//! The on-disk layout of the two published files, shared by the writer and the reader.
 //!
-//! All integers are little-endian. A snapshot is:
+//! The agent publishes a *pair* of files with the same generation:
+//!
+//! - `snapshot` (0644, every process reads it): only what NSS answers. Names,
+//!   uids/gids, gecos, home, shell, memberships and the indexes over them.
+//!   Nothing else goes in: a compromised `www-data` must not learn who has
+//!   access to the host, their emails or IdP object ids.
+//! - `private` (0600 root): everything else, keyed by the public file's user
+//!   and group indexes: emails, IdP ids, group flags (login groups), the email
+//!   index, and later host policy, token issuers and keys, principals, public
+//!   keys, sudo-relevant groups, the last successful sync, a signature.
+//!
+//! Both files share one container layout and differ in their magic, so a
+//! private file can never be parsed as a public one or the other way round.
+//! All integers are little-endian.
 //!
 //! ```text
 //! offset 0   header (64 bytes)
-//!              0  magic            8 bytes  b"\x7fZTSNAP\n"
+//!              0  magic            8 bytes  PUBLIC_MAGIC or PRIVATE_MAGIC
 //!              8  version_major    u16      readers refuse any other major
 //!             10  version_minor    u16      additions only; readers ignore what they do not know
 //!             12  header_len       u32      64
 //!             16  file_len         u64      must equal the file's size
-//!             24  generation       u64      increases with every publish (see generation file)
-//!             32  synced_at        u64      unix seconds of the sync that produced this snapshot
+//!             24  generation       u64      increases with every publish; equal in both files of a pair
+//!             32  synced_at        u64      unix seconds of the sync that produced the content
 //!             40  section_count    u32
 //!             44  flags            u32      reserved, 0
 //!             48  reserved         16 bytes
 //! offset 64  section table: section_count entries of 16 bytes
-//!              kind u32, offset u32, len u32, reserved u32
+//!              kind u32, offset u32, len u32, flags u32
 //! then       sections, each starting on an 8-byte boundary
 //! ```
 //!
-//! Sections of version 1 (unknown kinds are skipped, so later versions can add
-//! host policy, token issuers, keys and a signature without breaking old readers):
+//! ## Growing the format
+//!
+//! New data goes in new sections (a minor version bump). A reader skips a
+//! section kind it does not know, unless the section's flags carry
+//! [`section_flags::MUST_UNDERSTAND`]: then it refuses the whole file. Use that
+//! bit for data whose absence would make an old reader *less* strict than the
+//! writer intended (host login policy, a signature that must be checked), never
+//! for data an old reader can safely ignore (extra display fields). Each known
+//! kind may appear at most once; a required section that is missing makes the
+//! file unreadable. Kinds are u32s and never reused; the public and private
+//! files number theirs in separate ranges (1.. and 0x100..) so that a mix-up is
+//! visible in a hex dump too.
+//!
+//! ## Public sections ([`section`])
 //!
 //! | kind | contents |
 //! |---|---|
@@ -29,7 +54,41 @@
 //! | GROUPS | `GROUP_RECORD_LEN`-byte group records |
 //! | USER_GROUPS | u32 gids: each user's supplementary groups, a slice per user |
 //! | GROUP_MEMBERS | u32 user indexes: each group's members, a slice per group |
-//! | USER_BY_NAME, USER_BY_UID, USER_BY_EMAIL, GROUP_BY_NAME, GROUP_BY_GID | hash indexes |
+//! | USER_BY_NAME, USER_BY_UID, GROUP_BY_NAME, GROUP_BY_GID | hash indexes |
+//!
+//! ## Private sections ([`private_section`])
+//!
+//! | kind | contents |
+//! |---|---|
+//! | STRINGS | this file's own strings (StrRefs in the private file point here) |
+//! | USERS | `PRIVATE_USER_RECORD_LEN`-byte records, one per public user, same index |
+//! | GROUPS | `PRIVATE_GROUP_RECORD_LEN`-byte records, one per public group, same index |
+//! | USER_BY_EMAIL | hash index from lowercase email to a (public) user index |
+//!
+//! Reserved for later (documented here so the layout is decided once):
+//!
+//! - HOST_POLICY (MUST_UNDERSTAND): who may log in here, as IdP group object ids.
+//! - SUDO_GROUPS: group indexes that carry sudo rules or local group grants.
+//! - SYNC_INFO: unix seconds of the last *successful* sync (distinct from
+//!   `synced_at`, which is when the content last changed).
+//! - Per-user lists (principals, public keys): a `USER_PRINCIPALS` section of
+//!   one `(start: u32, count: u32)` pair per public user index, pointing into a
+//!   `PRINCIPALS` section that is a flat array of `StrRef`s; public keys the
+//!   same way (`USER_KEYS` -> `KEYS`, each key a `StrRef` to its OpenSSH text
+//!   form). The same shape as USER_GROUPS: one bounds check per list, no
+//!   allocation in the reader.
+//! - Token issuers: an `ISSUERS` section of fixed records (issuer URL StrRef,
+//!   audience StrRef, `keys_start: u32, keys_count: u32`) into an `ISSUER_KEYS`
+//!   section of fixed records (kid StrRef, algorithm u32, key material StrRef).
+//! - SIGNATURE (MUST_UNDERSTAND once hosts require signed snapshots): a
+//!   signature over the file's *content*: every byte of the file with the
+//!   header's `generation` and `synced_at` fields (bytes 24..40) zeroed and
+//!   the SIGNATURE section's body zeroed. Generation and time are per-host
+//!   publication facts (a fleet host restamps a fetched snapshot with its own
+//!   generation), so they must not be part of what is signed; freshness comes
+//!   from a signed field inside SYNC_INFO instead.
+//!
+//! ## Hash indexes
 //!
 //! A hash index is `slot_count: u32, reserved: u32` followed by `slot_count`
 //! slots of `tag: u32, index_plus_one: u32` (0 = empty slot). `slot_count` is a
@@ -38,30 +97,31 @@
 //! probes (so a corrupt, full table cannot loop forever). `tag` is the upper 32
 //! bits of the 64-bit key hash, which spares most string comparisons.
 
-/// First eight bytes of every snapshot.
-pub const MAGIC: [u8; 8] = *b"\x7fZTSNAP\n";
-/// Readers refuse a snapshot with another major version.
-pub const VERSION_MAJOR: u16 = 1;
-/// Bumped when sections are added; old readers ignore unknown sections.
+/// First eight bytes of every public snapshot.
+pub const PUBLIC_MAGIC: [u8; 8] = *b"\x7fZTSNAP\n";
+/// First eight bytes of every private companion file.
+pub const PRIVATE_MAGIC: [u8; 8] = *b"\x7fZTPRIV\n";
+/// Kept for callers that only know the public file.
+pub const MAGIC: [u8; 8] = PUBLIC_MAGIC;
+/// Readers refuse a file with another major version. 2: the public/private split.
+pub const VERSION_MAJOR: u16 = 2;
+/// Bumped when sections are added; old readers skip unknown sections.
 pub const VERSION_MINOR: u16 = 0;
 pub const HEADER_LEN: usize = 64;
 pub const SECTION_ENTRY_LEN: usize = 16;
 /// Bound on the section table, so a corrupt count cannot make a reader walk far.
 pub const MAX_SECTIONS: u32 = 64;
 
-pub const USER_RECORD_LEN: usize = 64;
-pub const GROUP_RECORD_LEN: usize = 32;
+pub const USER_RECORD_LEN: usize = 48;
+pub const GROUP_RECORD_LEN: usize = 24;
+pub const PRIVATE_USER_RECORD_LEN: usize = 16;
+pub const PRIVATE_GROUP_RECORD_LEN: usize = 16;
 pub const INDEX_HEADER_LEN: usize = 8;
 pub const INDEX_SLOT_LEN: usize = 8;
 
-/// Where zt-agent publishes the snapshot and where nss_zt/pam_zt read it.
-pub const SNAPSHOT_PATH: &str = "/var/lib/zt/snapshot";
-/// An 8-byte file holding the generation of the snapshot currently published.
-/// Readers map it once and compare it with their snapshot's generation on every
-/// lookup: one memory load, no system call, tells them a new snapshot exists.
-pub const GENERATION_PATH: &str = "/var/lib/zt/generation";
+pub use crate::state::{GENERATION_PATH, PRIVATE_PATH, SNAPSHOT_PATH};
 
-/// Section kinds.
+/// Section kinds of the public file.
 pub mod section {
     pub const STRINGS: u32 = 1;
     pub const USERS: u32 = 2;
@@ -70,12 +130,26 @@ pub mod section {
     pub const GROUP_MEMBERS: u32 = 5;
     pub const USER_BY_NAME: u32 = 6;
     pub const USER_BY_UID: u32 = 7;
-    pub const USER_BY_EMAIL: u32 = 8;
+    // 8 was USER_BY_EMAIL in version 1; the email index is private now.
     pub const GROUP_BY_NAME: u32 = 9;
     pub const GROUP_BY_GID: u32 = 10;
 }
 
-/// Group flags.
+/// Section kinds of the private file.
+pub mod private_section {
+    pub const STRINGS: u32 = 0x101;
+    pub const USERS: u32 = 0x102;
+    pub const GROUPS: u32 = 0x103;
+    pub const USER_BY_EMAIL: u32 = 0x104;
+}
+
+/// The 4th u32 of a section table entry.
+pub mod section_flags {
+    /// A reader that does not know this section's kind must refuse the file.
+    pub const MUST_UNDERSTAND: u32 = 1;
+}
+
+/// Group flags (private file only).
 pub mod group_flags {
     /// The group is a user private group (gid = the user's uid, same name).
     pub const USER_PRIVATE: u32 = 1;
@@ -94,7 +168,7 @@ pub(crate) mod header {
     pub const SECTION_COUNT: usize = 40;
 }
 
-/// User record field offsets.
+/// Public user record field offsets.
 pub(crate) mod user {
     pub const UID: usize = 0;
     pub const GID: usize = 4;
@@ -102,20 +176,28 @@ pub(crate) mod user {
     pub const GECOS: usize = 16;
     pub const HOME: usize = 24;
     pub const SHELL: usize = 32;
-    pub const EMAIL: usize = 40;
-    pub const IDP_ID: usize = 48;
-    pub const GROUPS_START: usize = 56;
-    pub const GROUPS_COUNT: usize = 60;
+    pub const GROUPS_START: usize = 40;
+    pub const GROUPS_COUNT: usize = 44;
 }
 
-/// Group record field offsets.
+/// Public group record field offsets. Bytes 4..8 are reserved (0).
 pub(crate) mod group {
     pub const GID: usize = 0;
-    pub const FLAGS: usize = 4;
     pub const NAME: usize = 8;
-    pub const IDP_ID: usize = 16;
-    pub const MEMBERS_START: usize = 24;
-    pub const MEMBERS_COUNT: usize = 28;
+    pub const MEMBERS_START: usize = 16;
+    pub const MEMBERS_COUNT: usize = 20;
+}
+
+/// Private user record field offsets.
+pub(crate) mod private_user {
+    pub const EMAIL: usize = 0;
+    pub const IDP_ID: usize = 8;
+}
+
+/// Private group record field offsets. Bytes 12..16 are reserved (0).
+pub(crate) mod private_group {
+    pub const IDP_ID: usize = 0;
+    pub const FLAGS: usize = 8;
 }
 
 /// FNV-1a, 64 bit: the hash of name and email keys. Part of the format: changing

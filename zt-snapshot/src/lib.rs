@@ -1,13 +1,23 @@
-//! The zt snapshot: the one file zt-agent writes and nss_zt / pam_zt read.
+//! The zt snapshot: the files zt-agent publishes and nss_zt / pam_zt read.
 //!
-//! `format` is the byte layout, `writer` builds it (agent side), `reader` is a
-//! bounds-checked view that survives any input (module side). This crate has no
-//! dependencies and no `unsafe`: mapping the file is the caller's business.
+//! `format` is the byte layout of the public snapshot and its private twin,
+//! `writer` builds both from one model (agent side), `reader` has the
+//! bounds-checked views that survive any input (module side), and `state` owns
+//! the state directory: file names, trust checks and the publish protocol.
+//! `unsafe` appears only in `state`, at libc calls.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod reader;
+pub mod state;
 pub mod writer;
 
-pub use format::{GENERATION_PATH, SNAPSHOT_PATH};
-pub use reader::{FormatError, Group, Layout, Snapshot, User};
-pub use writer::{BuildError, Content, GroupEntry, UserEntry, build, restamp};
+pub use format::{GENERATION_PATH, PRIVATE_PATH, SNAPSHOT_PATH};
+pub use reader::{
+    FormatError, Group, Layout, Pair, Private, PrivateGroup, PrivateUser, Snapshot, User,
+};
+pub use state::{StateDir, StateError, StateLock};
+pub use writer::{BuildError, Built, Content, GroupEntry, UserEntry, build, restamp};

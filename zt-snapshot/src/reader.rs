@@ -1,12 +1,16 @@
-//! A bounds-checked, allocation-free view over snapshot bytes.
+//! Bounds-checked, allocation-free views over the published files.
 //!
-//! `Snapshot::parse` checks the header and the section table (constant time);
-//! every later access checks its own offsets and lengths and returns
-//! `FormatError` instead of reading outside the file, so any byte sequence is
-//! safe to hand to it (the fuzz target holds us to that). `verify_all` walks
-//! everything once; the agent runs it before publishing.
+//! `Snapshot` (public file) and `Private` (root-only companion): `parse` checks
+//! the header and the section table (constant time); every later access checks
+//! its own offsets and lengths and returns `FormatError` instead of reading
+//! outside the file, so any byte sequence is safe to hand to either (the fuzz
+//! target holds us to that). `verify_all` walks everything once; the agent runs
+//! it before publishing. `Pair` is the two read together: it refuses a private
+//! file that is not the twin of the public one (another generation, other counts).
 
-use crate::format::{self, group, header, section, user};
+use crate::format::{
+    self, group, header, private_group, private_section, private_user, section, user,
+};
 
 /// What is wrong with a snapshot, and where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +57,6 @@ pub struct Layout {
     group_members: Span,
     user_by_name: Span,
     user_by_uid: Span,
-    user_by_email: Span,
     group_by_name: Span,
     group_by_gid: Span,
 }
@@ -95,144 +98,115 @@ fn read_u64(bytes: &[u8], at: usize) -> Result<u64, FormatError> {
     }
 }
 
-impl<'a> Snapshot<'a> {
-    /// Checks the header and the section table. Constant time.
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
-        if bytes.len() < format::HEADER_LEN {
-            return err("file shorter than the header", 0);
-        }
-        if bytes[..8] != format::MAGIC {
-            return err("not a zt snapshot (bad magic)", 0);
-        }
-        if read_u16(bytes, header::VERSION_MAJOR)? != format::VERSION_MAJOR {
-            return err("unsupported major version", header::VERSION_MAJOR);
-        }
-        let _minor = read_u16(bytes, header::VERSION_MINOR)?;
-        let header_len = read_u32(bytes, header::HEADER_LEN)? as usize;
-        if header_len != format::HEADER_LEN {
-            return err("unexpected header length", header::HEADER_LEN);
-        }
-        let file_len = read_u64(bytes, header::FILE_LEN)?;
-        if file_len != bytes.len() as u64 {
-            return err(
-                "file length differs from header (truncated?)",
-                header::FILE_LEN,
-            );
-        }
-        let count = read_u32(bytes, header::SECTION_COUNT)?;
-        if count > format::MAX_SECTIONS {
-            return err("too many sections", header::SECTION_COUNT);
-        }
-        let mut layout = Layout {
-            file_len: bytes.len(),
-            generation: read_u64(bytes, header::GENERATION)?,
-            synced_at: read_u64(bytes, header::SYNCED_AT)?,
-            strings: Span::default(),
-            users: Span::default(),
-            groups: Span::default(),
-            user_groups: Span::default(),
-            group_members: Span::default(),
-            user_by_name: Span::default(),
-            user_by_uid: Span::default(),
-            user_by_email: Span::default(),
-            group_by_name: Span::default(),
-            group_by_gid: Span::default(),
+/// What the header and section table say, for either file.
+struct Container<const N: usize> {
+    generation: u64,
+    synced_at: u64,
+    /// Spans of the known kinds, in the order they were asked for.
+    spans: [Span; N],
+}
+
+/// Checks the header (magic, version, lengths) and the section table, and
+/// finds the sections of the `known` kinds. Every known kind is required and
+/// may appear once; an unknown kind is skipped unless flagged MUST_UNDERSTAND.
+fn parse_container<const N: usize>(
+    bytes: &[u8],
+    magic: [u8; 8],
+    known: [u32; N],
+) -> Result<Container<N>, FormatError> {
+    if bytes.len() < format::HEADER_LEN {
+        return err("file shorter than the header", 0);
+    }
+    if bytes[..8] != magic {
+        return err(
+            if bytes[..8] == format::PUBLIC_MAGIC {
+                "a public zt snapshot where the private file was expected"
+            } else if bytes[..8] == format::PRIVATE_MAGIC {
+                "a private zt file where the public snapshot was expected"
+            } else {
+                "not a zt snapshot (bad magic)"
+            },
+            0,
+        );
+    }
+    if read_u16(bytes, header::VERSION_MAJOR)? != format::VERSION_MAJOR {
+        return err("unsupported major version", header::VERSION_MAJOR);
+    }
+    let _minor = read_u16(bytes, header::VERSION_MINOR)?;
+    let header_len = read_u32(bytes, header::HEADER_LEN)? as usize;
+    if header_len != format::HEADER_LEN {
+        return err("unexpected header length", header::HEADER_LEN);
+    }
+    let file_len = read_u64(bytes, header::FILE_LEN)?;
+    if file_len != bytes.len() as u64 {
+        return err(
+            "file length differs from header (truncated?)",
+            header::FILE_LEN,
+        );
+    }
+    let count = read_u32(bytes, header::SECTION_COUNT)?;
+    if count > format::MAX_SECTIONS {
+        return err("too many sections", header::SECTION_COUNT);
+    }
+    let table_end = format::HEADER_LEN + count as usize * format::SECTION_ENTRY_LEN;
+    if table_end > bytes.len() {
+        return err(
+            "section table runs past the end of the file",
+            header::SECTION_COUNT,
+        );
+    }
+    // Seen-ness is tracked per position in `known`, never as `1 << kind`: a
+    // shift by the kind aliased kinds 32 and up onto small ones (and overflowed).
+    let mut found: [Option<Span>; N] = [None; N];
+    for i in 0..count as usize {
+        let at = format::HEADER_LEN + i * format::SECTION_ENTRY_LEN;
+        let kind = read_u32(bytes, at)?;
+        let offset = read_u32(bytes, at + 4)? as usize;
+        let len = read_u32(bytes, at + 8)? as usize;
+        let flags = read_u32(bytes, at + 12)?;
+        let Some(slot) = known.iter().position(|&k| k == kind) else {
+            if flags & format::section_flags::MUST_UNDERSTAND != 0 {
+                return err(
+                    "a section this reader does not know is marked must-understand",
+                    at,
+                );
+            }
+            continue; // a later minor version's section: safe to ignore
         };
-        let table_end = format::HEADER_LEN + count as usize * format::SECTION_ENTRY_LEN;
-        if table_end > bytes.len() {
-            return err(
-                "section table runs past the end of the file",
-                header::SECTION_COUNT,
-            );
+        if offset < table_end || offset.checked_add(len).is_none_or(|end| end > bytes.len()) {
+            return err("section outside the file", at);
         }
-        let mut seen: u32 = 0;
-        for i in 0..count as usize {
-            let at = format::HEADER_LEN + i * format::SECTION_ENTRY_LEN;
-            let kind = read_u32(bytes, at)?;
-            let offset = read_u32(bytes, at + 4)? as usize;
-            let len = read_u32(bytes, at + 8)? as usize;
-            if offset < table_end || offset.checked_add(len).is_none_or(|end| end > bytes.len()) {
-                return err("section outside the file", at);
-            }
-            if !offset.is_multiple_of(8) {
-                return err("section not 8-byte aligned", at);
-            }
-            let span = Span { offset, len };
-            let slot = match kind {
-                section::STRINGS => &mut layout.strings,
-                section::USERS => &mut layout.users,
-                section::GROUPS => &mut layout.groups,
-                section::USER_GROUPS => &mut layout.user_groups,
-                section::GROUP_MEMBERS => &mut layout.group_members,
-                section::USER_BY_NAME => &mut layout.user_by_name,
-                section::USER_BY_UID => &mut layout.user_by_uid,
-                section::USER_BY_EMAIL => &mut layout.user_by_email,
-                section::GROUP_BY_NAME => &mut layout.group_by_name,
-                section::GROUP_BY_GID => &mut layout.group_by_gid,
-                _ => continue, // a later minor version's section: not ours to read
-            };
-            let bit = 1u32 << kind;
-            if seen & bit != 0 {
-                return err("section appears twice", at);
-            }
-            seen |= bit;
-            *slot = span;
+        if !offset.is_multiple_of(8) {
+            return err("section not 8-byte aligned", at);
         }
-        let required = [
-            section::STRINGS,
-            section::USERS,
-            section::GROUPS,
-            section::USER_GROUPS,
-            section::GROUP_MEMBERS,
-            section::USER_BY_NAME,
-            section::USER_BY_UID,
-            section::USER_BY_EMAIL,
-            section::GROUP_BY_NAME,
-            section::GROUP_BY_GID,
-        ];
-        if required.iter().any(|k| seen & (1 << k) == 0) {
-            return err("a required section is missing", format::HEADER_LEN);
+        if found[slot].is_some() {
+            return err("section appears twice", at);
         }
-        if !layout.users.len.is_multiple_of(format::USER_RECORD_LEN)
-            || !layout.groups.len.is_multiple_of(format::GROUP_RECORD_LEN)
-            || !layout.user_groups.len.is_multiple_of(4)
-            || !layout.group_members.len.is_multiple_of(4)
-        {
-            return err(
-                "section length is not a whole number of records",
-                format::HEADER_LEN,
-            );
+        found[slot] = Some(Span { offset, len });
+    }
+    let mut spans = [Span::default(); N];
+    for (span, f) in spans.iter_mut().zip(found) {
+        match f {
+            Some(s) => *span = s,
+            None => return err("a required section is missing", format::HEADER_LEN),
         }
-        Ok(Snapshot { bytes, layout })
     }
+    Ok(Container {
+        generation: read_u64(bytes, header::GENERATION)?,
+        synced_at: read_u64(bytes, header::SYNCED_AT)?,
+        spans,
+    })
+}
 
-    /// Rebuilds a view from a layout computed earlier by `parse` over the same bytes.
-    /// Returns None if the bytes are not the ones the layout was computed for.
-    pub fn with_layout(bytes: &'a [u8], layout: Layout) -> Option<Self> {
-        (bytes.len() == layout.file_len).then_some(Snapshot { bytes, layout })
-    }
+/// The checked accessors both views share: strings, fixed records, u32 lists
+/// and hash index probes, each confined to its section.
+#[derive(Clone, Copy)]
+struct Sections<'a> {
+    bytes: &'a [u8],
+    strings: Span,
+}
 
-    pub fn layout(&self) -> Layout {
-        self.layout
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.layout.generation
-    }
-
-    /// Unix seconds of the sync that produced this snapshot.
-    pub fn synced_at(&self) -> u64 {
-        self.layout.synced_at
-    }
-
-    pub fn user_count(&self) -> usize {
-        self.layout.users.len / format::USER_RECORD_LEN
-    }
-
-    pub fn group_count(&self) -> usize {
-        self.layout.groups.len / format::GROUP_RECORD_LEN
-    }
-
+impl<'a> Sections<'a> {
     fn string(&self, at: usize) -> Result<&'a [u8], FormatError> {
         let off = read_u32(self.bytes, at)?;
         let len = read_u32(self.bytes, at + 4)?;
@@ -242,7 +216,7 @@ impl<'a> Snapshot<'a> {
     /// The string a `StrRef { off, len }` read from byte `at` points to.
     fn string_ref(&self, off: u32, len: u32, at: usize) -> Result<&'a [u8], FormatError> {
         let (off, len) = (off as usize, len as usize);
-        let s = self.layout.strings;
+        let s = self.strings;
         match off.checked_add(len) {
             Some(end) if end <= s.len => Ok(&self.bytes[s.offset + off..s.offset + end]),
             _ => err("string outside the string section", at),
@@ -288,48 +262,6 @@ impl<'a> Snapshot<'a> {
         }
     }
 
-    pub fn user(&self, index: usize) -> Result<User<'a>, FormatError> {
-        let at = self.user_record(index)?;
-        let r: &[u8; format::USER_RECORD_LEN] = self.record(at)?;
-        let groups = self.u32_slice(
-            self.layout.user_groups,
-            field_u32(r, user::GROUPS_START),
-            field_u32(r, user::GROUPS_COUNT),
-            at + user::GROUPS_START,
-        )?;
-        Ok(User {
-            index,
-            uid: field_u32(r, user::UID),
-            gid: field_u32(r, user::GID),
-            name: self.record_string(r, at, user::NAME)?,
-            gecos: self.record_string(r, at, user::GECOS)?,
-            home: self.record_string(r, at, user::HOME)?,
-            shell: self.record_string(r, at, user::SHELL)?,
-            email: self.record_string(r, at, user::EMAIL)?,
-            idp_id: self.record_string(r, at, user::IDP_ID)?,
-            groups,
-        })
-    }
-
-    pub fn group(&self, index: usize) -> Result<Group<'a>, FormatError> {
-        let at = self.group_record(index)?;
-        let r: &[u8; format::GROUP_RECORD_LEN] = self.record(at)?;
-        let members = self.u32_slice(
-            self.layout.group_members,
-            field_u32(r, group::MEMBERS_START),
-            field_u32(r, group::MEMBERS_COUNT),
-            at + group::MEMBERS_START,
-        )?;
-        Ok(Group {
-            index,
-            gid: field_u32(r, group::GID),
-            flags: field_u32(r, group::FLAGS),
-            name: self.record_string(r, at, group::NAME)?,
-            idp_id: self.record_string(r, at, group::IDP_ID)?,
-            members,
-        })
-    }
-
     /// Probes a hash index; `matches` decides whether the entry at an index is the one sought.
     fn probe(
         &self,
@@ -365,40 +297,170 @@ impl<'a> Snapshot<'a> {
         }
         Ok(None)
     }
+}
+
+impl<'a> Snapshot<'a> {
+    /// Checks the header and the section table. Constant time.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        let c = parse_container(
+            bytes,
+            format::PUBLIC_MAGIC,
+            [
+                section::STRINGS,
+                section::USERS,
+                section::GROUPS,
+                section::USER_GROUPS,
+                section::GROUP_MEMBERS,
+                section::USER_BY_NAME,
+                section::USER_BY_UID,
+                section::GROUP_BY_NAME,
+                section::GROUP_BY_GID,
+            ],
+        )?;
+        let [
+            strings,
+            users,
+            groups,
+            user_groups,
+            group_members,
+            user_by_name,
+            user_by_uid,
+            group_by_name,
+            group_by_gid,
+        ] = c.spans;
+        let layout = Layout {
+            file_len: bytes.len(),
+            generation: c.generation,
+            synced_at: c.synced_at,
+            strings,
+            users,
+            groups,
+            user_groups,
+            group_members,
+            user_by_name,
+            user_by_uid,
+            group_by_name,
+            group_by_gid,
+        };
+        if !layout.users.len.is_multiple_of(format::USER_RECORD_LEN)
+            || !layout.groups.len.is_multiple_of(format::GROUP_RECORD_LEN)
+            || !layout.user_groups.len.is_multiple_of(4)
+            || !layout.group_members.len.is_multiple_of(4)
+        {
+            return err(
+                "section length is not a whole number of records",
+                format::HEADER_LEN,
+            );
+        }
+        Ok(Snapshot { bytes, layout })
+    }
+
+    /// Rebuilds a view from a layout computed earlier by `parse` over the same bytes.
+    /// Returns None if the bytes are not the ones the layout was computed for.
+    pub fn with_layout(bytes: &'a [u8], layout: Layout) -> Option<Self> {
+        (bytes.len() == layout.file_len).then_some(Snapshot { bytes, layout })
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.layout.generation
+    }
+
+    /// Unix seconds of the sync that produced this snapshot.
+    pub fn synced_at(&self) -> u64 {
+        self.layout.synced_at
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.layout.users.len / format::USER_RECORD_LEN
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.layout.groups.len / format::GROUP_RECORD_LEN
+    }
+
+    fn sections(&self) -> Sections<'a> {
+        Sections {
+            bytes: self.bytes,
+            strings: self.layout.strings,
+        }
+    }
+
+    pub fn user(&self, index: usize) -> Result<User<'a>, FormatError> {
+        let s = self.sections();
+        let at = self.user_record(index)?;
+        let r: &[u8; format::USER_RECORD_LEN] = s.record(at)?;
+        let groups = s.u32_slice(
+            self.layout.user_groups,
+            field_u32(r, user::GROUPS_START),
+            field_u32(r, user::GROUPS_COUNT),
+            at + user::GROUPS_START,
+        )?;
+        Ok(User {
+            index,
+            uid: field_u32(r, user::UID),
+            gid: field_u32(r, user::GID),
+            name: s.record_string(r, at, user::NAME)?,
+            gecos: s.record_string(r, at, user::GECOS)?,
+            home: s.record_string(r, at, user::HOME)?,
+            shell: s.record_string(r, at, user::SHELL)?,
+            groups,
+        })
+    }
+
+    pub fn group(&self, index: usize) -> Result<Group<'a>, FormatError> {
+        let s = self.sections();
+        let at = self.group_record(index)?;
+        let r: &[u8; format::GROUP_RECORD_LEN] = s.record(at)?;
+        let members = s.u32_slice(
+            self.layout.group_members,
+            field_u32(r, group::MEMBERS_START),
+            field_u32(r, group::MEMBERS_COUNT),
+            at + group::MEMBERS_START,
+        )?;
+        Ok(Group {
+            index,
+            gid: field_u32(r, group::GID),
+            name: s.record_string(r, at, group::NAME)?,
+            members,
+        })
+    }
 
     pub fn user_by_name(&self, name: &[u8]) -> Result<Option<User<'a>>, FormatError> {
-        let found = self.probe(self.layout.user_by_name, format::hash_bytes(name), |i| {
-            Ok(self.user_name(i)? == name)
-        })?;
+        let found =
+            self.sections()
+                .probe(self.layout.user_by_name, format::hash_bytes(name), |i| {
+                    Ok(self.user_name(i)? == name)
+                })?;
         found.map(|i| self.user(i)).transpose()
     }
 
     pub fn user_by_uid(&self, uid: u32) -> Result<Option<User<'a>>, FormatError> {
-        let found = self.probe(self.layout.user_by_uid, format::hash_id(uid), |i| {
-            Ok(read_u32(self.bytes, self.user_record(i)? + user::UID)? == uid)
-        })?;
-        found.map(|i| self.user(i)).transpose()
-    }
-
-    /// Emails are stored lowercase; pass a lowercase email.
-    pub fn user_by_email(&self, email: &[u8]) -> Result<Option<User<'a>>, FormatError> {
-        let found = self.probe(self.layout.user_by_email, format::hash_bytes(email), |i| {
-            Ok(self.string(self.user_record(i)? + user::EMAIL)? == email)
-        })?;
+        let found = self
+            .sections()
+            .probe(self.layout.user_by_uid, format::hash_id(uid), |i| {
+                Ok(read_u32(self.bytes, self.user_record(i)? + user::UID)? == uid)
+            })?;
         found.map(|i| self.user(i)).transpose()
     }
 
     pub fn group_by_name(&self, name: &[u8]) -> Result<Option<Group<'a>>, FormatError> {
-        let found = self.probe(self.layout.group_by_name, format::hash_bytes(name), |i| {
-            Ok(self.string(self.group_record(i)? + group::NAME)? == name)
+        let s = self.sections();
+        let found = s.probe(self.layout.group_by_name, format::hash_bytes(name), |i| {
+            Ok(s.string(self.group_record(i)? + group::NAME)? == name)
         })?;
         found.map(|i| self.group(i)).transpose()
     }
 
     pub fn group_by_gid(&self, gid: u32) -> Result<Option<Group<'a>>, FormatError> {
-        let found = self.probe(self.layout.group_by_gid, format::hash_id(gid), |i| {
-            Ok(read_u32(self.bytes, self.group_record(i)? + group::GID)? == gid)
-        })?;
+        let found = self
+            .sections()
+            .probe(self.layout.group_by_gid, format::hash_id(gid), |i| {
+                Ok(read_u32(self.bytes, self.group_record(i)? + group::GID)? == gid)
+            })?;
         found.map(|i| self.group(i)).transpose()
     }
 
@@ -419,7 +481,7 @@ impl<'a> Snapshot<'a> {
     /// Name of the user at `index` (a group member), without decoding the rest of the record.
     pub fn user_name(&self, index: usize) -> Result<&'a [u8], FormatError> {
         let at = self.user_record(index)?;
-        self.string(at + user::NAME)
+        self.sections().string(at + user::NAME)
     }
 
     /// Walks every record, list and index once. The agent calls this on what it
@@ -427,7 +489,7 @@ impl<'a> Snapshot<'a> {
     pub fn verify_all(&self) -> Result<(), FormatError> {
         for i in 0..self.user_count() {
             let u = self.user(i)?;
-            for field in [u.name, u.gecos, u.home, u.shell, u.email, u.idp_id] {
+            for field in [u.name, u.gecos, u.home, u.shell] {
                 if field.contains(&0) {
                     return err("NUL byte inside a string", i);
                 }
@@ -438,13 +500,10 @@ impl<'a> Snapshot<'a> {
             if self.user_by_uid(u.uid)?.map(|f| f.index) != Some(i) {
                 return err("user not reachable by uid", i);
             }
-            if !u.email.is_empty() && self.user_by_email(u.email)?.map(|f| f.index) != Some(i) {
-                return err("user not reachable by email", i);
-            }
         }
         for i in 0..self.group_count() {
             let g = self.group(i)?;
-            if g.name.contains(&0) || g.idp_id.contains(&0) {
+            if g.name.contains(&0) {
                 return err("NUL byte inside a string", i);
             }
             for m in g.members.iter() {
@@ -458,6 +517,212 @@ impl<'a> Snapshot<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// The root-only companion file: per public user and group index, what NSS
+/// must not show every process. Read it only together with its public twin
+/// (`Pair`), or at least check `generation()` against it.
+#[derive(Clone, Copy)]
+pub struct Private<'a> {
+    bytes: &'a [u8],
+    generation: u64,
+    synced_at: u64,
+    strings: Span,
+    users: Span,
+    groups: Span,
+    user_by_email: Span,
+}
+
+/// Counts only: a `{:?}` in a log line must not dump emails.
+impl std::fmt::Debug for Private<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Private")
+            .field("generation", &self.generation)
+            .field("users", &self.user_count())
+            .field("groups", &self.group_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Private<'a> {
+    /// Checks the header and the section table. Constant time.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        let c = parse_container(
+            bytes,
+            format::PRIVATE_MAGIC,
+            [
+                private_section::STRINGS,
+                private_section::USERS,
+                private_section::GROUPS,
+                private_section::USER_BY_EMAIL,
+            ],
+        )?;
+        let [strings, users, groups, user_by_email] = c.spans;
+        if !users.len.is_multiple_of(format::PRIVATE_USER_RECORD_LEN)
+            || !groups.len.is_multiple_of(format::PRIVATE_GROUP_RECORD_LEN)
+        {
+            return err(
+                "section length is not a whole number of records",
+                format::HEADER_LEN,
+            );
+        }
+        Ok(Private {
+            bytes,
+            generation: c.generation,
+            synced_at: c.synced_at,
+            strings,
+            users,
+            groups,
+            user_by_email,
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn synced_at(&self) -> u64 {
+        self.synced_at
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len / format::PRIVATE_USER_RECORD_LEN
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len / format::PRIVATE_GROUP_RECORD_LEN
+    }
+
+    fn sections(&self) -> Sections<'a> {
+        Sections {
+            bytes: self.bytes,
+            strings: self.strings,
+        }
+    }
+
+    fn user_record(&self, index: usize) -> Result<usize, FormatError> {
+        if index >= self.user_count() {
+            return err("user index out of range", self.users.offset);
+        }
+        Ok(self.users.offset + index * format::PRIVATE_USER_RECORD_LEN)
+    }
+
+    fn group_record(&self, index: usize) -> Result<usize, FormatError> {
+        if index >= self.group_count() {
+            return err("group index out of range", self.groups.offset);
+        }
+        Ok(self.groups.offset + index * format::PRIVATE_GROUP_RECORD_LEN)
+    }
+
+    /// The private part of the public user at `index`.
+    pub fn user(&self, index: usize) -> Result<PrivateUser<'a>, FormatError> {
+        let s = self.sections();
+        let at = self.user_record(index)?;
+        let r: &[u8; format::PRIVATE_USER_RECORD_LEN] = s.record(at)?;
+        Ok(PrivateUser {
+            index,
+            email: s.record_string(r, at, private_user::EMAIL)?,
+            idp_id: s.record_string(r, at, private_user::IDP_ID)?,
+        })
+    }
+
+    /// The private part of the public group at `index`.
+    pub fn group(&self, index: usize) -> Result<PrivateGroup<'a>, FormatError> {
+        let s = self.sections();
+        let at = self.group_record(index)?;
+        let r: &[u8; format::PRIVATE_GROUP_RECORD_LEN] = s.record(at)?;
+        Ok(PrivateGroup {
+            index,
+            idp_id: s.record_string(r, at, private_group::IDP_ID)?,
+            flags: field_u32(r, private_group::FLAGS),
+        })
+    }
+
+    /// Emails are stored lowercase; pass a lowercase email. The result's
+    /// `index` is the user's index in the public twin.
+    pub fn user_by_email(&self, email: &[u8]) -> Result<Option<PrivateUser<'a>>, FormatError> {
+        let s = self.sections();
+        let found = s.probe(self.user_by_email, format::hash_bytes(email), |i| {
+            Ok(s.string(self.user_record(i)? + private_user::EMAIL)? == email)
+        })?;
+        found.map(|i| self.user(i)).transpose()
+    }
+
+    /// Walks every record and the email index once.
+    pub fn verify_all(&self) -> Result<(), FormatError> {
+        for i in 0..self.user_count() {
+            let u = self.user(i)?;
+            if u.email.contains(&0) || u.idp_id.contains(&0) {
+                return err("NUL byte inside a string", i);
+            }
+            if !u.email.is_empty() && self.user_by_email(u.email)?.map(|f| f.index) != Some(i) {
+                return err("user not reachable by email", i);
+            }
+        }
+        for i in 0..self.group_count() {
+            if self.group(i)?.idp_id.contains(&0) {
+                return err("NUL byte inside a string", i);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A public snapshot and its private twin, checked to belong together: same
+/// generation, same user and group counts (private records are indexed by the
+/// public file's indexes, so a mismatched pair would attach one person's email
+/// to another's account). pam_zt and `zt-agent lookup` read the pair this way.
+#[derive(Debug, Clone, Copy)]
+pub struct Pair<'a> {
+    pub public: Snapshot<'a>,
+    pub private: Private<'a>,
+}
+
+impl<'a> Pair<'a> {
+    /// Parses both files and checks they are twins. Constant time.
+    pub fn parse(public: &'a [u8], private: &'a [u8]) -> Result<Self, FormatError> {
+        Pair::new(Snapshot::parse(public)?, Private::parse(private)?)
+    }
+
+    /// Checks that two parsed views are twins.
+    pub fn new(public: Snapshot<'a>, private: Private<'a>) -> Result<Self, FormatError> {
+        if public.generation() != private.generation() {
+            return err(
+                "the private file's generation differs from the public snapshot's (published half-way? retry)",
+                header::GENERATION,
+            );
+        }
+        if public.user_count() != private.user_count()
+            || public.group_count() != private.group_count()
+        {
+            return err(
+                "the private file's user or group count differs from the public snapshot's",
+                format::HEADER_LEN,
+            );
+        }
+        Ok(Pair { public, private })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.public.generation()
+    }
+
+    /// Emails are stored lowercase; pass a lowercase email.
+    pub fn user_by_email(
+        &self,
+        email: &[u8],
+    ) -> Result<Option<(User<'a>, PrivateUser<'a>)>, FormatError> {
+        match self.private.user_by_email(email)? {
+            Some(p) => Ok(Some((self.public.user(p.index)?, p))),
+            None => Ok(None),
+        }
+    }
+
+    /// Both files' `verify_all`, after the twin check `new` made.
+    pub fn verify_all(&self) -> Result<(), FormatError> {
+        self.public.verify_all()?;
+        self.private.verify_all()
     }
 }
 
@@ -501,8 +766,6 @@ pub struct User<'a> {
     pub gecos: &'a [u8],
     pub home: &'a [u8],
     pub shell: &'a [u8],
-    pub email: &'a [u8],
-    pub idp_id: &'a [u8],
     /// Supplementary gids (not including `gid`).
     pub groups: U32List<'a>,
 }
@@ -511,10 +774,26 @@ pub struct User<'a> {
 pub struct Group<'a> {
     pub index: usize,
     pub gid: u32,
-    pub flags: u32,
     pub name: &'a [u8],
-    /// Empty for user private groups.
-    pub idp_id: &'a [u8],
     /// Indexes of member users; `Snapshot::user_name` gives their names.
     pub members: U32List<'a>,
+}
+
+/// The private part of a user; `index` is the public user index.
+#[derive(Debug, Clone, Copy)]
+pub struct PrivateUser<'a> {
+    pub index: usize,
+    /// Lowercase; empty if the directory had none.
+    pub email: &'a [u8],
+    pub idp_id: &'a [u8],
+}
+
+/// The private part of a group; `index` is the public group index.
+#[derive(Debug, Clone, Copy)]
+pub struct PrivateGroup<'a> {
+    pub index: usize,
+    /// Empty for user private groups.
+    pub idp_id: &'a [u8],
+    /// `format::group_flags`.
+    pub flags: u32,
 }

@@ -1,8 +1,9 @@
-//! Builds snapshot bytes from plain Rust values. Used only by zt-agent.
+//! Builds the published pair (public snapshot + private companion) from one
+//! plain Rust model. Used only by zt-agent (and tests, benches).
 
 use std::collections::HashMap;
 
-use crate::format::{self, section};
+use crate::format::{self, private_section, section};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserEntry {
@@ -13,9 +14,9 @@ pub struct UserEntry {
     pub gecos: String,
     pub home: String,
     pub shell: String,
-    /// Lowercase email; may be empty.
+    /// Lowercase email; may be empty. Private file only.
     pub email: String,
-    /// The IdP's immutable object id.
+    /// The IdP's immutable object id. Private file only.
     pub idp_id: String,
 }
 
@@ -23,8 +24,9 @@ pub struct UserEntry {
 pub struct GroupEntry {
     pub name: String,
     pub gid: u32,
+    /// `format::group_flags`. Private file only.
     pub flags: u32,
-    /// The IdP's immutable object id; empty for user private groups.
+    /// The IdP's immutable object id; empty for user private groups. Private file only.
     pub idp_id: String,
     /// Names of member users; each must be one of the snapshot's users.
     pub members: Vec<String>,
@@ -73,7 +75,7 @@ impl std::fmt::Display for BuildError {
                     "{field} {value:?} contains a byte not allowed in passwd/group fields (NUL, ':' or newline)"
                 )
             }
-            BuildError::TooLarge => write!(f, "snapshot would exceed 4 GiB"),
+            BuildError::TooLarge => write!(f, "snapshot or private file would exceed 4 GiB"),
         }
     }
 }
@@ -130,8 +132,41 @@ fn build_index(keys: impl Iterator<Item = u64>) -> Vec<u8> {
     build_sparse_index(&entries)
 }
 
-/// Builds the snapshot bytes. Users and groups keep the order given (enumeration order).
-pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
+/// The two files of one publication, built from the same content and stamped
+/// with the same generation. Publish them together (`StateDir::publish`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// The world-readable snapshot (0644): what NSS answers.
+    pub public: Vec<u8>,
+    /// The root-only companion (0600): emails, IdP ids, group flags, ...
+    pub private: Vec<u8>,
+}
+
+impl Built {
+    /// The generation both files carry.
+    pub fn generation(&self) -> u64 {
+        header_u64(&self.public, format::header::GENERATION)
+    }
+
+    /// Restamps both files with a new generation and sync time, so a caller can
+    /// compare content with the previous pair and publish without building twice.
+    pub fn restamp(&mut self, generation: u64, synced_at: u64) {
+        restamp(&mut self.public, generation, synced_at);
+        restamp(&mut self.private, generation, synced_at);
+    }
+}
+
+fn header_u64(bytes: &[u8], at: usize) -> u64 {
+    bytes
+        .get(at..at + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Checks the content and builds both files. Users and groups keep the order
+/// given (enumeration order); the private file's records follow the same order,
+/// so a public index is also a private index.
+pub fn build(content: &Content) -> Result<Built, BuildError> {
     if content.users.len() >= u32::MAX as usize / 2 || content.groups.len() >= u32::MAX as usize / 2
     {
         return Err(BuildError::TooLarge);
@@ -184,33 +219,42 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
                     member: m.clone(),
                 });
             };
-            if member_of[ui as usize] == stamp {
+            let ui = ui as usize;
+            if member_of[ui] == stamp {
                 continue;
             }
-            member_of[ui as usize] = stamp;
-            members.push(ui);
-            let list = &mut user_groups[ui as usize];
-            if content.users[ui as usize].gid != g.gid && !list.contains(&g.gid) {
+            member_of[ui] = stamp;
+            members.push(ui as u32);
+            let list = &mut user_groups[ui];
+            if content.users[ui].gid != g.gid && !list.contains(&g.gid) {
                 list.push(g.gid);
             }
         }
         group_members.push(members);
     }
+    let public = build_public(content, &mut user_groups, &group_members)?;
+    let private = build_private(content)?;
+    Ok(Built { public, private })
+}
 
+fn build_public(
+    content: &Content,
+    user_groups: &mut [Vec<u32>],
+    group_members: &[Vec<u32>],
+) -> Result<Vec<u8>, BuildError> {
     let mut strings = Strings {
         bytes: Vec::new(),
-        dedup: HashMap::with_capacity(content.users.len() * 4 + content.groups.len() * 2),
+        dedup: HashMap::with_capacity(content.users.len() * 4 + content.groups.len()),
     };
     let mut users = Vec::with_capacity(content.users.len() * format::USER_RECORD_LEN);
     let mut ug = Vec::new();
     let mut ug_count: u32 = 0;
-    for (i, u) in content.users.iter().enumerate() {
+    for (u, list) in content.users.iter().zip(user_groups.iter_mut()) {
         put_u32(&mut users, u.uid);
         put_u32(&mut users, u.gid);
-        for s in [&u.name, &u.gecos, &u.home, &u.shell, &u.email, &u.idp_id] {
+        for s in [&u.name, &u.gecos, &u.home, &u.shell] {
             put_str(&mut users, strings.add(s)?);
         }
-        let list = &mut user_groups[i];
         list.sort_unstable();
         put_u32(&mut users, ug_count);
         put_u32(&mut users, list.len() as u32);
@@ -224,11 +268,10 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
     let mut groups = Vec::with_capacity(content.groups.len() * format::GROUP_RECORD_LEN);
     let mut gm = Vec::new();
     let mut gm_count: u32 = 0;
-    for (g, members) in content.groups.iter().zip(&group_members) {
+    for (g, members) in content.groups.iter().zip(group_members) {
         put_u32(&mut groups, g.gid);
-        put_u32(&mut groups, g.flags);
+        put_u32(&mut groups, 0); // reserved: group flags are private
         put_str(&mut groups, strings.add(&g.name)?);
-        put_str(&mut groups, strings.add(&g.idp_id)?);
         put_u32(&mut groups, gm_count);
         put_u32(&mut groups, members.len() as u32);
         for &m in members {
@@ -238,16 +281,6 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
             .checked_add(members.len() as u32)
             .ok_or(BuildError::TooLarge)?;
     }
-
-    // Users without an email get no entry in the email index.
-    let with_email: Vec<(usize, u64)> = content
-        .users
-        .iter()
-        .enumerate()
-        .filter(|(_, u)| !u.email.is_empty())
-        .map(|(i, u)| (i, format::hash_bytes(u.email.as_bytes())))
-        .collect();
-
     let sections: Vec<(u32, Vec<u8>)> = vec![
         (section::USERS, users),
         (section::GROUPS, groups),
@@ -266,7 +299,6 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
             section::USER_BY_UID,
             build_index(content.users.iter().map(|u| format::hash_id(u.uid))),
         ),
-        (section::USER_BY_EMAIL, build_sparse_index(&with_email)),
         (
             section::GROUP_BY_NAME,
             build_index(
@@ -282,11 +314,57 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
         ),
         (section::STRINGS, strings.bytes),
     ];
+    assemble(format::PUBLIC_MAGIC, content, &sections)
+}
 
+fn build_private(content: &Content) -> Result<Vec<u8>, BuildError> {
+    let mut strings = Strings {
+        bytes: Vec::new(),
+        dedup: HashMap::with_capacity(content.users.len() * 2 + content.groups.len()),
+    };
+    let mut users = Vec::with_capacity(content.users.len() * format::PRIVATE_USER_RECORD_LEN);
+    for u in &content.users {
+        put_str(&mut users, strings.add(&u.email)?);
+        put_str(&mut users, strings.add(&u.idp_id)?);
+    }
+    let mut groups = Vec::with_capacity(content.groups.len() * format::PRIVATE_GROUP_RECORD_LEN);
+    for g in &content.groups {
+        put_str(&mut groups, strings.add(&g.idp_id)?);
+        put_u32(&mut groups, g.flags);
+        put_u32(&mut groups, 0);
+    }
+    // Users without an email get no entry in the email index.
+    let with_email: Vec<(usize, u64)> = content
+        .users
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| !u.email.is_empty())
+        .map(|(i, u)| (i, format::hash_bytes(u.email.as_bytes())))
+        .collect();
+    let sections: Vec<(u32, Vec<u8>)> = vec![
+        (private_section::USERS, users),
+        (private_section::GROUPS, groups),
+        (
+            private_section::USER_BY_EMAIL,
+            build_sparse_index(&with_email),
+        ),
+        (private_section::STRINGS, strings.bytes),
+    ];
+    assemble(format::PRIVATE_MAGIC, content, &sections)
+}
+
+/// Header, section table and 8-byte aligned section bodies. Every section
+/// written here is one this version's readers require, so none carries
+/// MUST_UNDERSTAND (flags 0).
+fn assemble(
+    magic: [u8; 8],
+    content: &Content,
+    sections: &[(u32, Vec<u8>)],
+) -> Result<Vec<u8>, BuildError> {
     let table_end = format::HEADER_LEN + sections.len() * format::SECTION_ENTRY_LEN;
     let mut offset = table_end.next_multiple_of(8);
     let mut table = Vec::with_capacity(sections.len() * format::SECTION_ENTRY_LEN);
-    for (kind, body) in &sections {
+    for (kind, body) in sections {
         put_u32(&mut table, *kind);
         put_u32(
             &mut table,
@@ -303,7 +381,7 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
     u32::try_from(file_len).map_err(|_| BuildError::TooLarge)?;
 
     let mut out = Vec::with_capacity(file_len);
-    out.extend_from_slice(&format::MAGIC);
+    out.extend_from_slice(&magic);
     out.extend_from_slice(&format::VERSION_MAJOR.to_le_bytes());
     out.extend_from_slice(&format::VERSION_MINOR.to_le_bytes());
     put_u32(&mut out, format::HEADER_LEN as u32);
@@ -314,7 +392,7 @@ pub fn build(content: &Content) -> Result<Vec<u8>, BuildError> {
     put_u32(&mut out, 0);
     out.resize(format::HEADER_LEN, 0);
     out.extend_from_slice(&table);
-    for (_, body) in &sections {
+    for (_, body) in sections {
         out.resize(out.len().next_multiple_of(8), 0);
         out.extend_from_slice(body);
     }
@@ -350,9 +428,9 @@ fn build_sparse_index(entries: &[(usize, u64)]) -> Vec<u8> {
     out
 }
 
-/// Restamps built snapshot bytes with a new generation and sync time (fixed
-/// header fields, outside everything else), so a caller can compare content
-/// with the previous snapshot and publish without building twice.
+/// Restamps built bytes (either file) with a new generation and sync time
+/// (fixed header fields, outside everything else, and outside what a later
+/// signature covers).
 pub fn restamp(bytes: &mut [u8], generation: u64, synced_at: u64) {
     use crate::format::header;
     if bytes.len() >= format::HEADER_LEN {

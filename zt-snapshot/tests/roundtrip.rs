@@ -1,7 +1,10 @@
-//! What the writer writes, the reader reads; and the reader survives damage.
+//! What the writer writes, the readers read; the public file holds nothing
+//! private; and the readers survive damage.
 
 use proptest::prelude::*;
-use zt_snapshot::{Content, GroupEntry, Snapshot, UserEntry, build, format::group_flags};
+use zt_snapshot::format::{self, group_flags, section, section_flags};
+use zt_snapshot::fuzzing::{exercise, pair_input};
+use zt_snapshot::{Content, GroupEntry, Pair, Private, Snapshot, UserEntry, build};
 
 fn user(name: &str, uid: u32, email: &str) -> UserEntry {
     UserEntry {
@@ -46,8 +49,8 @@ fn sample() -> Content {
 
 #[test]
 fn lookups_find_what_was_written() {
-    let bytes = build(&sample()).unwrap();
-    let s = Snapshot::parse(&bytes).unwrap();
+    let built = build(&sample()).unwrap();
+    let s = Snapshot::parse(&built.public).unwrap();
     s.verify_all().unwrap();
     assert_eq!(s.generation(), 7);
     assert_eq!(s.synced_at(), 1_700_000_000);
@@ -58,11 +61,6 @@ fn lookups_find_what_was_written() {
     );
     assert_eq!(a.groups.iter().collect::<Vec<_>>(), vec![2_013_265_920]);
     assert_eq!(s.user_by_uid(1_879_048_300).unwrap().unwrap().name, b"bob");
-    assert_eq!(
-        s.user_by_email(b"bob@example.com").unwrap().unwrap().name,
-        b"bob"
-    );
-    assert!(s.user_by_email(b"").unwrap().is_none());
     assert!(s.user_by_name(b"Alice").unwrap().is_none());
     assert!(s.user_by_uid(0).unwrap().is_none());
     let g = s.group_by_name(b"sre").unwrap().unwrap();
@@ -87,22 +85,175 @@ fn lookups_find_what_was_written() {
 }
 
 #[test]
+fn the_private_file_holds_emails_ids_and_flags_by_public_index() {
+    let built = build(&sample()).unwrap();
+    let pair = Pair::parse(&built.public, &built.private).unwrap();
+    pair.verify_all().unwrap();
+    assert_eq!(pair.generation(), 7);
+    let (u, p) = pair.user_by_email(b"bob@example.com").unwrap().unwrap();
+    assert_eq!((u.name, p.idp_id), (&b"bob"[..], &b"id-bob"[..]));
+    assert!(pair.user_by_email(b"").unwrap().is_none());
+    assert!(
+        pair.user_by_email(b"mallory@example.com")
+            .unwrap()
+            .is_none()
+    );
+    let carol = pair.public.user_by_name(b"carol.jones").unwrap().unwrap();
+    assert_eq!(pair.private.user(carol.index).unwrap().email, b"");
+    let sre = pair.public.group_by_name(b"sre").unwrap().unwrap();
+    let g = pair.private.group(sre.index).unwrap();
+    assert_eq!((g.idp_id, g.flags), (&b"g-sre"[..], group_flags::LOGIN));
+}
+
+#[test]
+fn the_public_file_holds_no_email_idp_id_or_login_flag() {
+    let built = build(&sample()).unwrap();
+    let contains = |needle: &[u8]| built.public.windows(needle.len()).any(|w| w == needle);
+    for secret in [&b"@example.com"[..], b"id-alice", b"id-bob", b"g-sre"] {
+        assert!(
+            !contains(secret),
+            "{:?} in the public file",
+            String::from_utf8_lossy(secret)
+        );
+    }
+    let s = Snapshot::parse(&built.public).unwrap();
+    let sre = s.group_by_name(b"sre").unwrap().unwrap();
+    let at = table_entry(&built.public, section::GROUPS).1 + sre.index * format::GROUP_RECORD_LEN;
+    assert_eq!(
+        built.public[at + 4..at + 8],
+        [0; 4],
+        "group flags are private"
+    );
+}
+
+#[test]
+fn one_file_cannot_be_read_as_the_other() {
+    let built = build(&sample()).unwrap();
+    let e = Private::parse(&built.public).unwrap_err();
+    assert!(e.what.contains("public zt snapshot"), "{e}");
+    let e = Snapshot::parse(&built.private).unwrap_err();
+    assert!(e.what.contains("private zt file"), "{e}");
+}
+
+#[test]
+fn a_pair_must_be_twins() {
+    let mut built = build(&sample()).unwrap();
+    zt_snapshot::restamp(&mut built.private, 8, 1);
+    let e = Pair::parse(&built.public, &built.private).unwrap_err();
+    assert!(e.what.contains("generation"), "{e}");
+    let mut other = sample();
+    other.users.pop();
+    let other = build(&other).unwrap();
+    let e = Pair::parse(&build(&sample()).unwrap().public, &other.private).unwrap_err();
+    assert!(e.what.contains("count"), "{e}");
+}
+
+#[test]
 fn restamping_equals_building_with_the_new_stamp() {
     let mut c = sample();
-    let mut bytes = build(&c).unwrap();
-    zt_snapshot::restamp(&mut bytes, 99, 1_800_000_000);
+    let mut built = build(&c).unwrap();
+    built.restamp(99, 1_800_000_000);
+    assert_eq!(built.generation(), 99);
     c.generation = 99;
     c.synced_at = 1_800_000_000;
-    assert_eq!(bytes, build(&c).unwrap());
+    assert_eq!(built, build(&c).unwrap());
 }
 
 #[test]
 fn empty_snapshot_is_valid_and_finds_nothing() {
-    let bytes = build(&Content::default()).unwrap();
-    let s = Snapshot::parse(&bytes).unwrap();
+    let built = build(&Content::default()).unwrap();
+    let pair = Pair::parse(&built.public, &built.private).unwrap();
+    pair.verify_all().unwrap();
+    assert!(pair.public.user_by_name(b"alice").unwrap().is_none());
+    assert!(pair.public.group_by_gid(5).unwrap().is_none());
+    assert!(pair.user_by_email(b"alice@example.com").unwrap().is_none());
+}
+
+/// (index in the section table, section offset) of the section `kind`.
+fn table_entry(bytes: &[u8], kind: u32) -> (usize, usize) {
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let count = u32_at(40) as usize;
+    (0..count)
+        .map(|i| (i, format::HEADER_LEN + i * format::SECTION_ENTRY_LEN))
+        .find(|&(_, at)| u32_at(at) == kind)
+        .map(|(i, at)| (i, u32_at(at + 4) as usize))
+        .unwrap()
+}
+
+/// Rewrites the kind and flags of the section-table entry `i`.
+fn set_entry(bytes: &mut [u8], i: usize, kind: u32, flags: u32) {
+    let at = format::HEADER_LEN + i * format::SECTION_ENTRY_LEN;
+    bytes[at..at + 4].copy_from_slice(&kind.to_le_bytes());
+    bytes[at + 12..at + 16].copy_from_slice(&flags.to_le_bytes());
+}
+
+/// Appends one more section-table entry (an unknown kind, empty body at the
+/// end of the file): the table grows by 16 bytes, so everything after it is
+/// shifted and its offsets fixed up.
+fn with_extra_section(bytes: &[u8], kind: u32, flags: u32) -> Vec<u8> {
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let count = u32_at(bytes, 40) as usize;
+    let table_end = format::HEADER_LEN + count * format::SECTION_ENTRY_LEN;
+    let mut out = bytes[..table_end].to_vec();
+    let new_len = bytes.len() + format::SECTION_ENTRY_LEN;
+    out.extend_from_slice(&kind.to_le_bytes());
+    out.extend_from_slice(&(new_len as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&flags.to_le_bytes());
+    out.extend_from_slice(&bytes[table_end..]);
+    for i in 0..count {
+        let at = format::HEADER_LEN + i * format::SECTION_ENTRY_LEN + 4;
+        let off = u32_at(&out, at) + format::SECTION_ENTRY_LEN as u32;
+        out[at..at + 4].copy_from_slice(&off.to_le_bytes());
+    }
+    out[40..44].copy_from_slice(&(count as u32 + 1).to_le_bytes());
+    out[16..24].copy_from_slice(&(new_len as u64).to_le_bytes());
+    out
+}
+
+#[test]
+fn unknown_sections_are_skipped_unless_they_must_be_understood() {
+    let built = build(&sample()).unwrap();
+    let skipped = with_extra_section(&built.public, 77, 0);
+    let s = Snapshot::parse(&skipped).unwrap();
     s.verify_all().unwrap();
-    assert!(s.user_by_name(b"alice").unwrap().is_none());
-    assert!(s.group_by_gid(5).unwrap().is_none());
+    assert_eq!(s.user_by_name(b"bob").unwrap().unwrap().uid, 1_879_048_300);
+    let refused = with_extra_section(&built.public, 77, section_flags::MUST_UNDERSTAND);
+    let e = Snapshot::parse(&refused).unwrap_err();
+    assert!(e.what.contains("must-understand"), "{e}");
+    // the same rule in the private file
+    let refused = with_extra_section(&built.private, 0x1ff, section_flags::MUST_UNDERSTAND);
+    assert!(Private::parse(&refused).is_err());
+    let skipped = with_extra_section(&built.private, 0x1ff, 0);
+    Private::parse(&skipped).unwrap().verify_all().unwrap();
+}
+
+/// Version 1 tracked seen kinds as `1u32 << kind`: kinds of 32 and up aliased
+/// small ones (the shift wraps: 33 counted as 1) or overflowed. The private
+/// file's kinds are all >= 0x100, so a duplicate must be caught by kind, and
+/// different kinds must never collide.
+#[test]
+fn section_kinds_of_32_and_up_do_not_alias() {
+    use format::private_section;
+    let built = build(&sample()).unwrap();
+    let (users_entry, _) = table_entry(&built.private, private_section::USERS);
+    let (groups_entry, _) = table_entry(&built.private, private_section::GROUPS);
+    // USERS listed twice (the GROUPS entry relabelled): a duplicate
+    let mut b = built.private.clone();
+    set_entry(&mut b, groups_entry, private_section::USERS, 0);
+    assert_eq!(
+        Private::parse(&b).unwrap_err().what,
+        "section appears twice"
+    );
+    // 0x102 + 32 is a different, unknown kind: skipped, so GROUPS is missing
+    let mut b = built.private.clone();
+    set_entry(&mut b, groups_entry, private_section::USERS + 32, 0);
+    assert_eq!(
+        Private::parse(&b).unwrap_err().what,
+        "a required section is missing"
+    );
+    let _ = users_entry;
+    Private::parse(&built.private).unwrap();
 }
 
 #[test]
@@ -135,7 +286,7 @@ fn writer_refuses_inconsistent_content() {
 
 #[test]
 fn truncated_or_bad_headers_are_refused() {
-    let bytes = build(&sample()).unwrap();
+    let bytes = build(&sample()).unwrap().public;
     for cut in [0, 8, 63, 64, bytes.len() / 2, bytes.len() - 1] {
         assert!(Snapshot::parse(&bytes[..cut]).is_err(), "cut at {cut}");
     }
@@ -146,7 +297,7 @@ fn truncated_or_bad_headers_are_refused() {
         "not a zt snapshot (bad magic)"
     );
     let mut b = bytes.clone();
-    b[8] = 2; // major version 2
+    b[8] = 1; // major version 1: before the public/private split
     assert_eq!(
         Snapshot::parse(&b).unwrap_err().what,
         "unsupported major version"
@@ -157,41 +308,18 @@ fn truncated_or_bad_headers_are_refused() {
 /// an error) but never panicking or reading out of bounds.
 #[test]
 fn every_single_byte_corruption_is_survived() {
-    let bytes = build(&sample()).unwrap();
-    for i in 0..bytes.len() {
-        for v in [0u8, 0xff, 0x7f, 1] {
-            let mut b = bytes.clone();
-            b[i] = v;
-            exercise(&b);
-        }
-    }
-}
-
-/// Call every reader entry point; the result does not matter, only that it returns.
-pub fn exercise(bytes: &[u8]) {
-    let Ok(s) = Snapshot::parse(bytes) else {
-        return;
-    };
-    let _ = s.verify_all();
-    for i in 0..s.user_count().min(64) {
-        if let Ok(u) = s.user(i) {
-            let _ = s.user_by_name(u.name);
-            let _ = s.user_by_uid(u.uid);
-            let _ = s.user_by_email(u.email);
-            let _ = u.groups.iter().count();
-        }
-    }
-    for i in 0..s.group_count().min(64) {
-        if let Ok(g) = s.group(i) {
-            let _ = s.group_by_name(g.name);
-            let _ = s.group_by_gid(g.gid);
-            for m in g.members.iter().take(64) {
-                let _ = s.user_name(m as usize);
+    let built = build(&sample()).unwrap();
+    for bytes in [&built.public, &built.private] {
+        for i in 0..bytes.len() {
+            for v in [0u8, 0xff, 0x7f, 1] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                exercise(&b);
+                exercise(&pair_input(&built.public, &b));
+                exercise(&pair_input(&b, &built.private));
             }
         }
     }
-    let _ = s.user_by_name(b"alice");
-    let _ = s.group_by_gid(0);
 }
 
 fn arb_content() -> impl Strategy<Value = Content> {
@@ -249,9 +377,10 @@ fn arb_content() -> impl Strategy<Value = Content> {
 proptest! {
     #[test]
     fn what_the_writer_writes_the_reader_reads(c in arb_content()) {
-        let bytes = build(&c).unwrap();
-        let s = Snapshot::parse(&bytes).unwrap();
-        s.verify_all().unwrap();
+        let built = build(&c).unwrap();
+        let pair = Pair::parse(&built.public, &built.private).unwrap();
+        pair.verify_all().unwrap();
+        let s = pair.public;
         prop_assert_eq!(s.generation(), c.generation);
         prop_assert_eq!(s.user_count(), c.users.len());
         for u in &c.users {
@@ -260,7 +389,9 @@ proptest! {
             prop_assert_eq!(r.gecos, u.gecos.as_bytes());
             prop_assert_eq!(r.home, u.home.as_bytes());
             prop_assert_eq!(s.user_by_uid(u.uid).unwrap().unwrap().name, u.name.as_bytes());
-            prop_assert_eq!(s.user_by_email(u.email.as_bytes()).unwrap().unwrap().name, u.name.as_bytes());
+            let (by_email, private) = pair.user_by_email(u.email.as_bytes()).unwrap().unwrap();
+            prop_assert_eq!(by_email.name, u.name.as_bytes());
+            prop_assert_eq!(private.idp_id, u.idp_id.as_bytes());
             // supplementary groups = the groups listing this user, sorted, deduplicated
             let mut expect: Vec<u32> = c.groups.iter().filter(|g| g.members.contains(&u.name)).map(|g| g.gid).collect();
             expect.sort_unstable();
@@ -270,6 +401,8 @@ proptest! {
         for g in &c.groups {
             let r = s.group_by_gid(g.gid).unwrap().unwrap();
             prop_assert_eq!(r.name, g.name.as_bytes());
+            let p = pair.private.group(r.index).unwrap();
+            prop_assert_eq!((p.idp_id, p.flags), (g.idp_id.as_bytes(), g.flags));
             let mut names: Vec<Vec<u8>> = r.members.iter().map(|i| s.user_name(i as usize).unwrap().to_vec()).collect();
             let mut expect: Vec<Vec<u8>> = g.members.iter().map(|m| m.as_bytes().to_vec()).collect();
             names.sort(); expect.sort(); expect.dedup();
@@ -277,9 +410,24 @@ proptest! {
         }
     }
 
+    /// Random bytes alone never get past the magic check, so damage real
+    /// writer output: a few random bytes overwritten in either file of a pair.
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-        exercise(&bytes);
+    fn damaged_writer_output_never_panics(
+        c in arb_content(),
+        damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        which in 0u8..3,
+    ) {
+        let built = build(&c).unwrap();
+        let (mut public, mut private) = (built.public, built.private);
+        for (at, v) in damage {
+            let target = if which == 0 { &mut public } else { &mut private };
+            let i = at.index(target.len());
+            target[i] = v;
+        }
+        exercise(&public);
+        exercise(&private);
+        exercise(&pair_input(&public, &private));
     }
 }
 
@@ -293,5 +441,5 @@ fn fuzz_corpus_replays_cleanly() {
         exercise(&std::fs::read(entry.unwrap().path()).unwrap());
         n += 1;
     }
-    assert!(n >= 4, "corpus seeds missing from {}", dir.display());
+    assert!(n >= 12, "corpus seeds missing from {}", dir.display());
 }

@@ -9,8 +9,9 @@
 //!
 //! OUT is written atomically (temp file in the same directory, fsync, rename)
 //! with mode 0644, like zt-agent publishes. If OUT's file name is `snapshot`,
-//! the `generation` file beside it is written too, as the agent does, so
-//! nss_zt finds the published layout of /var/lib/zt.
+//! it is published as the agent does (`StateDir::publish`: the `private` twin,
+//! then the snapshot, then the `generation` file), so nss_zt finds the
+//! published layout of /var/lib/zt.
 //!
 //! Group members that are not users of the snapshot (a system user listed in a
 //! non-system group) are left out and counted on stderr.
@@ -111,9 +112,9 @@ fn run(passwd: &Path, group: &Path, out: &Path) -> Result<String, String> {
         users,
         groups,
     };
-    let bytes = zt_snapshot::build(&content).map_err(|e| format!("cannot build: {e}"))?;
-    zt_snapshot::Snapshot::parse(&bytes)
-        .and_then(|s| s.verify_all())
+    let built = zt_snapshot::build(&content).map_err(|e| format!("cannot build: {e}"))?;
+    zt_snapshot::Pair::parse(&built.public, &built.private)
+        .and_then(|p| p.verify_all())
         .map_err(|e| format!("built snapshot does not read back: {e}"))?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -123,12 +124,17 @@ fn run(passwd: &Path, group: &Path, out: &Path) -> Result<String, String> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| format!("{}: not a file name", out.display()))?;
+    // The benchmark's directory is its own (and may belong to the user running it).
+    // SAFETY: geteuid has no preconditions.
+    let state = zt_snapshot::StateDir::open_or_create_owned_by(dir, unsafe { libc::geteuid() })
+        .map_err(|e| e.to_string())?;
     if name == "snapshot" {
-        zt_agent::publish::publish_snapshot(dir, &bytes, GENERATION)
+        state.publish(&built)
     } else {
-        zt_agent::publish::write_atomic(dir, name, &bytes, 0o644)
+        state.write_atomic(name, &built.public, 0o644)
     }
     .map_err(|e| format!("{}: {e}", out.display()))?;
+    let bytes = built.public;
     Ok(format!(
         "{}: {} users, {} groups, {} bytes{}",
         out.display(),
@@ -198,7 +204,7 @@ mod tests {
             users,
             groups,
         };
-        let bytes = zt_snapshot::build(&content).unwrap();
+        let bytes = zt_snapshot::build(&content).unwrap().public;
         let s = zt_snapshot::Snapshot::parse(&bytes).unwrap();
         let u1 = s.user_by_name(b"u1").unwrap().unwrap();
         assert_eq!(u1.groups.iter().collect::<Vec<_>>(), [300001]);

@@ -554,3 +554,51 @@ fn losing_ids_json_moves_nobody() {
         serde_json::from_slice(&std::fs::read(h.path("var/lib/zt/ids.json")).unwrap()).unwrap();
     assert_eq!(ids["users"]["u-alice"], json!(50000));
 }
+
+#[test]
+fn the_world_readable_snapshot_holds_no_email_or_idp_id() {
+    use std::os::unix::fs::MetadataExt;
+    let h = synced_host();
+    // positive control: alice is served, so the snapshot holds her
+    assert_eq!(h.getent(&["passwd", "alice"]).0, 0);
+    let public = std::fs::read(h.path("var/lib/zt/snapshot")).unwrap();
+    assert!(public.windows(5).any(|w| w == b"alice"));
+    // (a lone b'@' is 0x40, which integers in the header contain)
+    for secret in [&b"@example"[..], b"example.com", b"u-alice", b"g-sre"] {
+        assert!(
+            !public.windows(secret.len()).any(|w| w == secret),
+            "{:?} in the world-readable snapshot",
+            text(secret)
+        );
+    }
+    let mode = |rel: &str| std::fs::metadata(h.path(rel)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("var/lib/zt/snapshot"), 0o644);
+    assert_eq!(mode("var/lib/zt/private"), 0o600);
+    assert_eq!(mode("var/lib/zt"), 0o755);
+    let private = std::fs::read(h.path("var/lib/zt/private")).unwrap();
+    assert!(private.windows(17).any(|w| w == b"alice@example.com"));
+    // root's lookup by email goes through the private twin
+    let o = h.agent(&["lookup", "alice@example.com"]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("idp id u-alice"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn the_agent_refuses_a_state_directory_someone_else_owns() {
+    let h = synced_host();
+    let dir = h.path("var/lib/zt");
+    std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+    let o = h.agent(&["sync", "--once"]);
+    assert!(
+        !o.status.success(),
+        "sync must refuse an untrusted state dir"
+    );
+    let err = text(&o.stderr);
+    assert!(err.contains("owned by uid 65534"), "{err}");
+    std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+    h.sync();
+}

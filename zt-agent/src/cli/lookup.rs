@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use zt_snapshot::{Snapshot, User};
+use zt_snapshot::{Pair, Snapshot, StateDir, User};
 
 use crate::config::AgentConfig;
 use crate::identity::local::LocalAccounts;
 use crate::resolve::{self, Skip};
 use crate::sync::{self, Paths};
 
-fn show(s: &Snapshot<'_>, u: &User<'_>) {
+fn show(s: &Snapshot<'_>, pair: Option<&Pair<'_>>, u: &User<'_>) {
     let t = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     println!(
         "{}:*:{}:{}:{}:{}:{}",
@@ -22,7 +22,10 @@ fn show(s: &Snapshot<'_>, u: &User<'_>) {
         t(u.home),
         t(u.shell)
     );
-    println!("  email {}  idp id {}", t(u.email), t(u.idp_id));
+    match pair.map(|p| p.private.user(u.index)) {
+        Some(Ok(private)) => println!("  email {}  idp id {}", t(private.email), t(private.idp_id)),
+        _ => println!("  (email and IdP id are in the root-only private file: run as root)"),
+    }
     let mut groups = vec![format!("{}({})", t(u.name), u.gid)];
     for gid in u.groups.iter() {
         let name = s
@@ -49,19 +52,29 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
     if let Ok(published) = zt_published::open_pair(&paths.state_dir)
         && let Ok(s) = published.snapshot()
     {
+        let pair = published.pair().ok();
         let found = match key.parse::<u32>() {
             Ok(uid) => s.user_by_uid(uid),
-            Err(_) if key.contains('@') => s.user_by_email(key.to_ascii_lowercase().as_bytes()),
+            Err(_) if key.contains('@') => match &pair {
+                Some(pair) => pair
+                    .user_by_email(key.to_ascii_lowercase().as_bytes())
+                    .map(|f| f.map(|(u, _)| u)),
+                None => {
+                    println!("{key}: looking up by email needs the private file (run as root)");
+                    Ok(None)
+                }
+            },
             Err(_) => s.user_by_name(key.as_bytes()),
         };
         if let Ok(Some(u)) = found {
-            show(&s, &u);
+            show(&s, pair.as_ref(), &u);
             return ExitCode::SUCCESS;
         }
     }
     // Not in the snapshot: the last sync's notable skips, then a dry run against
     // the directory as it is now, which knows every reason.
-    let st = sync::load_status(&paths.state_dir);
+    let state = StateDir::open(&paths.state_dir);
+    let st = state.as_ref().map(sync::load_status).unwrap_or_default();
     if let Some(s) = st.skipped.iter().find(|s| matches(s, key)) {
         println!("{key}: skipped ({}): {}", s.email, s.reason);
         return ExitCode::from(2);
@@ -70,7 +83,8 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
         .map_err(|e| e.to_string())
         .and_then(|c| {
             let d = sync::load_directory(&c).map_err(|e| e.to_string())?;
-            let ids = sync::load_ids(&paths.state_dir)?;
+            let state = state.as_ref().map_err(|e| e.to_string())?;
+            let ids = sync::load_ids(state)?;
             Ok(resolve::resolve(&c, &d, &local, &ids))
         });
     match dry_run {

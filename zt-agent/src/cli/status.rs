@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use zt_published::ReadError;
+use zt_snapshot::StateDir;
 
 use crate::status::now;
 use crate::sync::{Paths, load_status};
@@ -49,7 +50,10 @@ pub fn status(paths: &Paths) -> ExitCode {
             }
         },
     }
-    let st = load_status(&paths.state_dir);
+    // status.json is root-only: read it through the same trusted directory
+    let st = StateDir::open(&paths.state_dir)
+        .map(|state| load_status(&state))
+        .unwrap_or_default();
     if st.last_attempt == 0 {
         println!("last sync: never");
         healthy = false;
