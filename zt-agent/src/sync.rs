@@ -4,13 +4,13 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use zt_snapshot::Snapshot;
+use zt_snapshot::{Content, GroupEntry, Snapshot, UserEntry};
 
 use crate::config::{AgentConfig, DirectoryKind};
 use crate::directory::{Directory, file};
 use crate::identity::local::LocalAccounts;
 use crate::publish::{self, StateLock};
-use crate::resolve::{self, IdState, Resolution};
+use crate::resolve::{self, IdState, Resolution, hold_back};
 use crate::status::{self, Status};
 
 /// Where the agent keeps its state and finds the host's account files.
@@ -156,12 +156,14 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
     let mut resolution = resolve::resolve(config, &directory, &local, &ids);
 
     if let Some(prev) = &previous_view {
-        check_removals(
-            prev,
-            &resolution,
-            config.directory.max_removal_percent,
-            force,
-        )?;
+        let published = published_content(prev);
+        let limit = config.directory.max_removal_percent;
+        if let Some(held) =
+            hold_back::hold_back_removals(&mut resolution, &published, &directory, limit, force)
+        {
+            tracing::warn!("{}", held.message());
+            resolution.problems.push(held.message());
+        }
     }
 
     // Unchanged content keeps its generation: readers have nothing to reload.
@@ -235,31 +237,42 @@ fn remember_published_ids(prev: &Snapshot<'_>, ids: &mut IdState) {
     }
 }
 
-/// Holds back a sync that would remove a large share of users at once (a
-/// half-broken directory export, a deleted group): the usual cause is an error,
-/// and a wrong removal locks people out everywhere.
-fn check_removals(
-    prev: &Snapshot<'_>,
-    next: &Resolution,
-    max_percent: u8,
-    force: bool,
-) -> Result<(), String> {
-    let keep: HashSet<&[u8]> = next
-        .content
-        .users
-        .iter()
-        .map(|u| u.idp_id.as_bytes())
-        .collect();
-    let total = prev.user_count();
-    let removed = (0..total)
+/// The previous snapshot as plain values, for holding back removals: every
+/// user (name, uid, gid, gecos, home, shell, email, IdP id) and every group with
+/// its flags and member names. Unreadable records are left out.
+fn published_content(prev: &Snapshot<'_>) -> Content {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let users = (0..prev.user_count())
         .filter_map(|i| prev.user(i).ok())
-        .filter(|u| !keep.contains(u.idp_id))
-        .count();
-    if !force && removed >= 3 && removed * 100 > usize::from(max_percent) * total {
-        return Err(format!(
-            "held back: this sync would remove {removed} of {total} users (more than max_removal_percent = {max_percent}); \
-             the last good snapshot stays. If this is intended, run `zt-agent sync --once --force`"
-        ));
+        .map(|u| UserEntry {
+            name: text(u.name),
+            uid: u.uid,
+            gid: u.gid,
+            gecos: text(u.gecos),
+            home: text(u.home),
+            shell: text(u.shell),
+            email: text(u.email),
+            idp_id: text(u.idp_id),
+        })
+        .collect();
+    let groups = (0..prev.group_count())
+        .filter_map(|i| prev.group(i).ok())
+        .map(|g| GroupEntry {
+            name: text(g.name),
+            gid: g.gid,
+            flags: g.flags,
+            idp_id: text(g.idp_id),
+            members: g
+                .members
+                .iter()
+                .filter_map(|m| prev.user_name(m as usize).ok().map(text))
+                .collect(),
+        })
+        .collect();
+    Content {
+        generation: prev.generation(),
+        synced_at: prev.synced_at(),
+        users,
+        groups,
     }
-    Ok(())
 }

@@ -148,7 +148,7 @@ impl<'a> Nesting<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::directory::file::parse;
     use crate::directory::{DirGroup, DirUser};

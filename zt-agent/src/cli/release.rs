@@ -1,0 +1,41 @@
+//! `zt-agent release NAME`: frees a held name. A name stays with the person who
+//! held it through absences and renames (see identity/holders.rs); only an admin
+//! hands it to someone else, with this command. Ids are never released.
+
+use std::process::ExitCode;
+
+use crate::publish::{self, StateLock};
+use crate::sync::{self, Paths};
+
+pub fn release(paths: &Paths, name: &str) -> ExitCode {
+    match release_name(paths, name) {
+        Ok(Some(holder)) => {
+            println!(
+                "released {name:?} (held by {holder:?}); the next sync may give it to someone else"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!("{name:?} is not held by anyone");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            tracing::error!("release {name:?}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Removes `name` from ids.json under the state lock; returns its holder.
+pub fn release_name(paths: &Paths, name: &str) -> Result<Option<String>, String> {
+    let dir = &paths.state_dir;
+    let _lock = StateLock::acquire(dir).map_err(|e| format!("lock {}: {e}", dir.display()))?;
+    let mut ids = sync::load_ids(dir)?;
+    let Some(holder) = ids.release_name(name) else {
+        return Ok(None);
+    };
+    let text = serde_json::to_vec_pretty(&ids).map_err(|e| e.to_string())?;
+    publish::write_atomic(dir, "ids.json", &text, 0o600)
+        .map_err(|e| format!("writing {}: {e}", dir.join("ids.json").display()))?;
+    Ok(Some(holder))
+}
