@@ -237,3 +237,165 @@ fn keep_memberships(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentConfig;
+    use crate::directory::file;
+    use crate::identity::local::LocalAccounts;
+    use crate::resolve::{IdState, Policy, resolve_with};
+
+    const CONFIG: &str = r#"
+[directory]
+kind = "file"
+path = "/d.json"
+[users]
+domains = ["example.com"]
+[[groups]]
+id = "g-sre"
+name = "sre"
+login = true
+[[groups]]
+id = "g-ops"
+name = "ops"
+login = true
+"#;
+
+    /// ten people: u0..u6 in sre, u7..u9 in ops (each its only login group)
+    fn directory(
+        users: &[usize],
+        disabled: &[usize],
+        sre: &[usize],
+        ops: Option<&[usize]>,
+    ) -> String {
+        let users: Vec<_> = users
+            .iter()
+            .map(|i| {
+                serde_json::json!({"id": format!("u{i}"), "email": format!("p{i}@example.com"),
+                                        "enabled": !disabled.contains(i)})
+            })
+            .collect();
+        let ids = |l: &[usize]| l.iter().map(|i| format!("u{i}")).collect::<Vec<_>>();
+        let mut groups =
+            vec![serde_json::json!({"id": "g-sre", "name": "SRE", "members": ids(sre)})];
+        if let Some(ops) = ops {
+            groups.push(serde_json::json!({"id": "g-ops", "name": "Ops", "members": ids(ops)}));
+        }
+        serde_json::json!({"users": users, "groups": groups}).to_string()
+    }
+
+    fn resolve(d: &str, prev: &IdState) -> (Resolution, Directory) {
+        let policy = Policy::from_config(&AgentConfig::parse(CONFIG, "a").unwrap());
+        let d = file::parse(d, "d.json").unwrap();
+        (
+            resolve_with(&policy, &d, &LocalAccounts::default(), prev),
+            d,
+        )
+    }
+
+    const ALL: [usize; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+    const SRE: [usize; 7] = [0, 1, 2, 3, 4, 5, 6];
+
+    fn names(r: &Resolution) -> Vec<&str> {
+        r.content.users.iter().map(|u| u.name.as_str()).collect()
+    }
+
+    #[test]
+    fn missing_people_are_kept_while_everything_else_applies() {
+        let (before, _) = resolve(
+            &directory(&ALL, &[], &SRE, Some(&[7, 8, 9])),
+            &IdState::default(),
+        );
+        // u3..u6 vanish, u0 is disabled, u1 leaves sre (still present), u10 arrives
+        let mut now = vec![0, 1, 2, 7, 8, 9, 10];
+        now.sort();
+        let (mut r, d) = resolve(
+            &directory(&now, &[0], &[0, 2, 10], Some(&[7, 8, 9])),
+            &before.ids,
+        );
+        assert_eq!(names(&r), ["p10", "p2", "p7", "p8", "p9"]);
+        let held = hold_back_removals(&mut r, &before.content, &d, 30, false).unwrap();
+        assert_eq!(held.kept, ["p3", "p4", "p5", "p6"]);
+        assert_eq!(
+            names(&r),
+            ["p10", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"]
+        );
+        // kept exactly as published before, and back in their group
+        for name in ["p3", "p6"] {
+            let old = before
+                .content
+                .users
+                .iter()
+                .find(|u| u.name == name)
+                .unwrap();
+            assert_eq!(r.content.users.iter().find(|u| u.name == name), Some(old));
+        }
+        let sre = r.content.groups.iter().find(|g| g.name == "sre").unwrap();
+        assert_eq!(sre.members, ["p10", "p2", "p3", "p4", "p5", "p6"]);
+        assert!(
+            held.message().contains("4 of 10 users are missing"),
+            "{}",
+            held.message()
+        );
+        zt_snapshot::build(&r.content).expect("the kept content is publishable");
+        // forced, or under the limit: nothing is kept
+        let (mut forced, d) = resolve(
+            &directory(&now, &[0], &[0, 2, 10], Some(&[7, 8, 9])),
+            &before.ids,
+        );
+        assert_eq!(
+            hold_back_removals(&mut forced, &before.content, &d, 30, true),
+            None
+        );
+        assert_eq!(
+            hold_back_removals(&mut forced, &before.content, &d, 50, false),
+            None
+        );
+        assert!(!names(&forced).contains(&"p3"));
+    }
+
+    #[test]
+    fn a_vanished_login_group_holds_its_people_and_comes_back_as_it_was() {
+        let (before, _) = resolve(
+            &directory(&ALL, &[], &SRE, Some(&[7, 8, 9])),
+            &IdState::default(),
+        );
+        // the ops group disappears from the export; its three people are still there
+        let (mut r, d) = resolve(&directory(&ALL, &[], &SRE, None), &before.ids);
+        assert_eq!(names(&r).len(), 7);
+        let held = hold_back_removals(&mut r, &before.content, &d, 20, false).unwrap();
+        assert_eq!(held.kept, ["p7", "p8", "p9"]);
+        let ops_before = before
+            .content
+            .groups
+            .iter()
+            .find(|g| g.name == "ops")
+            .unwrap();
+        let ops_now = r.content.groups.iter().find(|g| g.name == "ops").unwrap();
+        assert_eq!(ops_now, ops_before);
+        zt_snapshot::build(&r.content).unwrap();
+    }
+
+    #[test]
+    fn removals_the_directory_states_are_never_held() {
+        let (before, _) = resolve(
+            &directory(&ALL, &[], &SRE, Some(&[7, 8, 9])),
+            &IdState::default(),
+        );
+        // everyone disabled, or removed from groups that are still there
+        let (mut r, d) = resolve(
+            &directory(&ALL, &[0, 1, 2, 3, 4, 5, 6], &SRE, Some(&[])),
+            &before.ids,
+        );
+        assert!(names(&r).is_empty());
+        assert_eq!(
+            hold_back_removals(&mut r, &before.content, &d, 0, false),
+            None
+        );
+        let c = Classifier::new(&before.content, &d);
+        assert_eq!(c.classify("p0", "u0"), Removal::Explicit);
+        assert_eq!(c.classify("p7", "u7"), Removal::Explicit);
+        assert_eq!(c.classify("px", "u-gone"), Removal::Missing);
+    }
+}
