@@ -311,8 +311,16 @@ fn a_mass_removal_is_held_back_unless_forced() {
         text(&o.stderr)
     );
     assert_eq!(h.getent(&["passwd", "user9"]).0, 0, "the missing are kept");
-    assert_eq!(h.getent(&["passwd", "user0"]).0, 2, "a disable applies at once");
-    assert_eq!(h.getent(&["passwd", "user1"]).0, 2, "leaving the group applies");
+    assert_eq!(
+        h.getent(&["passwd", "user0"]).0,
+        2,
+        "a disable applies at once"
+    );
+    assert_eq!(
+        h.getent(&["passwd", "user1"]).0,
+        2,
+        "leaving the group applies"
+    );
     assert_eq!(h.getent(&["passwd", "newcomer"]).0, 0, "additions publish");
     let o = h.agent(&["sync", "--once", "--force"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
