@@ -122,7 +122,7 @@ fn log_news(before: &Status, now: &Status) {
         .collect();
     for s in &now.skipped {
         if !old.contains(&(s.id.as_str(), s.reason.as_str())) {
-            tracing::warn!("skipped {} ({}): {}", s.email, s.id, s.reason);
+            tracing::warn!("skipped {:?} ({:?}): {}", s.email, s.id, s.reason);
         }
     }
     for p in now.problems.iter().filter(|p| !before.problems.contains(p)) {

@@ -39,3 +39,35 @@ pub fn release_name(paths: &Paths, name: &str) -> Result<Option<String>, String>
         .map_err(|e| format!("writing {}: {e}", dir.join("ids.json").display()))?;
     Ok(Some(holder))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_frees_only_the_name_and_keeps_every_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            state_dir: dir.path().to_path_buf(),
+            ..Paths::default()
+        };
+        // an unversioned ids.json from an earlier release
+        std::fs::write(
+            dir.path().join("ids.json"),
+            r#"{"users": {"u-alice": 1879048200}, "groups": {}, "names": {"alice": "u-alice"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            release_name(&paths, "alice").unwrap().as_deref(),
+            Some("u-alice")
+        );
+        assert_eq!(release_name(&paths, "alice").unwrap(), None);
+        let ids = sync::load_ids(dir.path()).unwrap();
+        assert!(ids.names.is_empty());
+        assert_eq!(
+            ids.users["u-alice"], 1_879_048_200,
+            "ids are never released"
+        );
+        assert_eq!(ids.version, crate::identity::holders::FORMAT_VERSION);
+    }
+}

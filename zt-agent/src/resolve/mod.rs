@@ -37,8 +37,9 @@ pub use policy::{GroupRule, Policy};
 pub const MAX_ID_LEN: usize = 256;
 /// Longest email accepted (RFC 5321's path limit).
 pub const MAX_EMAIL_LEN: usize = 254;
-/// gecos is cut (at a character boundary) beyond this many bytes.
-pub const MAX_GECOS_LEN: usize = 256;
+/// gecos is cut (at a character boundary) beyond this many bytes: room for any
+/// real display name, while a megabyte one cannot bloat every getpwnam answer.
+pub const MAX_GECOS_LEN: usize = 1024;
 
 /// Someone in the directory who is not a user on this host, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -795,7 +796,7 @@ mod phase_tests {
             assert!(e.notable, "{e:?}");
         }
         let good = DirUser {
-            display_name: Some(format!("Ann: {}\n", "é".repeat(300))),
+            display_name: Some(format!("Ann: {}\n", "é".repeat(1000))),
             ..user("u-ann", "Ann@Example.com")
         };
         let may: HashSet<&str> = HashSet::from(["u-ann"]);
@@ -804,7 +805,11 @@ mod phase_tests {
             (c.name.as_str(), c.email.as_str()),
             ("ann", "ann@example.com")
         );
-        assert!(c.gecos.starts_with("Ann  é") && c.gecos.len() <= MAX_GECOS_LEN);
+        assert!(
+            c.gecos.starts_with("Ann  é")
+                && c.gecos.len() <= MAX_GECOS_LEN
+                && c.gecos.len() > MAX_GECOS_LEN - 2
+        );
         assert!(!c.gecos.contains(['\n', ':']));
     }
 
