@@ -220,12 +220,13 @@ fn sync_locked(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Repor
     })
 }
 
-/// Every id the published snapshot shows is an id handed out: if ids.json was
-/// lost or is behind, take them from the snapshot so nobody's uid moves.
+/// Every id and name the published snapshot shows is handed out: if ids.json was
+/// lost or is behind, take them from the snapshot so nobody's uid or name moves.
 fn remember_published_ids(prev: &Snapshot<'_>, ids: &mut IdState) {
     for u in (0..prev.user_count()).filter_map(|i| prev.user(i).ok()) {
-        if let Ok(id) = std::str::from_utf8(u.idp_id) {
+        if let (Ok(id), Ok(name)) = (std::str::from_utf8(u.idp_id), std::str::from_utf8(u.name)) {
             ids.users.entry(id.to_string()).or_insert(u.uid);
+            ids.names.entry(name.to_string()).or_insert(id.to_string());
         }
     }
     for g in (0..prev.group_count()).filter_map(|i| prev.group(i).ok()) {

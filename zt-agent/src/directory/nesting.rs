@@ -207,6 +207,7 @@ pub(crate) mod tests {
                 created: None,
             }],
             groups,
+            problems: Vec::new(),
         }
     }
 

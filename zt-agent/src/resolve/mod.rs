@@ -500,7 +500,8 @@ pub fn resolve_with(
     ids.earlier_users = uids.earlier;
     ids.groups = gids.persisted;
 
-    let mut problems = groups.problems;
+    let mut problems = dir.problems.clone();
+    problems.extend(groups.problems);
     problems.extend(group_problems);
     Resolution {
         content: Content {
@@ -737,6 +738,7 @@ mod phase_tests {
                 name: "SRE".into(),
                 members,
             }],
+            ..Directory::default()
         }
     }
 
