@@ -950,6 +950,90 @@ mod phase_tests {
         assert_eq!(back.earlier_users["u-alice"], [70000]);
     }
 
+    fn candidate<'a>(u: &'a DirUser, name: &str, created: i64) -> Candidate<'a> {
+        Candidate {
+            user: u,
+            email: u.email.clone(),
+            name: name.into(),
+            gecos: String::new(),
+            created: Some(created),
+        }
+    }
+
+    #[test]
+    fn names_phase_holder_then_age_then_one_email_per_person() {
+        let (a, b, c, d) = (
+            user("u-a", "a@example.com"),
+            user("u-b", "b@example.com"),
+            user("u-c", "c@example.com"),
+            user("u-d", "a@example.com"),
+        );
+        let directory = Directory::default();
+        // unheld "x": the older claimant wins; held "y": its holder, though younger
+        let holders = BTreeMap::from([("y".to_string(), "u-c".to_string())]);
+        let out = names(
+            vec![
+                candidate(&a, "x", 20),
+                candidate(&b, "x", 10),
+                candidate(&c, "y", 30),
+                candidate(&d, "z", 5),
+            ],
+            &holders,
+            &directory,
+        );
+        let won: Vec<(&str, &str)> = out
+            .winners
+            .iter()
+            .map(|c| (c.name.as_str(), c.user.id.as_str()))
+            .collect();
+        // u-d (older) takes a@example.com from u-a; oldest first
+        assert_eq!(won, [("z", "u-d"), ("x", "u-b"), ("y", "u-c")]);
+        let skipped: Vec<&str> = out.skipped.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(skipped, ["u-a"]);
+        assert!(
+            out.skipped[0]
+                .reason
+                .contains("already belongs to b@example.com")
+        );
+        // a held name whose holder is absent goes to nobody
+        let out = names(vec![candidate(&a, "y", 1)], &holders, &directory);
+        assert!(out.winners.is_empty());
+        assert!(out.skipped[0].reason.contains("zt-agent release y"));
+    }
+
+    #[test]
+    fn ids_phase_gives_each_winner_a_uid_and_gid_phase_avoids_them() {
+        let p = policy();
+        let (a, b) = (user("u-a", "a@example.com"), user("u-b", "b@example.com"));
+        let b = DirUser {
+            uid: Some(999),
+            ..b
+        };
+        let winners = [candidate(&a, "a", 1), candidate(&b, "b", 2)];
+        let local = LocalAccounts::default();
+        let (users, skipped, uids) = user_ids(&p, &local, &winners, &IdState::default());
+        assert_eq!(users.len(), 1);
+        assert_eq!(
+            (users[0].name.as_str(), users[0].home.as_str()),
+            ("a", "/home/a")
+        );
+        assert!(skipped[0].reason.contains("reserved for the system"));
+        let host = HostNames::new(&local, &p.reserved_names);
+        let present = [(0, vec!["u-a", "u-b"])];
+        let (groups, problems, _) = group_gids(
+            &p,
+            &host,
+            &local,
+            &present,
+            &users,
+            &uids,
+            &IdState::default(),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(groups[0].members, ["a"], "only published users are members");
+        assert!(idmap::GROUP_IDS.contains(&groups[0].gid));
+    }
+
     #[test]
     fn private_groups_mirror_users() {
         let d = dir(vec![user("u-a", "a@example.com")]);
