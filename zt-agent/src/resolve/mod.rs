@@ -202,7 +202,7 @@ pub fn person<'a>(
     if let Some(why) = host.conflict(&name) {
         return Err(fail(Some(name), why));
     }
-    if policy.groups.iter().any(|g| g.name == name) {
+    if policy.group_names.contains(&name) {
         return Err(fail(
             Some(name.clone()),
             format!("name {name:?} is a configured group's name"),
@@ -713,6 +713,7 @@ mod phase_tests {
                 name: "sre".into(),
                 login: true,
             }],
+            group_names: HashSet::from(["sre".to_string()]),
             max_removal_percent: 50,
         }
     }

@@ -2,7 +2,7 @@
 //! `AgentConfig`, as plain values (no toml spans), so every phase of `resolve`
 //! can be tested with a `Policy` written in a few lines.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::config::{AgentConfig, NameFrom};
 use crate::identity::idmap::{self, Pool};
@@ -35,6 +35,9 @@ pub struct Policy {
     /// Where gids of configured groups come from.
     pub group_ids: Pool,
     pub groups: Vec<GroupRule>,
+    /// The configured groups' POSIX names, for the per-person "is this a group's
+    /// name" check (a config may list 20,000 groups: no linear scan per person).
+    pub group_names: HashSet<String>,
     /// Share of users a sync may remove as missing before removals are held back.
     pub max_removal_percent: u8,
 }
@@ -75,6 +78,11 @@ impl Policy {
                     name: g.name.get_ref().clone(),
                     login: g.login,
                 })
+                .collect(),
+            group_names: config
+                .groups
+                .iter()
+                .map(|g| g.name.get_ref().clone())
                 .collect(),
             max_removal_percent: config.directory.max_removal_percent,
         }
