@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::identity::names;
+use crate::identity::{idmap, names};
 
 pub const DEFAULT_PATH: &str = "/etc/zt/agent.toml";
 
@@ -70,6 +70,14 @@ pub struct UsersConfig {
     /// taken or unsuitable.
     #[serde(default)]
     pub name_overrides: BTreeMap<String, Spanned<String>>,
+    /// More names never handed out, beyond the built-in list (service accounts
+    /// this site's packages create).
+    #[serde(default)]
+    pub reserved_names: Vec<Spanned<String>>,
+    /// Where directory-provided uids (uidNumber-style) are accepted besides zt's
+    /// own range, e.g. "10000-59999". None: only zt's own range.
+    #[serde(default)]
+    pub directory_uid_range: Option<Spanned<String>>,
 }
 
 impl Default for UsersConfig {
@@ -80,6 +88,8 @@ impl Default for UsersConfig {
             home: default_home(),
             shell: default_shell(),
             name_overrides: BTreeMap::new(),
+            reserved_names: Vec::new(),
+            directory_uid_range: None,
         }
     }
 }
@@ -233,6 +243,15 @@ impl AgentConfig {
                 ));
             }
         }
+        for name in &config.users.reserved_names {
+            if let Err(why) = names::validate(name.get_ref(), false) {
+                return Err(fail(name.span(), "users.reserved_names", why));
+            }
+        }
+        if let Some(range) = &config.users.directory_uid_range {
+            idmap::parse_directory_range(range.get_ref())
+                .map_err(|why| fail(range.span(), "users.directory_uid_range", why))?;
+        }
         let mut ids = BTreeMap::new();
         let mut group_names = BTreeMap::new();
         for g in &config.groups {
@@ -266,6 +285,12 @@ impl AgentConfig {
 
     pub fn domains(&self) -> &[String] {
         self.users.domains.get_ref()
+    }
+
+    /// `[users] directory_uid_range`, already validated by `parse`.
+    pub fn directory_uid_range(&self) -> Option<std::ops::RangeInclusive<u32>> {
+        let range = self.users.directory_uid_range.as_ref()?;
+        idmap::parse_directory_range(range.get_ref()).ok()
     }
 }
 
@@ -355,6 +380,37 @@ login = true
     fn local_part_names_need_a_domain_list() {
         let e = err(&GOOD.replace("domains = [\"example.com\"]", ""));
         assert!(e.contains("needs at least one domain"), "{e}");
+    }
+
+    #[test]
+    fn reserved_names_and_directory_uid_range_are_validated() {
+        let with = |extra: &str| {
+            GOOD.replace(
+                "shell = \"/bin/bash\"",
+                &format!("shell = \"/bin/bash\"\n{extra}"),
+            )
+        };
+        let c = AgentConfig::parse(
+            &with("reserved_names = [\"acme\"]\ndirectory_uid_range = \"10000-59999\""),
+            "agent.toml",
+        )
+        .unwrap();
+        assert_eq!(c.directory_uid_range(), Some(10_000..=59_999));
+        assert_eq!(c.users.reserved_names[0].get_ref(), "acme");
+        let e = err(&with("reserved_names = [\"Not OK\"]"));
+        assert!(
+            e.starts_with("agent.toml:12:") && e.contains("reserved_names"),
+            "{e}"
+        );
+        let e = err(&with("directory_uid_range = \"61000-62000\""));
+        assert!(
+            e.starts_with("agent.toml:12:") && e.contains("dynamic"),
+            "{e}"
+        );
+        assert_eq!(
+            AgentConfig::parse(GOOD, "a").unwrap().directory_uid_range(),
+            None
+        );
     }
 
     #[test]

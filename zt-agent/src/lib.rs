@@ -7,6 +7,8 @@
 pub mod cli;
 pub mod config;
 pub mod directory;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod logging;
 pub mod outcome;

@@ -5,14 +5,14 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use zt_snapshot::state::{modes, names};
-use zt_snapshot::{Pair, Snapshot, StateDir};
+use zt_snapshot::{Content, GroupEntry, Pair, Snapshot, StateDir, UserEntry};
 
 use crate::config::{AgentConfig, DirectoryKind};
 use crate::directory::error::{DirectoryError, DirectoryFailure};
 use crate::directory::{Directory, file};
 use crate::identity::local::LocalAccounts;
 use crate::outcome::{Completed, SyncError};
-use crate::resolve::{self, IdState, Resolution};
+use crate::resolve::{self, IdState, Resolution, hold_back};
 use crate::status::{self, Status};
 
 /// Where the agent keeps its state and finds the host's account files.
@@ -131,7 +131,7 @@ fn log_news(before: &Status, now: &Status) {
         .collect();
     for s in &now.skipped {
         if !old.contains(&(s.id.as_str(), s.reason.as_str())) {
-            tracing::warn!("skipped {} ({}): {}", s.email, s.id, s.reason);
+            tracing::warn!("skipped {:?} ({:?}): {}", s.email, s.id, s.reason);
         }
     }
     for p in now.problems.iter().filter(|p| !before.problems.contains(p)) {
@@ -189,14 +189,16 @@ fn sync_locked(
     }
     let mut resolution = resolve::resolve(config, &directory, &local, &ids);
 
+    let mut held_back = None;
     if let Some(prev) = &previous_pair {
-        check_removals(
-            prev,
-            &resolution,
-            config.directory.max_removal_percent,
-            force,
-        )
-        .map_err(SyncError::host)?;
+        let published = published_content(prev);
+        let limit = config.directory.max_removal_percent;
+        held_back =
+            hold_back::hold_back_removals(&mut resolution, &published, &directory, limit, force);
+        if let Some(held) = &held_back {
+            tracing::warn!("{}", held.message());
+            resolution.problems.push(held.message());
+        }
     }
 
     // Unchanged content keeps its generation: readers have nothing to reload.
@@ -252,10 +254,10 @@ fn sync_locked(
         tracing::warn!("cannot announce generation {prev_gen}: {e}");
     }
     Ok(Report {
-        completed: if changed {
-            Completed::Published
-        } else {
-            Completed::Unchanged
+        completed: match (&held_back, changed) {
+            (Some(_), _) => Completed::HeldBack,
+            (None, true) => Completed::Published,
+            (None, false) => Completed::Unchanged,
         },
         changed,
         generation: resolution.content.generation,
@@ -265,15 +267,16 @@ fn sync_locked(
     })
 }
 
-/// Every id the published pair shows is an id handed out: if ids.json was
-/// lost or is behind, take them from the pair (uid from the public file, IdP
-/// id from its private twin, same index) so nobody's uid moves.
+/// Every id and name the published pair shows is handed out: if ids.json was
+/// lost or is behind, take them from the pair (uid and name from the public
+/// file, IdP id from its private twin, same index) so nobody's uid or name moves.
 fn remember_published_ids(prev: &Pair<'_>, ids: &mut IdState) {
     for i in 0..prev.public.user_count() {
         if let (Ok(u), Ok(p)) = (prev.public.user(i), prev.private.user(i))
-            && let Ok(id) = std::str::from_utf8(p.idp_id)
+            && let (Ok(id), Ok(name)) = (std::str::from_utf8(p.idp_id), std::str::from_utf8(u.name))
         {
             ids.users.entry(id.to_string()).or_insert(u.uid);
+            ids.names.entry(name.to_string()).or_insert(id.to_string());
         }
     }
     for i in 0..prev.public.group_count() {
@@ -286,31 +289,44 @@ fn remember_published_ids(prev: &Pair<'_>, ids: &mut IdState) {
     }
 }
 
-/// Holds back a sync that would remove a large share of users at once (a
-/// half-broken directory export, a deleted group): the usual cause is an error,
-/// and a wrong removal locks people out everywhere.
-fn check_removals(
-    prev: &Pair<'_>,
-    next: &Resolution,
-    max_percent: u8,
-    force: bool,
-) -> Result<(), String> {
-    let keep: HashSet<&[u8]> = next
-        .content
-        .users
-        .iter()
-        .map(|u| u.idp_id.as_bytes())
+/// The previous pair as plain values, for holding back removals: every user
+/// (name, uid, gid, gecos, home, shell from the public file; email and IdP id
+/// from the private twin) and every group with its flags, IdP id and member
+/// names. Unreadable records are left out.
+fn published_content(prev: &Pair<'_>) -> Content {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let (public, private) = (&prev.public, &prev.private);
+    let users = (0..public.user_count())
+        .filter_map(|i| Some((public.user(i).ok()?, private.user(i).ok()?)))
+        .map(|(u, p)| UserEntry {
+            name: text(u.name),
+            uid: u.uid,
+            gid: u.gid,
+            gecos: text(u.gecos),
+            home: text(u.home),
+            shell: text(u.shell),
+            email: text(p.email),
+            idp_id: text(p.idp_id),
+        })
         .collect();
-    let total = prev.private.user_count();
-    let removed = (0..total)
-        .filter_map(|i| prev.private.user(i).ok())
-        .filter(|u| !keep.contains(u.idp_id))
-        .count();
-    if !force && removed >= 3 && removed * 100 > usize::from(max_percent) * total {
-        return Err(format!(
-            "held back: this sync would remove {removed} of {total} users (more than max_removal_percent = {max_percent}); \
-             the last good snapshot stays. If this is intended, run `zt-agent sync --once --force`"
-        ));
+    let groups = (0..public.group_count())
+        .filter_map(|i| Some((public.group(i).ok()?, private.group(i).ok()?)))
+        .map(|(g, p)| GroupEntry {
+            name: text(g.name),
+            gid: g.gid,
+            flags: p.flags,
+            idp_id: text(p.idp_id),
+            members: g
+                .members
+                .iter()
+                .filter_map(|m| public.user_name(m as usize).ok().map(text))
+                .collect(),
+        })
+        .collect();
+    Content {
+        generation: prev.generation(),
+        synced_at: public.synced_at(),
+        users,
+        groups,
     }
-    Ok(())
 }

@@ -328,22 +328,52 @@ fn a_mass_removal_is_held_back_unless_forced() {
     }
     h.write_directory(&d);
     h.sync();
-    d["groups"][0]["members"]
+    // 7 of 10 people vanish from the directory (a broken export), while user0 is
+    // disabled, user1 leaves the login group and a newcomer arrives: the missing
+    // are kept, everything else applies in the same sync
+    d["users"].as_array_mut().unwrap().truncate(3);
+    d["users"][0]["enabled"] = json!(false);
+    d["users"]
         .as_array_mut()
         .unwrap()
-        .truncate(3);
+        .push(json!({"id": "u-new", "email": "newcomer@example.com"}));
+    d["groups"][0]["members"] = json!(["u-0", "u-2", "u-new"]);
     h.write_directory(&d);
     let o = h.agent(&["sync", "--once"]);
-    assert!(!o.status.success());
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "held back has its own exit code: {}",
+        text(&o.stderr)
+    );
     assert!(
-        text(&o.stderr).contains("would remove 7 of 10 users"),
+        text(&o.stderr).contains("held back: 7 of 10 users are missing"),
         "{}",
         text(&o.stderr)
     );
-    assert_eq!(h.getent(&["passwd", "user9"]).0, 0, "still there");
+    assert_eq!(h.getent(&["passwd", "user9"]).0, 0, "the missing are kept");
+    assert_eq!(
+        h.getent(&["passwd", "user0"]).0,
+        2,
+        "a disable applies at once"
+    );
+    assert_eq!(
+        h.getent(&["passwd", "user1"]).0,
+        2,
+        "leaving the group applies"
+    );
+    assert_eq!(h.getent(&["passwd", "newcomer"]).0, 0, "additions publish");
+    let st = h.agent(&["status"]);
+    assert_eq!(st.status.code(), Some(1), "monitoring sees it");
+    assert!(
+        text(&st.stdout).contains("HELD BACK"),
+        "{}",
+        text(&st.stdout)
+    );
     let o = h.agent(&["sync", "--once", "--force"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(h.getent(&["passwd", "user9"]).0, 2);
+    assert_eq!(h.getent(&["passwd", "user2"]).0, 0);
 }
 
 #[test]
@@ -534,6 +564,10 @@ fn libc_erange() -> i32 {
 #[test]
 fn losing_ids_json_moves_nobody() {
     let h = Host::new();
+    h.write_config(&zt_e2e::CONFIG.replace(
+        "shell = \"/bin/bash\"",
+        "shell = \"/bin/bash\"\ndirectory_uid_range = \"10000-59999\"",
+    ));
     // alice's uid came from a directory attribute, not from the hash
     let mut d = people();
     d["users"][0]["uid"] = json!(50000);

@@ -1,6 +1,7 @@
 //! The command line: `run`, `sync --once`, `status`, `lookup`.
 
 mod lookup;
+pub mod release;
 mod run;
 mod status;
 
@@ -56,6 +57,8 @@ enum Command {
     Status,
     /// What NSS answers for a name, email or uid, and why someone is missing.
     Lookup { key: String },
+    /// Free a held user name so the next sync may give it to someone else.
+    Release { name: String },
 }
 
 pub fn main() -> ExitCode {
@@ -98,5 +101,6 @@ pub fn main() -> ExitCode {
         }
         Command::Status => status::status(&paths),
         Command::Lookup { key } => lookup::lookup(&cli.config, &paths, &key),
+        Command::Release { name } => release::release(&paths, &name),
     }
 }

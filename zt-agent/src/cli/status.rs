@@ -76,6 +76,13 @@ pub fn status(paths: &Paths) -> ExitCode {
         println!("FROZEN: {why}");
         healthy = false;
     }
+    if st.outcome == Some(Ok(crate::outcome::Completed::HeldBack)) {
+        println!(
+            "HELD BACK: removals of people missing from the directory wait for an admin \
+             (see the problem below; `zt-agent sync --once --force` applies them)"
+        );
+        healthy = false;
+    }
     if !st.skipped.is_empty() {
         println!("skipped: {} (see `zt-agent lookup NAME`)", st.skipped.len());
         for s in &st.skipped {

@@ -19,9 +19,9 @@ pub fn load(path: &Path) -> Result<Directory, DirectoryError> {
 }
 
 pub fn parse(text: &str, origin: &str) -> Result<Directory, String> {
-    let d: Directory = serde_json::from_str(text)
+    let mut d: Directory = serde_json::from_str(text)
         .map_err(|e| format!("{origin}:{}:{}: {e}", e.line(), e.column()))?;
-    d.check().map_err(|e| format!("{origin}: {e}"))?;
+    d.drop_ambiguous_entries();
     Ok(d)
 }
 
@@ -52,12 +52,32 @@ mod tests {
         assert!(e.starts_with("d.json:1:") && e.contains("emial"), "{e}");
         let e = parse("{\"users\": [\n{\"id\": \"u\", \"email\": 5}]}", "d.json").unwrap_err();
         assert!(e.starts_with("d.json:2:"), "{e}");
-        let e = parse(
-            r#"{"users": [{"id": "u", "email": "a@b"}, {"id": "u", "email": "c@d"}]}"#,
+    }
+
+    #[test]
+    fn ambiguous_entries_are_left_out_not_the_document() {
+        let d = parse(
+            r#"{"users": [{"id": "u", "email": "a@b"}, {"id": "u", "email": "c@d"},
+                          {"id": "", "email": "e@f"}, {"id": "ok", "email": "g@h"}],
+                "groups": [{"id": "u", "name": "U"}, {"id": "g", "name": "G"}]}"#,
             "d.json",
         )
-        .unwrap_err();
-        assert!(e.contains("more than once"), "{e}");
+        .unwrap();
+        let ids: Vec<&str> = d.users.iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(ids, ["ok"]);
+        assert_eq!(d.groups.len(), 1);
+        assert!(
+            d.problems
+                .iter()
+                .any(|p| p.contains("\"u\" appears more than once")),
+            "{:?}",
+            d.problems
+        );
+        assert!(
+            d.problems.iter().any(|p| p.contains("empty id")),
+            "{:?}",
+            d.problems
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@ pub mod error;
 pub mod file;
 pub mod nesting;
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -45,7 +47,14 @@ pub struct Directory {
     pub users: Vec<DirUser>,
     #[serde(default)]
     pub groups: Vec<DirGroup>,
+    /// What was wrong with single entries and left out when the directory was
+    /// read (not part of the document).
+    #[serde(skip)]
+    pub problems: Vec<String>,
 }
+
+/// At most this many entry problems are reported per read; the rest are counted.
+pub const MAX_ENTRY_PROBLEMS: usize = 50;
 
 fn yes() -> bool {
     true
@@ -69,23 +78,48 @@ impl DirUser {
 }
 
 impl Directory {
-    /// Structural checks that make the whole answer unusable (and so keep the last
-    /// good snapshot): duplicate ids. Problems with single entries are not fatal.
-    pub fn check(&self) -> Result<(), String> {
-        let mut ids = std::collections::HashSet::new();
+    /// Entries no rule can safely attribute to one object are dropped, each with
+    /// a problem: an empty id, or an id shared by several entries (which of them
+    /// is the person?). Only those entries go: the rest of the directory still
+    /// syncs, so one bad entry can never freeze every removal.
+    pub fn drop_ambiguous_entries(&mut self) {
+        let mut seen: HashMap<String, usize> = HashMap::new();
         for id in self
             .users
             .iter()
             .map(|u| &u.id)
             .chain(self.groups.iter().map(|g| &g.id))
         {
-            if id.is_empty() {
-                return Err("an entry has an empty id".into());
-            }
-            if !ids.insert(id.as_str()) {
-                return Err(format!("id {id:?} appears more than once"));
-            }
+            *seen.entry(id.clone()).or_default() += 1;
         }
-        Ok(())
+        let ambiguous = |id: &str| id.is_empty() || seen.get(id).is_some_and(|&n| n > 1);
+        let mut dropped: Vec<String> = Vec::new();
+        self.users.retain(|u| {
+            !ambiguous(&u.id) || {
+                dropped.push(u.id.clone());
+                false
+            }
+        });
+        self.groups.retain(|g| {
+            !ambiguous(&g.id) || {
+                dropped.push(g.id.clone());
+                false
+            }
+        });
+        dropped.sort();
+        dropped.dedup();
+        for id in dropped.iter().take(MAX_ENTRY_PROBLEMS) {
+            self.problems.push(if id.is_empty() {
+                "entries with an empty id were left out".to_string()
+            } else {
+                format!("id {id:?} appears more than once; every entry with it was left out")
+            });
+        }
+        if dropped.len() > MAX_ENTRY_PROBLEMS {
+            self.problems.push(format!(
+                "... and {} more ambiguous ids left out",
+                dropped.len() - MAX_ENTRY_PROBLEMS
+            ));
+        }
     }
 }

@@ -28,6 +28,58 @@ pub const GROUP_IDS: RangeInclusive<u32> = 0x7800_0000..=0x7FFD_FFFF;
 /// given a far-away id: with 134M ids per half this means something is wrong.
 pub const MAX_PROBES: u32 = 64;
 
+/// Ranges a directory-provided id may never fall in, with the owner to name in
+/// the refusal. systemd's documented ranges (systemd.io/UIDS-GID): an id there
+/// belongs to the system, to a dynamic service user, to a container's user
+/// namespace, or to a "foreign" image's files.
+pub const FORBIDDEN_RANGES: &[(RangeInclusive<u32>, &str)] = &[
+    (0..=999, "system accounts"),
+    (60001..=60513, "systemd-homed"),
+    (61184..=65519, "systemd dynamic users"),
+    (65534..=65535, "nobody and the 16-bit -1"),
+    (524_288..=1_879_048_191, "systemd containers"),
+    (0x7FFE_0000..=0x7FFF_FFFF, "systemd foreign ids"),
+    (0x8000_0000..=u32::MAX, "ids at or above 2^31"),
+];
+
+/// The forbidden range `id` falls in, if any.
+pub fn forbidden_range(id: u32) -> Option<&'static str> {
+    FORBIDDEN_RANGES
+        .iter()
+        .find(|(r, _)| r.contains(&id))
+        .map(|(_, what)| *what)
+}
+
+/// Parses `"10000-59999"`; refuses ranges that touch a forbidden range or zt's
+/// own group half (a directory uid there could meet a group's gid).
+pub fn parse_directory_range(s: &str) -> Result<RangeInclusive<u32>, String> {
+    let (a, b) = s
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)))
+        .filter(|(a, b)| a <= b)
+        .ok_or_else(|| format!("{s:?} is not a range like \"10000-59999\""))?;
+    for (r, what) in FORBIDDEN_RANGES
+        .iter()
+        .chain([&(GROUP_IDS, "zt's group ids")])
+    {
+        if a <= *r.end() && *r.start() <= b {
+            return Err(format!("{s:?} overlaps {}-{} ({what})", r.start(), r.end()));
+        }
+    }
+    Ok(a..=b)
+}
+
+/// Where one kind of id comes from.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    /// "user" or "group", for the hash and for messages.
+    pub kind: &'static str,
+    /// zt's own range for this kind: hashed ids, and directory ids by default.
+    pub range: RangeInclusive<u32>,
+    /// Where else a directory-provided id is accepted (`[users] directory_uid_range`).
+    pub directory_range: Option<RangeInclusive<u32>>,
+}
+
 /// One object asking for an id.
 #[derive(Debug, Clone)]
 pub struct Claim<'a> {
@@ -39,14 +91,25 @@ pub struct Claim<'a> {
     pub explicit: Option<u32>,
 }
 
+/// Every id of one kind handed out so far: the one each key holds now, and the
+/// ones it held before. Both stay reserved to their key for good.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Held {
+    pub current: BTreeMap<String, u32>,
+    pub earlier: BTreeMap<String, Vec<u32>>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allocation<'a> {
     /// key -> id for every claim granted (keys borrowed from the claims).
     pub granted: HashMap<&'a str, u32>,
     /// key -> why no id was given.
     pub refused: HashMap<&'a str, String>,
-    /// Everything ever assigned (the persisted state to write back).
+    /// Everything ever assigned (the persisted state to write back): each key's
+    /// current id...
     pub persisted: BTreeMap<String, u32>,
+    /// ...and the ids it held before (a directory uid that changed).
+    pub earlier: BTreeMap<String, Vec<u32>>,
 }
 
 /// Ids no one may have, wherever they come from.
@@ -69,48 +132,90 @@ pub fn candidate(kind: &str, key: &str, attempt: u32, range: &RangeInclusive<u32
     range.start() + (u64::from_le_bytes(first) % span) as u32
 }
 
-/// Allocates ids for `claims` of one kind ("user" or "group") in `range`.
-/// `in_use` says whether an id is unavailable for reasons outside this kind
-/// (local accounts, subordinate ranges, the other kind's ids).
+/// Why a directory-provided id cannot be accepted for `key`, if it cannot.
+fn explicit_refusal(
+    pool: &Pool,
+    key: &str,
+    id: u32,
+    owner: &HashMap<u32, &str>,
+    in_use: &dyn Fn(u32) -> bool,
+) -> Option<String> {
+    let kind = pool.kind;
+    let held_by_key = owner.get(&id) == Some(&key);
+    if is_special(id) {
+        return Some(format!(
+            "{kind} id {id} from the directory is reserved for the system"
+        ));
+    }
+    if let Some(what) = forbidden_range(id) {
+        return Some(format!(
+            "{kind} id {id} from the directory is in the range reserved for {what}"
+        ));
+    }
+    // an id this person already holds stays theirs even if the range shrank
+    let allowed = pool.range.contains(&id)
+        || pool
+            .directory_range
+            .as_ref()
+            .is_some_and(|r| r.contains(&id));
+    if !allowed && !held_by_key {
+        return Some(match &pool.directory_range {
+            Some(r) => format!(
+                "{kind} id {id} from the directory is outside directory_uid_range ({}-{})",
+                r.start(),
+                r.end()
+            ),
+            None => format!(
+                "{kind} id {id} from the directory is outside zt's range and no [users] directory_uid_range is configured"
+            ),
+        });
+    }
+    if in_use(id) {
+        return Some(format!(
+            "{kind} id {id} from the directory is used by a local account"
+        ));
+    }
+    match owner.get(&id) {
+        Some(&other) if other != key => Some(format!(
+            "{kind} id {id} from the directory already belongs to {other:?} (ids never move between people)"
+        )),
+        _ => None,
+    }
+}
+
+/// Allocates ids for `claims` of one kind in `pool`. `held` is every id handed
+/// out before; `in_use` says whether an id is unavailable for reasons outside
+/// this kind (local accounts, subordinate ranges, the other kind's ids).
 pub fn allocate<'a>(
-    kind: &str,
+    pool: &Pool,
     claims: &[Claim<'a>],
-    range: &RangeInclusive<u32>,
-    persisted: &BTreeMap<String, u32>,
+    held: &Held,
     in_use: &dyn Fn(u32) -> bool,
 ) -> Allocation<'a> {
+    let kind = pool.kind;
     let mut sorted: Vec<&Claim<'a>> = claims.iter().collect();
     sorted.sort_by(|a, b| {
         (a.created.unwrap_or(i64::MAX), a.key).cmp(&(b.created.unwrap_or(i64::MAX), b.key))
     });
 
-    let mut owner: HashMap<u32, &str> = persisted.iter().map(|(k, &v)| (v, k.as_str())).collect();
+    // every id ever handed out, current or earlier, with its one owner
+    let mut owner: HashMap<u32, &str> = held
+        .earlier
+        .iter()
+        .flat_map(|(k, ids)| ids.iter().map(move |&id| (id, k.as_str())))
+        .chain(held.current.iter().map(|(k, &v)| (v, k.as_str())))
+        .collect();
     let mut out = Allocation {
         granted: HashMap::with_capacity(claims.len()),
         refused: HashMap::new(),
-        persisted: persisted.clone(),
+        persisted: held.current.clone(),
+        earlier: held.earlier.clone(),
     };
 
     // 1. Ids the directory assigns itself.
-    for c in sorted.iter().filter(|c| c.explicit.is_some()) {
-        let id = c.explicit.unwrap_or_default();
-        let refusal = if is_special(id) {
-            Some(format!(
-                "{kind} id {id} from the directory is reserved for the system"
-            ))
-        } else if in_use(id) {
-            Some(format!(
-                "{kind} id {id} from the directory is used by a local account"
-            ))
-        } else {
-            match owner.get(&id) {
-                Some(&other) if other != c.key => Some(format!(
-                    "{kind} id {id} from the directory already belongs to {other}"
-                )),
-                _ => None,
-            }
-        };
-        match refusal {
+    for c in sorted.iter() {
+        let Some(id) = c.explicit else { continue };
+        match explicit_refusal(pool, c.key, id, &owner, in_use) {
             Some(why) => {
                 out.refused.insert(c.key, why);
             }
@@ -122,7 +227,7 @@ pub fn allocate<'a>(
     }
     // 2. Ids handed out before: they never move.
     for c in sorted.iter().filter(|c| c.explicit.is_none()) {
-        if let Some(&id) = persisted.get(c.key) {
+        if let Some(&id) = held.current.get(c.key) {
             if in_use(id) {
                 out.refused.insert(
                     c.key,
@@ -136,10 +241,10 @@ pub fn allocate<'a>(
     // 3. Newcomers, oldest first, each taking its first free candidate.
     for c in sorted
         .iter()
-        .filter(|c| c.explicit.is_none() && !persisted.contains_key(c.key))
+        .filter(|c| c.explicit.is_none() && !held.current.contains_key(c.key))
     {
         let free = (0..MAX_PROBES)
-            .map(|n| candidate(kind, c.key, n, range))
+            .map(|n| candidate(kind, c.key, n, &pool.range))
             .find(|id| !is_special(*id) && !in_use(*id) && !owner.contains_key(id));
         match free {
             Some(id) => {
@@ -156,8 +261,23 @@ pub fn allocate<'a>(
     }
     for (&k, &v) in &out.granted {
         // most grants are ids handed out before: no new key to copy
-        if out.persisted.get(k) != Some(&v) {
-            out.persisted.insert(k.to_string(), v);
+        match out.persisted.get(k) {
+            Some(&old) if old == v => {}
+            Some(&old) => {
+                // a directory id changed: the old one stays this person's
+                let earlier = out.earlier.entry(k.to_string()).or_default();
+                if !earlier.contains(&old) {
+                    earlier.push(old);
+                }
+                earlier.retain(|&e| e != v);
+                if earlier.is_empty() {
+                    out.earlier.remove(k);
+                }
+                out.persisted.insert(k.to_string(), v);
+            }
+            None => {
+                out.persisted.insert(k.to_string(), v);
+            }
         }
     }
     out
@@ -179,6 +299,26 @@ mod tests {
         false
     }
 
+    /// The pre-history signature: current ids only, zt's own range only.
+    fn alloc<'a>(
+        kind: &'static str,
+        claims: &[Claim<'a>],
+        range: &RangeInclusive<u32>,
+        persisted: &BTreeMap<String, u32>,
+        in_use: &dyn Fn(u32) -> bool,
+    ) -> Allocation<'a> {
+        let pool = Pool {
+            kind,
+            range: range.clone(),
+            directory_range: Some(10_000..=59_999),
+        };
+        let held = Held {
+            current: persisted.clone(),
+            earlier: BTreeMap::new(),
+        };
+        allocate(&pool, claims, &held, in_use)
+    }
+
     #[test]
     fn same_answer_whatever_the_input_order() {
         let a = [
@@ -193,11 +333,11 @@ mod tests {
         // a tiny range forces collisions, which is where order could matter
         let r = 5000..=5003;
         assert_eq!(
-            allocate("user", &a, &r, &empty, &none),
-            allocate("user", &b, &r, &empty, &none)
+            alloc("user", &a, &r, &empty, &none),
+            alloc("user", &b, &r, &empty, &none)
         );
-        let big = allocate("user", &a, &USER_IDS, &empty, &none);
-        assert_eq!(big, allocate("user", &b, &USER_IDS, &empty, &none));
+        let big = alloc("user", &a, &USER_IDS, &empty, &none);
+        assert_eq!(big, alloc("user", &b, &USER_IDS, &empty, &none));
         assert!(big.granted.values().all(|id| USER_IDS.contains(id)));
     }
 
@@ -205,7 +345,7 @@ mod tests {
     fn the_older_account_keeps_a_contested_slot() {
         // with a one-slot range both want 7000: the older one gets it
         let r = 7000..=7000;
-        let out = allocate(
+        let out = alloc(
             "user",
             &[claim("young", 20), claim("old", 10)],
             &r,
@@ -219,14 +359,14 @@ mod tests {
     #[test]
     fn a_newcomer_never_moves_an_existing_person() {
         let r = 7000..=7001;
-        let first = allocate("user", &[claim("bob", 20)], &r, &BTreeMap::new(), &none);
+        let first = alloc("user", &[claim("bob", 20)], &r, &BTreeMap::new(), &none);
         let bob = first.granted["bob"];
         // carol is *older* in the IdP but arrives later; bob keeps his id
         let who_wants_bobs = (0..1000)
             .map(|i| format!("c{i}"))
             .find(|k| candidate("user", k, 0, &r) == bob)
             .unwrap();
-        let second = allocate(
+        let second = alloc(
             "user",
             &[claim("bob", 20), claim(&who_wants_bobs, 1)],
             &r,
@@ -240,8 +380,8 @@ mod tests {
     #[test]
     fn departed_people_keep_their_id_reserved() {
         let r = 7000..=7000;
-        let first = allocate("user", &[claim("gone", 1)], &r, &BTreeMap::new(), &none);
-        let second = allocate("user", &[claim("new", 2)], &r, &first.persisted, &none);
+        let first = alloc("user", &[claim("gone", 1)], &r, &BTreeMap::new(), &none);
+        let second = alloc("user", &[claim("new", 2)], &r, &first.persisted, &none);
         assert!(second.granted.is_empty());
         assert_eq!(second.persisted.get("gone"), Some(&7000));
     }
@@ -250,13 +390,13 @@ mod tests {
     fn local_ids_are_never_used() {
         let r = 8000..=8002;
         let local = |id: u32| id == 8000 || id == 8001;
-        let out = allocate("user", &[claim("a", 1)], &r, &BTreeMap::new(), &local);
+        let out = alloc("user", &[claim("a", 1)], &r, &BTreeMap::new(), &local);
         // with 64 probes over 3 slots the one free slot is found
         assert_eq!(out.granted["a"], 8002);
         // and an earlier assignment now taken locally is refused, not moved
         let mut p = BTreeMap::new();
         p.insert("b".to_string(), 8001);
-        let out = allocate("user", &[claim("b", 1)], &r, &p, &local);
+        let out = alloc("user", &[claim("b", 1)], &r, &p, &local);
         assert!(out.refused["b"].contains("now used by a local account"));
     }
 
@@ -291,35 +431,135 @@ mod tests {
         let r = USER_IDS;
         let mut c = claim("a", 1);
         c.explicit = Some(12345);
-        let out = allocate("user", &[c.clone()], &r, &BTreeMap::new(), &none);
+        let out = alloc("user", &[c.clone()], &r, &BTreeMap::new(), &none);
         assert_eq!(out.granted["a"], 12345);
         // a local account has it
-        let out = allocate("user", &[c.clone()], &r, &BTreeMap::new(), &|id| {
+        let out = alloc("user", &[c.clone()], &r, &BTreeMap::new(), &|id| {
             id == 12345
         });
         assert!(out.refused["a"].contains("local account"));
         // someone else was given it before
         let mut p = BTreeMap::new();
         p.insert("z".to_string(), 12345);
-        let out = allocate("user", &[c.clone()], &r, &p, &none);
-        assert!(out.refused["a"].contains("already belongs to z"));
+        let out = alloc("user", &[c.clone()], &r, &p, &none);
+        assert!(out.refused["a"].contains("already belongs to \"z\""));
         // system ids are refused
         c.explicit = Some(0);
-        assert!(
-            allocate("user", &[c], &r, &BTreeMap::new(), &none).refused["a"].contains("reserved")
-        );
+        assert!(alloc("user", &[c], &r, &BTreeMap::new(), &none).refused["a"].contains("reserved"));
     }
 
     #[test]
     fn ids_are_stable_across_releases() {
         // Changing the derivation would move every uid in every fleet: pin it.
-        assert_eq!(
-            candidate("user", "u-7f3a", 0, &USER_IDS),
-            candidate("user", "u-7f3a", 0, &USER_IDS)
-        );
         let pinned = candidate("user", "u-7f3a", 0, &USER_IDS);
         assert_eq!(pinned, PINNED_U7F3A, "uid derivation changed: {pinned}");
     }
 
     const PINNED_U7F3A: u32 = 1_882_047_031;
+
+    fn explicit(key: &str, id: u32) -> Claim<'_> {
+        Claim {
+            key,
+            created: Some(1),
+            explicit: Some(id),
+        }
+    }
+
+    #[test]
+    fn a_changed_directory_uid_keeps_the_old_one_reserved_to_its_holder() {
+        let pool = Pool {
+            kind: "user",
+            range: USER_IDS,
+            directory_range: Some(10_000..=99_999),
+        };
+        let first = allocate(&pool, &[explicit("alice", 70000)], &Held::default(), &none);
+        let held = Held {
+            current: first.persisted,
+            earlier: first.earlier,
+        };
+        let second = allocate(&pool, &[explicit("alice", 70001)], &held, &none);
+        assert_eq!(second.granted["alice"], 70001);
+        assert_eq!(second.earlier["alice"], [70000]);
+        let held = Held {
+            current: second.persisted,
+            earlier: second.earlier,
+        };
+        let third = allocate(
+            &pool,
+            &[explicit("alice", 70001), explicit("bob", 70000)],
+            &held,
+            &none,
+        );
+        assert!(
+            third.refused["bob"].contains("already belongs to \"alice\""),
+            "{:?}",
+            third.refused
+        );
+        // nor does the hash ever land on it: alice's earlier id is owned
+        assert_eq!(third.earlier["alice"], [70000]);
+        // and alice may go back to her earlier id
+        let back = allocate(&pool, &[explicit("alice", 70000)], &held, &none);
+        assert_eq!(back.granted["alice"], 70000);
+        assert_eq!(back.earlier["alice"], [70001]);
+    }
+
+    #[test]
+    fn directory_uids_only_inside_the_configured_range() {
+        let mut pool = Pool {
+            kind: "user",
+            range: USER_IDS,
+            directory_range: None,
+        };
+        let refused = |pool: &Pool, id: u32| {
+            allocate(pool, &[explicit("a", id)], &Held::default(), &none)
+                .refused
+                .get("a")
+                .cloned()
+        };
+        assert!(
+            refused(&pool, 20000)
+                .unwrap()
+                .contains("no [users] directory_uid_range")
+        );
+        assert_eq!(
+            refused(&pool, *USER_IDS.start()),
+            None,
+            "zt's own range is fine"
+        );
+        pool.directory_range = Some(10_000..=59_999);
+        assert_eq!(refused(&pool, 20000), None);
+        assert!(
+            refused(&pool, 60000)
+                .unwrap()
+                .contains("outside directory_uid_range (10000-59999)")
+        );
+        for (id, what) in [
+            (61184, "dynamic"),
+            (65519, "dynamic"),
+            (524_288, "containers"),
+            (1_879_048_191, "containers"),
+            (0x7FFE_0000, "foreign"),
+            (0x7FFF_FFFF, "foreign"),
+            (999, "system"),
+        ] {
+            assert!(refused(&pool, id).unwrap().contains(what), "{id}");
+        }
+    }
+
+    #[test]
+    fn directory_ranges_are_checked_when_configured() {
+        assert_eq!(parse_directory_range("10000-59999"), Ok(10_000..=59_999));
+        for bad in ["", "1-2-3", "59999-10000", "x-y", "10000"] {
+            assert!(parse_directory_range(bad).is_err(), "{bad}");
+        }
+        for (bad, why) in [
+            ("500-2000", "system"),
+            ("61000-61184", "dynamic"),
+            ("100000-600000", "containers"),
+            ("2013265920-2013265930", "group ids"),
+        ] {
+            let e = parse_directory_range(bad).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+    }
 }

@@ -6,60 +6,49 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// Names never handed to a directory person or group, even if absent from this
-/// host's files: well-known system accounts, and group names that carry privilege
-/// in stock configurations (Ubuntu's default sudoers still grants `%admin`).
+/// host's files today: packages create their service accounts later with
+/// `getent passwd X || useradd X`, and would silently adopt a zt user of that
+/// name (and its files, sudo rules, database roles). The list is Debian's
+/// base-passwd users and groups, the accounts common server packages create,
+/// cloud images' default users, and group names that carry privilege in stock
+/// configurations (Ubuntu's default sudoers still grants `%admin`). Also
+/// reserved: every name starting with `systemd-` or `_` (Debian's and the BSDs'
+/// convention for service accounts), and `[users] reserved_names` in agent.toml.
+/// README.md ("The rules") summarises this list: keep the two in step.
+#[rustfmt::skip]
 pub const RESERVED_NAMES: &[&str] = &[
-    "root",
-    "daemon",
-    "bin",
-    "sys",
-    "sync",
-    "games",
-    "man",
-    "lp",
-    "mail",
-    "news",
-    "uucp",
-    "proxy",
-    "www-data",
-    "backup",
-    "list",
-    "irc",
-    "gnats",
-    "nobody",
-    "nogroup",
-    "adm",
-    "admin",
-    "sudo",
-    "wheel",
-    "staff",
-    "shadow",
-    "disk",
-    "kmem",
-    "tty",
-    "utmp",
-    "operator",
-    "users",
-    "docker",
-    "lxd",
-    "libvirt",
-    "kvm",
-    "sshd",
-    "messagebus",
-    "syslog",
-    "polkitd",
-    "dialout",
-    "video",
-    "audio",
-    "plugdev",
-    "netdev",
-    "input",
-    "render",
-    "crontab",
-    "ssh",
-    "_apt",
-    "zt",
+    // Debian base-passwd: users
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+    "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody",
+    // Debian base-passwd: groups
+    "adm", "tty", "disk", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo",
+    "audio", "dip", "operator", "src", "shadow", "utmp", "video", "sasl", "plugdev", "staff",
+    "users", "nogroup", "input", "sgx", "kvm", "render", "netdev", "crontab", "ssh",
+    // privileged or administrative groups elsewhere
+    "admin", "wheel", "docker", "lxd", "libvirt", "libvirt-qemu", "lpadmin", "sambashare",
+    // base system services (Debian/Ubuntu)
+    "sshd", "messagebus", "syslog", "polkitd", "uuidd", "tcpdump", "tss", "landscape",
+    "pollinate", "usbmux", "fwupd-refresh", "dnsmasq", "avahi", "avahi-autoipd", "colord",
+    "geoclue", "pulse", "pulse-access", "rtkit", "saned", "whoopsie", "kernoops",
+    "speech-dispatcher", "cups-pk-helper", "hplip", "gdm", "sddm", "lightdm", "nm-openvpn",
+    "statd", "rpc", "dhcpcd", "ntp", "ntpsec", "chrony", "bind", "named", "ftp", "zt",
+    // common server packages
+    "postgres", "mysql", "mariadb", "redis", "nginx", "apache", "httpd", "postfix", "postdrop",
+    "dovecot", "dovenull", "exim", "opendkim", "clamav", "amavis", "debian-spamd", "squid",
+    "mongodb", "elasticsearch", "kibana", "logstash", "grafana", "prometheus",
+    "node-exporter", "jenkins", "gitlab-runner", "gitlab", "git", "tomcat", "tomcat9",
+    "tomcat10", "rabbitmq", "memcache", "memcached", "haproxy", "varnish", "couchdb",
+    "cassandra", "zookeeper", "kafka", "consul", "vault", "nomad", "etcd", "influxdb",
+    "telegraf", "zabbix", "nagios", "icinga", "munin", "puppet", "salt", "vsftpd", "proftpd",
+    "containerd", "podman", "qemu", "libvirt-dnsmasq", "ceph", "mosquitto", "minio",
+    // cloud images' default users
+    "ubuntu", "debian", "centos", "fedora", "ec2-user", "cloud-user", "azureuser", "opc",
 ];
+
+/// True if `name` is reserved by [`RESERVED_NAMES`] or a reserved prefix.
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED_NAMES.contains(&name) || name.starts_with("systemd-") || name.starts_with('_')
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct LocalAccounts {
@@ -67,6 +56,9 @@ pub struct LocalAccounts {
     pub group_names: HashSet<String>,
     pub uids: HashSet<u32>,
     pub gids: HashSet<u32>,
+    /// Names listed as members in /etc/group: accounts that exist somewhere
+    /// (another NSS source, a package about to create them) even if not in passwd.
+    pub member_names: HashSet<String>,
     /// Subordinate id ranges (/etc/subuid, /etc/subgid): ids inside them belong to
     /// someone's user namespaces.
     pub sub_ranges: Vec<(u32, u32)>,
@@ -105,6 +97,15 @@ impl LocalAccounts {
                 if let Ok(gid) = f[2].parse() {
                     self.gids.insert(gid);
                 }
+                if let Some(members) = f.get(3) {
+                    self.member_names.extend(
+                        members
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|m| !m.is_empty())
+                            .map(String::from),
+                    );
+                }
             }
         }
     }
@@ -124,15 +125,7 @@ impl LocalAccounts {
 
     /// Why a name cannot be given to a directory user or group here, if it cannot.
     pub fn name_conflict(&self, name: &str) -> Option<String> {
-        if self.user_names.contains(name) {
-            Some(format!("name {name:?} collides with local user"))
-        } else if self.group_names.contains(name) {
-            Some(format!("name {name:?} collides with local group"))
-        } else if RESERVED_NAMES.contains(&name) || name.starts_with("systemd-") {
-            Some(format!("name {name:?} is reserved for the system"))
-        } else {
-            None
-        }
+        HostNames::new(self, &[]).conflict(name)
     }
 
     /// True if a local account or subordinate range uses this id (as uid or gid:
@@ -141,6 +134,74 @@ impl LocalAccounts {
         self.uids.contains(&id)
             || self.gids.contains(&id)
             || self.sub_ranges.iter().any(|&(a, b)| a <= id && id <= b)
+    }
+}
+
+/// The names that belong to this host: its accounts plus the reserved names,
+/// including the ones agent.toml adds.
+#[derive(Debug, Clone, Copy)]
+pub struct HostNames<'a> {
+    local: &'a LocalAccounts,
+    extra_reserved: &'a [String],
+}
+
+impl<'a> HostNames<'a> {
+    pub fn new(local: &'a LocalAccounts, extra_reserved: &'a [String]) -> Self {
+        HostNames {
+            local,
+            extra_reserved,
+        }
+    }
+
+    fn reserved(&self, name: &str) -> bool {
+        is_reserved(name) || self.extra_reserved.iter().any(|r| r == name)
+    }
+
+    /// A user name of the host's (or one it will have).
+    fn user_taken(&self, name: &str) -> bool {
+        self.local.user_names.contains(name)
+            || self.local.member_names.contains(name)
+            || self.reserved(name)
+    }
+
+    /// A group name of the host's (or one it will have).
+    fn group_taken(&self, name: &str) -> bool {
+        self.local.group_names.contains(name) || self.reserved(name)
+    }
+
+    /// Why `name` cannot be given to a directory user or group, if it cannot.
+    pub fn conflict(&self, name: &str) -> Option<String> {
+        if self.local.user_names.contains(name) {
+            return Some(format!("name {name:?} collides with local user"));
+        }
+        if self.local.group_names.contains(name) {
+            return Some(format!("name {name:?} collides with local group"));
+        }
+        if self.local.member_names.contains(name) {
+            return Some(format!(
+                "name {name:?} is listed as a member in /etc/group (an account of this host)"
+            ));
+        }
+        if self.reserved(name) {
+            return Some(format!("name {name:?} is reserved for the system"));
+        }
+        // GNU chown/chgrp read "X.Y" as user X, group Y once no user "X.Y" exists
+        // (and some tools skip that first try): a directory person "root.root"
+        // must not become that user.
+        for (dot, _) in name.match_indices('.') {
+            let (user, group) = (&name[..dot], &name[dot + 1..]);
+            if self.user_taken(user) {
+                return Some(format!(
+                    "name {name:?} reads as {user:?}.{group:?} (user.group) in chown, and {user:?} is a user of this host"
+                ));
+            }
+            if self.group_taken(group) {
+                return Some(format!(
+                    "name {name:?} reads as {user:?}.{group:?} (user.group) in chown, and {group:?} is a group of this host"
+                ));
+            }
+        }
+        None
     }
 }
 
@@ -169,5 +230,64 @@ mod tests {
         assert!(l.name_conflict("alice").is_none());
         assert!(l.id_in_use(1001) && l.id_in_use(100000) && l.id_in_use(165535));
         assert!(!l.id_in_use(165536) && !l.id_in_use(5));
+    }
+
+    #[test]
+    fn dotted_names_that_chown_reads_as_host_user_or_group_are_refused() {
+        let mut l = LocalAccounts::default();
+        l.add_files(
+            "root:x:0:0::/root:/bin/sh
+bob:x:1000:1000::/home/bob:/bin/sh
+",
+            "root:x:0:
+devs:x:1001:carol
+",
+        );
+        let extra = ["acme-backup".to_string()];
+        let h = HostNames::new(&l, &extra);
+        for bad in [
+            "root.root",
+            "root.x",
+            "x.root",
+            "bob.anything",
+            "any.devs",
+            "carol.x",
+            "a.b.wheel",
+            "postgres.x",
+            "x.acme-backup",
+            "acme-backup",
+        ] {
+            assert!(h.conflict(bad).is_some(), "{bad} was allowed");
+        }
+        let e = h.conflict("root.root").unwrap();
+        assert!(e.contains("chown"), "{e}");
+        for good in ["first.last", "alice", "alice.liddell", "j.r.r.tolkien"] {
+            assert_eq!(h.conflict(good), None, "{good}");
+        }
+    }
+
+    #[test]
+    fn service_accounts_and_group_members_are_taken() {
+        let mut l = LocalAccounts::default();
+        l.add_files(
+            "",
+            "docker:x:999:ghost, mallory
+",
+        );
+        for taken in [
+            "ghost",
+            "mallory",
+            "postgres",
+            "www-data",
+            "nginx",
+            "_apt",
+            "_chrony",
+            "systemd-coredump",
+            "gitlab-runner",
+            "fwupd-refresh",
+            "ubuntu",
+        ] {
+            assert!(l.name_conflict(taken).is_some(), "{taken}");
+        }
     }
 }

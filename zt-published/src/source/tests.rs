@@ -282,7 +282,9 @@ fn corrupt_short_or_odd_files_are_unusable() {
     assert!(UNUSABLE(names_in(&mut Source::new(cfg)).unwrap_err()));
     std::fs::write(&snap, [0x7fu8; 200]).unwrap();
     assert!(UNUSABLE(names_in(&mut Source::new(cfg)).unwrap_err()));
-    let mut bytes = zt_snapshot::build(&content(1, &[("alice", 1)])).unwrap().public;
+    let mut bytes = zt_snapshot::build(&content(1, &[("alice", 1)]))
+        .unwrap()
+        .public;
     bytes.pop();
     std::fs::write(&snap, &bytes).unwrap();
     assert!(UNUSABLE(names_in(&mut Source::new(cfg)).unwrap_err()));
