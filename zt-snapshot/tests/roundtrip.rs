@@ -2,6 +2,8 @@
 //! private; and the readers survive damage.
 
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
 use zt_snapshot::format::{self, group_flags, section, section_flags};
 use zt_snapshot::fuzzing::{exercise, pair_input};
 use zt_snapshot::{Content, GroupEntry, Pair, Private, Snapshot, UserEntry, build};
@@ -442,4 +444,141 @@ fn fuzz_corpus_replays_cleanly() {
         n += 1;
     }
     assert!(n >= 12, "corpus seeds missing from {}", dir.display());
+}
+
+/// The one place this file turns content into snapshot bytes for the damage
+/// tests below (when the writer's API changes, only this changes).
+fn real_snapshot_bytes() -> Vec<u8> {
+    build(&sample()).unwrap().public
+}
+
+/// One change to a real snapshot. Positions are fractions of the current
+/// length, so every mutation lands inside whatever the file is by then.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// XOR one byte with a non-zero mask.
+    Flip(prop::sample::Index, u8),
+    /// Overwrite 1-8 bytes with one value (0, 0xff and friends make huge
+    /// counts, offsets and lengths).
+    Fill(prop::sample::Index, u8, usize),
+    /// Cut the file at a position.
+    Truncate(prop::sample::Index),
+    /// Append bytes.
+    Extend(Vec<u8>),
+    /// Insert bytes in the middle, shifting everything after them.
+    Insert(prop::sample::Index, Vec<u8>),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        4 => (any::<prop::sample::Index>(), 1u8..=255).prop_map(|(i, m)| Mutation::Flip(i, m)),
+        3 => (any::<prop::sample::Index>(), prop_oneof![Just(0u8), Just(0xff), Just(0x7f), Just(0x80), any::<u8>()], 1usize..=8)
+            .prop_map(|(i, v, n)| Mutation::Fill(i, v, n)),
+        1 => any::<prop::sample::Index>().prop_map(Mutation::Truncate),
+        1 => proptest::collection::vec(any::<u8>(), 1..64).prop_map(Mutation::Extend),
+        1 => (any::<prop::sample::Index>(), proptest::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(i, b)| Mutation::Insert(i, b)),
+    ]
+}
+
+/// A real snapshot with `muts` applied. With `fix_len`, the header's file
+/// length is rewritten after a truncation or extension (found by value, not by
+/// offset, so this survives layout changes), so the damage gets past the
+/// "truncated?" check into the sections.
+fn mutated(muts: &[Mutation], fix_len: bool) -> Vec<u8> {
+    let mut b = real_snapshot_bytes();
+    let len_at = b
+        .windows(8)
+        .take(64)
+        .position(|w| w == (b.len() as u64).to_le_bytes());
+    for m in muts {
+        if b.is_empty() {
+            break;
+        }
+        match m {
+            Mutation::Flip(i, mask) => {
+                let at = i.index(b.len());
+                b[at] ^= mask;
+            }
+            Mutation::Fill(i, v, n) => {
+                let at = i.index(b.len());
+                let end = (at + n).min(b.len());
+                b[at..end].fill(*v);
+            }
+            Mutation::Truncate(i) => b.truncate(i.index(b.len())),
+            Mutation::Extend(more) => b.extend_from_slice(more),
+            Mutation::Insert(i, more) => {
+                let at = i.index(b.len());
+                b.splice(at..at, more.iter().copied());
+            }
+        }
+    }
+    if let (true, Some(at)) = (fix_len, len_at)
+        && b.len() >= at + 8
+    {
+        let n = b.len() as u64;
+        b[at..at + 8].copy_from_slice(&n.to_le_bytes());
+    }
+    b
+}
+
+fn damage() -> impl Strategy<Value = (Vec<Mutation>, bool)> {
+    (proptest::collection::vec(mutation(), 1..6), any::<bool>())
+}
+
+/// The damage test below must really reach the reader's lookups: if the
+/// mutations stopped getting past the header (as random bytes never get past
+/// the magic), it would pass whatever the reader did.
+#[test]
+fn damaged_real_snapshots_reach_past_the_header() {
+    let mut runner = TestRunner::deterministic();
+    let strategy = damage();
+    let mut tally = [0usize; 3];
+    const N: usize = 2000;
+    for _ in 0..N {
+        let (muts, fix_len) = strategy.new_tree(&mut runner).unwrap().current();
+        tally[reach(&mutated(&muts, fix_len)) as usize] += 1;
+    }
+    let [refused, parsed, verified] = tally;
+    assert!(
+        parsed + verified >= N / 4,
+        "only {} of {N} damaged snapshots parsed: {tally:?}",
+        parsed + verified
+    );
+    assert!(
+        parsed >= N / 20 && verified >= N / 20,
+        "damage must reach both verify_all's refusals and lookups over a file that verifies: refused={refused} parsed={parsed} verified={verified}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Flips, fills, truncations, extensions and insertions at random
+    /// positions of a real snapshot: every lookup and verify_all return.
+    #[test]
+    fn damaged_real_snapshots_never_panic((muts, fix_len) in damage()) {
+        exercise(&mutated(&muts, fix_len));
+    }
+}
+
+/// How far into the public reader an input got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Reach {
+    /// `parse` refused the header or the section table.
+    Refused,
+    /// Parsed, but `verify_all` found damage.
+    Parsed,
+    /// Parsed and verified: every lookup ran over a consistent-looking file.
+    Verified,
+}
+
+/// Exercises the input (as `exercise` does) and says how far it got.
+fn reach(bytes: &[u8]) -> Reach {
+    exercise(bytes);
+    match Snapshot::parse(bytes) {
+        Err(_) => Reach::Refused,
+        Ok(s) if s.verify_all().is_ok() => Reach::Verified,
+        Ok(_) => Reach::Parsed,
+    }
 }

@@ -32,6 +32,15 @@ fn artifact(name: &str) -> PathBuf {
     p
 }
 
+/// The uids (and user private gids) zt hands out from its hash (docs/ids.md):
+/// an answer in this range came from zt, not from /etc/passwd.
+pub const ZT_USER_IDS: std::ops::RangeInclusive<u32> = 0x7000_0000..=0x77FF_FFFF;
+
+/// The uid of a passwd line `name:pw:uid:...` (None if there is none).
+pub fn uid_of(line: &str) -> Option<u32> {
+    line.trim().split(':').nth(2)?.parse().ok()
+}
+
 pub struct Host {
     _dir: TempDir,
     pub root: PathBuf,
@@ -204,6 +213,18 @@ impl Host {
         argv.extend_from_slice(args);
         let o = self.run(&argv);
         (o.status.code().unwrap_or(-1), text(&o.stdout))
+    }
+
+    /// The positive control of a negative test: `name` resolves through zt in
+    /// this host (getent exits 0 with a uid from zt's range). Returns the line.
+    pub fn assert_zt_user(&self, name: &str) -> String {
+        let (rc, line) = self.getent(&["passwd", name]);
+        assert_eq!(rc, 0, "getent passwd {name}: zt answered nothing");
+        assert!(
+            uid_of(&line).is_some_and(|u| ZT_USER_IDS.contains(&u)),
+            "{name} did not come from zt: {line}"
+        );
+        line
     }
 
     /// Starts a long-running resolver process inside the host.

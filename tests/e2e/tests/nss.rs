@@ -155,6 +155,8 @@ fn enumeration_lists_directory_users_after_local_ones() {
 #[test]
 fn unknown_disabled_and_non_login_people_do_not_exist() {
     let h = synced_host();
+    // positive control: zt answers in this host, so the misses below are zt's
+    h.assert_zt_user("alice");
     for name in ["nosuchuser", "carol.jones", "dave"] {
         assert_eq!(
             h.getent(&["passwd", name]).0,
@@ -166,6 +168,14 @@ fn unknown_disabled_and_non_login_people_do_not_exist() {
     let (_, root) = h.getent(&["passwd", "root"]);
     assert_eq!(field(&root, 2), "0");
     assert_eq!(h.getent(&["passwd", "root"]).1.lines().count(), 1);
+    // nor appears in enumeration, which does list zt's people
+    let (_, all) = h.getent(&["passwd"]);
+    let names: Vec<String> = all.lines().map(|l| field(l, 0)).collect();
+    assert!(names.iter().any(|n| n == "alice"), "{all}");
+    assert_eq!(names.iter().filter(|n| *n == "root").count(), 1, "{all}");
+    for name in ["nosuchuser", "carol.jones", "dave"] {
+        assert!(!names.iter().any(|n| n == name), "{name} enumerated: {all}");
+    }
 }
 
 #[test]
@@ -174,8 +184,11 @@ fn a_local_user_beats_a_directory_user_of_the_same_name() {
     h.add_local_user("alice", 4242);
     h.write_directory(&people());
     h.sync();
+    // positive control: zt serves this host (bob comes from the directory)
+    h.assert_zt_user("bob");
     let (_, alice) = h.getent(&["passwd", "alice"]);
     assert_eq!(field(&alice, 2), "4242", "{alice}");
+    assert_eq!(h.getent(&["passwd", "alice"]).1.lines().count(), 1);
     let o = h.agent(&["lookup", "alice@example.com"]);
     let said = text(&o.stdout);
     assert!(
@@ -384,10 +397,14 @@ fn the_same_directory_gives_the_same_ids_on_every_host() {
     d["users"].as_array_mut().unwrap().reverse();
     b.write_directory(&d);
     b.sync();
+    // the same non-empty zt answers: both hosts resolve through zt
     for name in ["alice", "bob"] {
-        assert_eq!(a.getent(&["passwd", name]).1, b.getent(&["passwd", name]).1);
+        assert_eq!(a.assert_zt_user(name), b.assert_zt_user(name));
     }
-    assert_eq!(a.getent(&["group", "sre"]).1, b.getent(&["group", "sre"]).1);
+    let (sre_a, sre_b) = (a.getent(&["group", "sre"]), b.getent(&["group", "sre"]));
+    assert_eq!(sre_a.0, 0, "getent group sre");
+    assert_eq!(field(&sre_a.1, 3), "alice,bob", "{}", sre_a.1);
+    assert_eq!(sre_a, sre_b);
 }
 
 #[test]

@@ -1,0 +1,69 @@
+//! The files the package ships are loaded as the agent loads them: the default
+//! config parses, and the example directory, resolved with it, gives the users
+//! its comments promise.
+
+use std::path::{Path, PathBuf};
+
+use zt_agent::config::AgentConfig;
+use zt_agent::directory::Directory;
+use zt_agent::identity::local::LocalAccounts;
+use zt_agent::resolve::{IdState, Resolution, resolve};
+
+fn shipped(rel: &str) -> (PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging")
+        .join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (path, text)
+}
+
+/// The one call to resolve (its signature is changing): a fresh host with no
+/// local accounts and no ids handed out yet.
+fn resolve_fresh(config: &AgentConfig, dir: &Directory) -> Resolution {
+    resolve(config, dir, &LocalAccounts::default(), &IdState::default())
+}
+
+fn load() -> (AgentConfig, Directory) {
+    let (path, text) = shipped("agent.toml");
+    let config = AgentConfig::parse(&text, &path.display().to_string())
+        .unwrap_or_else(|e| panic!("packaging/agent.toml: {e:?}"));
+    let (path, text) = shipped("examples/directory.json");
+    let dir = zt_agent::directory::file::parse(&text, &path.display().to_string())
+        .unwrap_or_else(|e| panic!("packaging/examples/directory.json: {e}"));
+    (config, dir)
+}
+
+#[test]
+fn the_shipped_config_and_example_directory_resolve_to_users() {
+    let (config, dir) = load();
+    let r = resolve_fresh(&config, &dir);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let mut users: Vec<&str> = r.content.users.iter().map(|u| u.name.as_str()).collect();
+    users.sort_unstable();
+    // alice directly, bob.smith nested through "On call", both in the login group sre
+    assert_eq!(users, ["alice", "bob.smith"], "skipped: {:#?}", r.skipped);
+    let sre = r.content.groups.iter().find(|g| g.name == "sre");
+    let mut members = sre.map(|g| g.members.clone()).unwrap_or_default();
+    members.sort_unstable();
+    assert_eq!(members, ["alice", "bob.smith"], "{:#?}", r.content.groups);
+    assert!(
+        r.content.groups.iter().any(|g| g.name == "developers"),
+        "{:#?}",
+        r.content.groups
+    );
+    // and what the example's display names say is left out, is
+    for (email, why) in [
+        ("carol@example.com", "disabled"),
+        ("dave@example.com", "not in a login group"),
+        ("erin@contractor.example.net", "other domain"),
+        ("Root@example.com", "reserved name"),
+    ] {
+        assert!(
+            r.skipped
+                .iter()
+                .any(|s| s.email.eq_ignore_ascii_case(email)),
+            "{email} ({why}) not reported as skipped: {:#?}",
+            r.skipped
+        );
+    }
+}
