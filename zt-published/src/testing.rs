@@ -5,14 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::ffi::{CStr, CString};
-use std::io::Write;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use zt_snapshot::{Content, GroupEntry, UserEntry};
 
-use crate::files::{Config, GENERATION, SNAPSHOT};
+use crate::files::{Config, GENERATION, PRIVATE, SNAPSHOT};
 
 /// A temporary /var/lib/zt lookalike (0755, owned by the test's euid),
 /// removed on drop.
@@ -57,33 +56,40 @@ impl TempStateDir {
         }
     }
 
-    /// Publishes like the agent: temp file, fsync, rename, then the generation.
+    /// The agent's own publish protocol (`zt_snapshot::StateDir`) over this
+    /// directory, owned by the test's euid.
+    fn state(&self) -> zt_snapshot::StateDir {
+        // SAFETY: geteuid cannot fail.
+        let owner = unsafe { libc::geteuid() };
+        zt_snapshot::StateDir::open_or_create_owned_by(&self.path, owner).unwrap()
+    }
+
+    fn built(content: &Content) -> zt_snapshot::Built {
+        let mut built = zt_snapshot::build(content).unwrap();
+        built.restamp(content.generation, content.synced_at);
+        built
+    }
+
+    /// Publishes as the agent does: both files, then the generation bump.
     pub fn publish(&self, content: &Content) {
-        self.publish_snapshot_only(content);
-        self.write_generation(content.generation);
+        self.state().publish(&Self::built(content)).unwrap();
     }
 
+    /// As an agent killed after the renames and before the generation bump.
     pub fn publish_snapshot_only(&self, content: &Content) {
-        let bytes = zt_snapshot::build(content).unwrap().public;
-        let tmp = self.path.join(".snapshot.tmp");
-        let mut f = std::fs::File::create(&tmp).unwrap();
-        f.write_all(&bytes).unwrap();
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))
+        let built = Self::built(content);
+        let state = self.state();
+        state
+            .write_atomic(PRIVATE, &built.private, zt_snapshot::state::modes::PRIVATE)
             .unwrap();
-        f.sync_all().unwrap();
-        std::fs::rename(&tmp, self.path.join(SNAPSHOT)).unwrap();
+        state
+            .write_atomic(SNAPSHOT, &built.public, zt_snapshot::state::modes::PUBLIC)
+            .unwrap();
     }
 
+    /// The generation bump alone (in place, as the agent does it).
     pub fn write_generation(&self, generation: u64) {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.path.join(GENERATION))
-            .unwrap();
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .unwrap();
-        f.write_all_at(&generation.to_le_bytes(), 0).unwrap();
+        self.state().write_generation(generation).unwrap();
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
