@@ -65,6 +65,23 @@ pub fn escaped(s: &str) -> String {
     out
 }
 
+/// Prints one line to stdout with every control character escaped: what the
+/// CLI shows an admin's terminal (emails, names, reasons that quote directory
+/// strings) can never move the cursor, retitle the window or fake a line.
+pub fn print_line(args: fmt::Arguments<'_>) {
+    let mut line = String::new();
+    let _ = fmt::write(&mut line, args);
+    println!("{}", escaped(&line));
+}
+
+/// `println!` for the CLI's reports, through `print_line`.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::logging::print_line(format_args!($($arg)*))
+    };
+}
+
 pub fn init(verbose: bool) {
     let level = if verbose { Level::DEBUG } else { Level::INFO };
     let _ = tracing_subscriber::fmt()

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use zt_snapshot::format::group_flags;
 use zt_snapshot::state::{modes, names};
 use zt_snapshot::{Content, GroupEntry, Pair, Snapshot, StateDir, UserEntry};
 
@@ -189,12 +190,21 @@ fn sync_locked(
     }
     let mut resolution = resolve::resolve(config, &directory, &local, &ids);
 
+    // What readers may be serving now. With a matching twin, the pair says it
+    // all; without one (an agent killed between the two renames, a lost or
+    // damaged private file) the public snapshot still lists who is published,
+    // and ids.json (written before every publish) names their IdP ids: the
+    // mass-removal guard must not switch off just because the twin is gone.
+    let published_before = match (&previous_pair, &previous_view) {
+        (Some(pair), _) => Some(published_content(pair)),
+        (None, Some(public)) => Some(published_content_from_ids(public, &ids, config)),
+        (None, None) => None,
+    };
     let mut held_back = None;
-    if let Some(prev) = &previous_pair {
-        let published = published_content(prev);
+    if let Some(published) = &published_before {
         let limit = config.directory.max_removal_percent;
         held_back =
-            hold_back::hold_back_removals(&mut resolution, &published, &directory, limit, force);
+            hold_back::hold_back_removals(&mut resolution, published, &directory, limit, force);
         if let Some(held) = &held_back {
             tracing::warn!("{}", held.message());
             resolution.problems.push(held.message());
@@ -217,7 +227,13 @@ fn sync_locked(
     if changed {
         // never reuse a generation readers may have acted on, even if the
         // snapshot it belonged to is now unreadable
-        resolution.content.generation = prev_gen.max(announced().unwrap_or(0)) + 1;
+        // ...nor the generation an orphaned private file carries (a kill
+        // between the renames leaves one newer than the public snapshot)
+        let orphan_gen = previous_private
+            .as_deref()
+            .and_then(|b| zt_snapshot::Private::parse(b).ok())
+            .map_or(0, |p| p.generation());
+        resolution.content.generation = prev_gen.max(announced().unwrap_or(0)).max(orphan_gen) + 1;
         resolution.content.synced_at = status::now();
         built.restamp(resolution.content.generation, resolution.content.synced_at);
     }
@@ -286,6 +302,77 @@ fn remember_published_ids(prev: &Pair<'_>, ids: &mut IdState) {
         {
             ids.groups.entry(id.to_string()).or_insert(g.gid);
         }
+    }
+}
+
+/// The published public snapshot as plain values when its private twin is
+/// missing or does not match: IdP ids come from ids.json (uid -> person, gid ->
+/// group), login flags from the config. People whose uid ids.json does not know
+/// cannot be told apart from newcomers and are left out. Emails are unknown
+/// here; a kept entry has none until the directory has the person again.
+fn published_content_from_ids(
+    public: &Snapshot<'_>,
+    ids: &IdState,
+    config: &AgentConfig,
+) -> Content {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let person_by_uid: std::collections::HashMap<u32, &str> = ids
+        .users
+        .iter()
+        .map(|(id, uid)| (*uid, id.as_str()))
+        .collect();
+    let group_by_gid: std::collections::HashMap<u32, &str> = ids
+        .groups
+        .iter()
+        .map(|(id, gid)| (*gid, id.as_str()))
+        .collect();
+    let login: HashSet<&str> = config
+        .groups
+        .iter()
+        .filter(|g| g.login)
+        .map(|g| g.id.get_ref().as_str())
+        .collect();
+    let users = (0..public.user_count())
+        .filter_map(|i| public.user(i).ok())
+        .filter_map(|u| {
+            Some(UserEntry {
+                name: text(u.name),
+                uid: u.uid,
+                gid: u.gid,
+                gecos: text(u.gecos),
+                home: text(u.home),
+                shell: text(u.shell),
+                email: String::new(),
+                idp_id: person_by_uid.get(&u.uid)?.to_string(),
+            })
+        })
+        .collect();
+    let groups = (0..public.group_count())
+        .filter_map(|i| public.group(i).ok())
+        .map(|g| {
+            let idp_id = group_by_gid.get(&g.gid).map_or("", |id| id).to_string();
+            GroupEntry {
+                name: text(g.name),
+                gid: g.gid,
+                flags: if login.contains(idp_id.as_str()) {
+                    group_flags::LOGIN
+                } else {
+                    0
+                },
+                idp_id,
+                members: g
+                    .members
+                    .iter()
+                    .filter_map(|m| public.user_name(m as usize).ok().map(text))
+                    .collect(),
+            }
+        })
+        .collect();
+    Content {
+        generation: public.generation(),
+        synced_at: public.synced_at(),
+        users,
+        groups,
     }
 }
 

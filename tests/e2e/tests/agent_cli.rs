@@ -83,6 +83,23 @@ fn a_hostile_email_cannot_forge_a_log_line() {
         "no line at priority emerg: {log}"
     );
     assert_eq!(h.getent(&["passwd", "alice"]).0, 0, "alice still published");
+
+    // and what the CLI prints to root's terminal cannot drive it: escape
+    // sequences (window title, erase line, carriage return) come out as text
+    let terminal = "ev\u{1b}]0;pwned\u{7}\u{1b}[2K\rsre-bad il@example.com";
+    h.write_directory(&directory(terminal));
+    h.sync();
+    for args in [&["status"][..], &["lookup", "u-eve"][..]] {
+        let out = text(&h.agent(args).stdout);
+        assert!(
+            out.contains("ev\\u{1b}]0;pwned"),
+            "{args:?} shows the email, escaped: {out}"
+        );
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?} printed a control character: {out:?}"
+        );
+    }
 }
 
 #[test]
@@ -103,5 +120,69 @@ fn a_config_others_can_edit_is_refused() {
         text(&o.stderr).contains("lets group or others change it"),
         "{}",
         text(&o.stderr)
+    );
+}
+
+#[test]
+fn a_crash_between_the_two_renames_does_not_switch_off_the_removal_guard() {
+    let h = Host::new();
+    let people = |n: usize, extra: &[&str]| {
+        let mut ids: Vec<String> = (0..n).map(|i| format!("u-{i}")).collect();
+        ids.extend(extra.iter().map(|s| s.to_string()));
+        json!({
+            "users": ids.iter().map(|id| json!({"id": id, "email": format!("{}@example.com", id.replace("u-", "user"))})).collect::<Vec<_>>(),
+            "groups": [{"id": "g-sre", "name": "SRE", "members": ids}]
+        })
+    };
+    h.write_directory(&people(10, &[]));
+    h.sync();
+    let state = |f: &str| h.path(&format!("var/lib/zt/{f}"));
+    let gen1_snapshot = std::fs::read(state("snapshot")).unwrap();
+    let gen1_generation = std::fs::read(state("generation")).unwrap();
+
+    // 8 of 10 vanish (a broken export) and someone new arrives: held back
+    h.write_directory(&people(2, &["u-new"]));
+    assert_eq!(code(&h, &["sync", "--once"]), 3);
+    assert_eq!(h.getent(&["passwd", "user5"]).0, 0, "the missing are kept");
+
+    // An agent killed after renaming `private` and before renaming `snapshot`
+    // leaves a private file one publication newer than the public one.
+    std::fs::write(state("snapshot"), &gen1_snapshot).unwrap();
+    std::fs::write(state("generation"), &gen1_generation).unwrap();
+    let private_generation = u64::from_le_bytes(
+        std::fs::read(state("private")).unwrap()[24..32]
+            .try_into()
+            .unwrap(),
+    );
+    assert_eq!(
+        private_generation, 2,
+        "the private file is the orphaned newer one"
+    );
+
+    let o = h.agent(&["sync", "--once"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "still held back without a matching twin: {}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        h.getent(&["passwd", "user5"]).0,
+        0,
+        "nobody removed unforced"
+    );
+    assert_eq!(
+        h.getent(&["passwd", "usernew"]).0,
+        0,
+        "the newcomer published"
+    );
+    let generation = u64::from_le_bytes(
+        std::fs::read(state("generation")).unwrap()[..8]
+            .try_into()
+            .unwrap(),
+    );
+    assert!(
+        generation > private_generation,
+        "a new publication never reuses the orphan's generation ({generation})"
     );
 }

@@ -13,7 +13,7 @@ use crate::sync::{self, Paths};
 
 fn show(s: &Snapshot<'_>, pair: Option<&Pair<'_>>, u: &User<'_>) {
     let t = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    println!(
+    crate::say!(
         "{}:*:{}:{}:{}:{}:{}",
         t(u.name),
         u.uid,
@@ -23,8 +23,10 @@ fn show(s: &Snapshot<'_>, pair: Option<&Pair<'_>>, u: &User<'_>) {
         t(u.shell)
     );
     match pair.map(|p| p.private.user(u.index)) {
-        Some(Ok(private)) => println!("  email {}  idp id {}", t(private.email), t(private.idp_id)),
-        _ => println!("  (email and IdP id are in the root-only private file: run as root)"),
+        Some(Ok(private)) => {
+            crate::say!("  email {}  idp id {}", t(private.email), t(private.idp_id))
+        }
+        _ => crate::say!("  (email and IdP id are in the root-only private file: run as root)"),
     }
     let mut groups = vec![format!("{}({})", t(u.name), u.gid)];
     for gid in u.groups.iter() {
@@ -35,7 +37,7 @@ fn show(s: &Snapshot<'_>, pair: Option<&Pair<'_>>, u: &User<'_>) {
             .map_or("?".into(), |g| t(g.name));
         groups.push(format!("{name}({gid})"));
     }
-    println!("  groups {}", groups.join(" "));
+    crate::say!("  groups {}", groups.join(" "));
 }
 
 fn matches(s: &Skip, key: &str) -> bool {
@@ -45,7 +47,7 @@ fn matches(s: &Skip, key: &str) -> bool {
 pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
     let local = LocalAccounts::load(&paths.host_root).unwrap_or_default();
     if local.user_names.contains(key) {
-        println!("{key}: a local account (from /etc/passwd; local accounts always win over zt)");
+        crate::say!("{key}: a local account (from /etc/passwd; local accounts always win over zt)");
         return ExitCode::SUCCESS;
     }
     // Through the trusted read path (owner/mode/symlink checks), as NSS reads it.
@@ -60,7 +62,7 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
                     .user_by_email(key.to_ascii_lowercase().as_bytes())
                     .map(|f| f.map(|(u, _)| u)),
                 None => {
-                    println!("{key}: looking up by email needs the private file (run as root)");
+                    crate::say!("{key}: looking up by email needs the private file (run as root)");
                     Ok(None)
                 }
             },
@@ -76,7 +78,7 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
     let state = StateDir::open(&paths.state_dir);
     let st = state.as_ref().map(sync::load_status).unwrap_or_default();
     if let Some(s) = st.skipped.iter().find(|s| matches(s, key)) {
-        println!("{key}: skipped ({}): {}", s.email, s.reason);
+        crate::say!("{key}: skipped ({}): {}", s.email, s.reason);
         return ExitCode::from(2);
     }
     let dry_run = AgentConfig::load(config_path)
@@ -89,20 +91,20 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
         });
     match dry_run {
         Ok(r) => match r.skipped.iter().find(|s| matches(s, key)) {
-            Some(s) => println!("{key}: skipped ({}): {}", s.email, s.reason),
+            Some(s) => crate::say!("{key}: skipped ({}): {}", s.email, s.reason),
             None if r
                 .content
                 .users
                 .iter()
                 .any(|u| u.name == key || u.email == key) =>
             {
-                println!(
+                crate::say!(
                     "{key}: in the directory and allowed here, but not yet in the snapshot: run `zt-agent sync --once`"
                 )
             }
-            None => println!("{key}: not in the directory"),
+            None => crate::say!("{key}: not in the directory"),
         },
-        Err(e) => println!("{key}: not in the snapshot (cannot check the directory: {e})"),
+        Err(e) => crate::say!("{key}: not in the snapshot (cannot check the directory: {e})"),
     }
     ExitCode::from(2)
 }

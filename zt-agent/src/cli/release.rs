@@ -12,13 +12,13 @@ use crate::sync::{self, Paths};
 pub fn release(paths: &Paths, name: &str) -> ExitCode {
     match release_name(paths, name) {
         Ok(Some(holder)) => {
-            println!(
+            crate::say!(
                 "released {name:?} (held by {holder:?}); the next sync may give it to someone else"
             );
             ExitCode::SUCCESS
         }
         Ok(None) => {
-            println!("{name:?} is not held by anyone");
+            crate::say!("{name:?} is not held by anyone");
             ExitCode::from(2)
         }
         Err(e) => {

@@ -23,21 +23,21 @@ pub fn status(paths: &Paths) -> ExitCode {
     // Through the trusted read path (owner/mode/symlink checks), as NSS reads it.
     match zt_published::open_pair(&paths.state_dir) {
         Err(ReadError::Missing) => {
-            println!(
+            crate::say!(
                 "snapshot: none at {}; directory users do not resolve",
                 path.display()
             );
             healthy = false;
         }
         Err(e) => {
-            println!(
+            crate::say!(
                 "snapshot: {} is unusable ({e}); directory users do not resolve",
                 path.display()
             );
             healthy = false;
         }
         Ok(published) => match published.snapshot() {
-            Ok(s) => println!(
+            Ok(s) => crate::say!(
                 "snapshot: generation {}, {} users, {} groups, content last changed {}",
                 s.generation(),
                 s.user_count(),
@@ -45,7 +45,7 @@ pub fn status(paths: &Paths) -> ExitCode {
                 ago(s.synced_at())
             ),
             Err(e) => {
-                println!("snapshot: {} is unreadable: {e}", path.display());
+                crate::say!("snapshot: {} is unreadable: {e}", path.display());
                 healthy = false;
             }
         },
@@ -55,16 +55,16 @@ pub fn status(paths: &Paths) -> ExitCode {
         .map(|state| load_status(&state))
         .unwrap_or_default();
     if st.last_attempt == 0 {
-        println!("last sync: never");
+        crate::say!("last sync: never");
         healthy = false;
     } else {
         match &st.last_error {
-            None => println!("last sync: ok, {}", ago(st.last_attempt)),
+            None => crate::say!("last sync: ok, {}", ago(st.last_attempt)),
             Some(e) => {
-                println!("last sync: FAILED {}: {e}", ago(st.last_attempt));
+                crate::say!("last sync: FAILED {}: {e}", ago(st.last_attempt));
                 match st.last_success {
-                    Some(t) => println!("last good sync: {}", ago(t)),
-                    None => println!("last good sync: never"),
+                    Some(t) => crate::say!("last good sync: {}", ago(t)),
+                    None => crate::say!("last good sync: never"),
                 }
                 healthy = false;
             }
@@ -73,24 +73,24 @@ pub fn status(paths: &Paths) -> ExitCode {
     if let Some(why) = crate::status::frozen(&st, now())
         && st.last_attempt != 0
     {
-        println!("FROZEN: {why}");
+        crate::say!("FROZEN: {why}");
         healthy = false;
     }
     if st.outcome == Some(Ok(crate::outcome::Completed::HeldBack)) {
-        println!(
+        crate::say!(
             "HELD BACK: removals of people missing from the directory wait for an admin \
              (see the problem below; `zt-agent sync --once --force` applies them)"
         );
         healthy = false;
     }
     if !st.skipped.is_empty() {
-        println!("skipped: {} (see `zt-agent lookup NAME`)", st.skipped.len());
+        crate::say!("skipped: {} (see `zt-agent lookup NAME`)", st.skipped.len());
         for s in &st.skipped {
-            println!("  {}: {}", s.email, s.reason);
+            crate::say!("  {}: {}", s.email, s.reason);
         }
     }
     for p in &st.problems {
-        println!("problem: {p}");
+        crate::say!("problem: {p}");
     }
     if healthy {
         ExitCode::SUCCESS
