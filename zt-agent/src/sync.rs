@@ -196,7 +196,7 @@ fn sync_locked(
     // and ids.json (written before every publish) names their IdP ids: the
     // mass-removal guard must not switch off just because the twin is gone.
     let published_before = match (&previous_pair, &previous_view) {
-        (Some(pair), _) => Some(published_content(pair)),
+        (Some(pair), _) => Some(published_pair_content(pair)),
         (None, Some(public)) => Some(published_content_from_ids(public, &ids, config)),
         (None, None) => None,
     };
@@ -305,17 +305,84 @@ fn remember_published_ids(prev: &Pair<'_>, ids: &mut IdState) {
     }
 }
 
-/// The published public snapshot as plain values when its private twin is
-/// missing or does not match: IdP ids come from ids.json (uid -> person, gid ->
-/// group), login flags from the config. People whose uid ids.json does not know
-/// cannot be told apart from newcomers and are left out. Emails are unknown
-/// here; a kept entry has none until the directory has the person again.
+/// The published public snapshot as plain values, for holding back removals,
+/// with what only the private side knows supplied per record: `person(index,
+/// uid)` gives a user's email and IdP id (None leaves the user out), `group(index,
+/// gid)` a group's flags and IdP id. Unreadable records are left out.
+fn published_content(
+    public: &Snapshot<'_>,
+    person: impl Fn(usize, u32) -> Option<(String, String)>,
+    group: impl Fn(usize, u32) -> Option<(u32, String)>,
+) -> Content {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let users = (0..public.user_count())
+        .filter_map(|i| public.user(i).ok())
+        .filter_map(|u| {
+            let (email, idp_id) = person(u.index, u.uid)?;
+            Some(UserEntry {
+                name: text(u.name),
+                uid: u.uid,
+                gid: u.gid,
+                gecos: text(u.gecos),
+                home: text(u.home),
+                shell: text(u.shell),
+                email,
+                idp_id,
+            })
+        })
+        .collect();
+    let groups = (0..public.group_count())
+        .filter_map(|i| public.group(i).ok())
+        .filter_map(|g| {
+            let (flags, idp_id) = group(g.index, g.gid)?;
+            Some(GroupEntry {
+                name: text(g.name),
+                gid: g.gid,
+                flags,
+                idp_id,
+                members: g
+                    .members
+                    .iter()
+                    .filter_map(|m| public.user_name(m as usize).ok().map(text))
+                    .collect(),
+            })
+        })
+        .collect();
+    Content {
+        generation: public.generation(),
+        synced_at: public.synced_at(),
+        users,
+        groups,
+    }
+}
+
+/// The previous pair: emails, IdP ids and flags from the private twin.
+fn published_pair_content(prev: &Pair<'_>) -> Content {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let private = &prev.private;
+    published_content(
+        &prev.public,
+        |i, _| {
+            private
+                .user(i)
+                .ok()
+                .map(|p| (text(p.email), text(p.idp_id)))
+        },
+        |i, _| private.group(i).ok().map(|p| (p.flags, text(p.idp_id))),
+    )
+}
+
+/// The published public snapshot when its private twin is missing or does not
+/// match: IdP ids come from ids.json (uid -> person, gid -> group; written
+/// before every publish), login flags from the config. Users whose uid ids.json
+/// does not know cannot be told apart from newcomers and are left out. Emails
+/// are unknown here: a kept entry has none until the directory has the person
+/// again.
 fn published_content_from_ids(
     public: &Snapshot<'_>,
     ids: &IdState,
     config: &AgentConfig,
 ) -> Content {
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let person_by_uid: std::collections::HashMap<u32, &str> = ids
         .users
         .iter()
@@ -332,88 +399,17 @@ fn published_content_from_ids(
         .filter(|g| g.login)
         .map(|g| g.id.get_ref().as_str())
         .collect();
-    let users = (0..public.user_count())
-        .filter_map(|i| public.user(i).ok())
-        .filter_map(|u| {
-            Some(UserEntry {
-                name: text(u.name),
-                uid: u.uid,
-                gid: u.gid,
-                gecos: text(u.gecos),
-                home: text(u.home),
-                shell: text(u.shell),
-                email: String::new(),
-                idp_id: person_by_uid.get(&u.uid)?.to_string(),
-            })
-        })
-        .collect();
-    let groups = (0..public.group_count())
-        .filter_map(|i| public.group(i).ok())
-        .map(|g| {
-            let idp_id = group_by_gid.get(&g.gid).map_or("", |id| id).to_string();
-            GroupEntry {
-                name: text(g.name),
-                gid: g.gid,
-                flags: if login.contains(idp_id.as_str()) {
-                    group_flags::LOGIN
-                } else {
-                    0
-                },
-                idp_id,
-                members: g
-                    .members
-                    .iter()
-                    .filter_map(|m| public.user_name(m as usize).ok().map(text))
-                    .collect(),
-            }
-        })
-        .collect();
-    Content {
-        generation: public.generation(),
-        synced_at: public.synced_at(),
-        users,
-        groups,
-    }
-}
-
-/// The previous pair as plain values, for holding back removals: every user
-/// (name, uid, gid, gecos, home, shell from the public file; email and IdP id
-/// from the private twin) and every group with its flags, IdP id and member
-/// names. Unreadable records are left out.
-fn published_content(prev: &Pair<'_>) -> Content {
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let (public, private) = (&prev.public, &prev.private);
-    let users = (0..public.user_count())
-        .filter_map(|i| Some((public.user(i).ok()?, private.user(i).ok()?)))
-        .map(|(u, p)| UserEntry {
-            name: text(u.name),
-            uid: u.uid,
-            gid: u.gid,
-            gecos: text(u.gecos),
-            home: text(u.home),
-            shell: text(u.shell),
-            email: text(p.email),
-            idp_id: text(p.idp_id),
-        })
-        .collect();
-    let groups = (0..public.group_count())
-        .filter_map(|i| Some((public.group(i).ok()?, private.group(i).ok()?)))
-        .map(|(g, p)| GroupEntry {
-            name: text(g.name),
-            gid: g.gid,
-            flags: p.flags,
-            idp_id: text(p.idp_id),
-            members: g
-                .members
-                .iter()
-                .filter_map(|m| public.user_name(m as usize).ok().map(text))
-                .collect(),
-        })
-        .collect();
-    Content {
-        generation: prev.generation(),
-        synced_at: public.synced_at(),
-        users,
-        groups,
-    }
+    published_content(
+        public,
+        |_, uid| Some((String::new(), person_by_uid.get(&uid)?.to_string())),
+        |_, gid| {
+            let idp_id = group_by_gid.get(&gid).copied().unwrap_or_default();
+            let flags = if login.contains(idp_id) {
+                group_flags::LOGIN
+            } else {
+                0
+            };
+            Some((flags, idp_id.to_string()))
+        },
+    )
 }
