@@ -67,3 +67,34 @@ fn the_shipped_config_and_example_directory_resolve_to_users() {
         );
     }
 }
+
+/// The commented examples in the shipped config are valid too: an admin who
+/// uncomments one must not be met with an error the file itself caused.
+#[test]
+fn the_shipped_configs_commented_examples_parse_when_uncommented() {
+    let (path, text) = shipped("agent.toml");
+    let mut uncommented = 0;
+    let enabled: String = text
+        .lines()
+        .map(|line| {
+            // "# key = value": a commented setting, not prose
+            let example = line.strip_prefix("# ").filter(|rest| {
+                rest.split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            });
+            match example {
+                Some(setting) => {
+                    uncommented += 1;
+                    format!("{setting}\n")
+                }
+                None => format!("{line}\n"),
+            }
+        })
+        .collect();
+    assert!(
+        uncommented >= 3,
+        "expected commented examples, found {uncommented}"
+    );
+    AgentConfig::parse(&enabled, &path.display().to_string())
+        .unwrap_or_else(|e| panic!("packaging/agent.toml with its examples enabled: {e:?}"));
+}
