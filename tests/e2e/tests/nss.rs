@@ -281,16 +281,15 @@ fn a_bad_directory_or_config_keeps_the_last_good_snapshot() {
     let h = synced_host();
     let before = std::fs::read(h.path("var/lib/zt/snapshot")).unwrap();
 
-    std::fs::write(
-        h.path("etc/zt/directory.json"),
-        "{\"users\": [ {\"id\": \"u-x\", \"emial\": 1} ]}",
-    )
-    .unwrap();
+    // a document that is not a directory at all (truncated mid-write) fails the
+    // whole read, says where, and keeps the last good snapshot
+    let good = serde_json::to_string_pretty(&people()).unwrap();
+    std::fs::write(h.path("etc/zt/directory.json"), &good[..good.len() / 2]).unwrap();
     let o = h.agent(&["sync", "--once"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(65), "{}", text(&o.stderr));
     let err = text(&o.stderr);
     assert!(
-        err.contains("directory.json:1:") && err.contains("emial"),
+        err.contains("directory.json:") && err.contains("EOF"),
         "{err}"
     );
     assert_eq!(
@@ -305,6 +304,45 @@ fn a_bad_directory_or_config_keeps_the_last_good_snapshot() {
         "{}",
         text(&st.stdout)
     );
+
+    // one hostile entry (a self-edited display name with a lone surrogate, as
+    // Python's json.dumps writes it) next to good people: only that entry is
+    // left out, everyone else syncs, and status names the problem. A whole-sync
+    // failure here would freeze revocation for everyone.
+    let mut d = people();
+    d["users"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|u| u["id"] != "u-bob");
+    let hostile =
+        r#"{"id": "u-mallory", "email": "mallory@example.com", "display_name": "x\ud800y"},"#;
+    let doc = serde_json::to_string_pretty(&d).unwrap().replacen(
+        "\"users\": [",
+        &format!("\"users\": [\n    {hostile}"),
+        1,
+    );
+    assert!(doc.contains("\\ud800"), "{doc}");
+    // problems name the document's line, not the entry's
+    let line = 1 + doc.lines().position(|l| l.contains("u-mallory")).unwrap();
+    std::fs::write(h.path("etc/zt/directory.json"), &doc).unwrap();
+    let o = h.agent(&["sync", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(h.getent(&["passwd", "alice"]).0, 0);
+    // the sync really applied: bob's removal went through
+    assert_eq!(h.getent(&["passwd", "bob"]).0, 2);
+    assert_eq!(h.getent(&["passwd", "mallory"]).0, 2);
+    let st = h.agent(&["status"]);
+    let out = text(&st.stdout);
+    assert!(st.status.success(), "{out}");
+    assert!(
+        out.contains("problem: ")
+            && out.contains(&format!("directory.json:{line}:"))
+            && out.contains("\"u-mallory\"")
+            && out.contains("left out"),
+        "{out}"
+    );
+    let after_entry = std::fs::read(h.path("var/lib/zt/snapshot")).unwrap();
+    assert_ne!(after_entry, before);
 
     h.write_directory(&people());
     std::fs::write(
@@ -321,7 +359,7 @@ fn a_bad_directory_or_config_keeps_the_last_good_snapshot() {
     );
     assert_eq!(
         std::fs::read(h.path("var/lib/zt/snapshot")).unwrap(),
-        before
+        after_entry
     );
 }
 

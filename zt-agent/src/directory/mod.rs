@@ -83,12 +83,19 @@ impl Directory {
     /// is the person?). Only those entries go: the rest of the directory still
     /// syncs, so one bad entry can never freeze every removal.
     pub fn drop_ambiguous_entries(&mut self) {
+        self.drop_ambiguous_entries_with(&[]);
+    }
+
+    /// As [`Self::drop_ambiguous_entries`], also counting the ids of entries
+    /// that were already left out (because they did not parse).
+    pub fn drop_ambiguous_entries_with(&mut self, left_out_ids: &[String]) {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for id in self
             .users
             .iter()
             .map(|u| &u.id)
             .chain(self.groups.iter().map(|g| &g.id))
+            .chain(left_out_ids)
         {
             *seen.entry(id.clone()).or_default() += 1;
         }
