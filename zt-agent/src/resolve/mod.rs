@@ -329,45 +329,90 @@ pub fn names<'a>(
     // any is refused: the decision does not depend on the order people come in,
     // so every host makes the same one.
     let published: HashSet<String> = out.winners.iter().map(|c| c.name.clone()).collect();
-    let mut dotted = Vec::new();
-    out.winners
-        .retain(|c| match chown_reading(&c.name, &published, group_names) {
-            Some(why) => {
-                dotted.push(Skip::of(c.user, Some(c.name.clone()), why, true));
-                false
+    let claimant: HashMap<&str, &str> = out
+        .winners
+        .iter()
+        .map(|c| (c.name.as_str(), c.user.id.as_str()))
+        .collect();
+    // A name is held when this sync's claimant is the person who held it before.
+    let held = |name: &str| {
+        holders.get(name).map(String::as_str) == claimant.get(name).copied()
+            && claimant.contains_key(name)
+    };
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
+    for c in &out.winners {
+        let Some(clash) = chown_reading(&c.name, &published, group_names) else {
+            continue;
+        };
+        match clash.other_person {
+            // Names never move: a dotted name its holder keeps wins over a
+            // newcomer to the plain name it shadows (else creating "alice" in
+            // the directory would take "alice.sre" away from its holder).
+            Some(plain) if held(&c.name) && !held(&plain) => {
+                refused.entry(plain.clone()).or_insert(format!(
+                    "name {plain:?} would make the held name {:?} read as {plain:?}.<group> in \
+                     chown; give this person a [users.name_overrides] entry",
+                    c.name
+                ));
             }
-            None => true,
-        });
+            _ => {
+                refused.insert(c.name.clone(), clash.why);
+            }
+        }
+    }
+    let mut dotted = Vec::new();
+    out.winners.retain(|c| match refused.get(&c.name) {
+        Some(why) => {
+            dotted.push(Skip::of(c.user, Some(c.name.clone()), why.clone(), true));
+            false
+        }
+        None => true,
+    });
     out.skipped.extend(dotted);
     out
+}
+
+/// Why chown would misread a name, and the other zt person involved, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChownClash {
+    pub why: String,
+    /// The published person whose name the dotted name shadows (as X in X.Y,
+    /// or as the private group Y); None when Y is a configured group.
+    pub other_person: Option<String>,
 }
 
 /// GNU chown reads "X.Y" as user X and group Y (it tries the whole string as a
 /// user first, so `chown alice.sre FILE` would give the file to a person named
 /// "alice.sre" instead of alice). The host's own names are refused by
-/// [`HostNames::conflict`]; this refuses X.Y, at any dot, where X is another
+/// [`HostNames::conflict`]; this finds X.Y, at any dot, where X is another
 /// person zt publishes or Y a zt group: a configured group or a user's private
 /// group (which carries the user's name).
 pub fn chown_reading(
     name: &str,
     published: &HashSet<String>,
     group_names: &HashSet<String>,
-) -> Option<String> {
+) -> Option<ChownClash> {
     for (dot, _) in name.match_indices('.') {
         let (user, group) = (&name[..dot], &name[dot + 1..]);
-        let why = if published.contains(user) {
-            format!("{user:?} is another zt user")
+        let (why, other_person) = if published.contains(user) {
+            (format!("{user:?} is another zt user"), Some(user))
         } else if group_names.contains(group) {
-            format!("{group:?} is a zt group")
+            (format!("{group:?} is a zt group"), None)
         } else if published.contains(group) {
-            format!("{group:?} is a zt user's private group")
+            (
+                format!("{group:?} is a zt user's private group"),
+                Some(group),
+            )
         } else {
             continue;
         };
-        return Some(format!(
-            "name {name:?} reads as {user:?}.{group:?} (user.group) in chown, and {why}; \
-             give this person a [users.name_overrides] entry"
-        ));
+        return Some(ChownClash {
+            why: format!(
+                "name {name:?} reads as {user:?}.{group:?} (user.group) in chown, and {why}; \
+                 give this person a [users.name_overrides] entry"
+            ),
+            other_person: other_person.map(str::to_string),
+        });
     }
     None
 }
@@ -1056,6 +1101,37 @@ mod phase_tests {
 
     /// `chown alice.sre FILE` must not give the file to a person named
     /// "alice.sre" when alice is a zt user or sre a zt group; in any order.
+    #[test]
+    fn a_held_dotted_name_is_not_taken_away_by_a_newcomer_to_the_plain_name() {
+        let holder = user("u-as", "alice.sre@example.com");
+        let newcomer = user("u-alice", "alice@example.com");
+        let groups = HashSet::from(["ops".to_string()]);
+        let run = |holders: &BTreeMap<String, String>| {
+            let cands = vec![
+                candidate(&holder, "alice.sre", 10),
+                candidate(&newcomer, "alice", 5),
+            ];
+            let out = names(cands, holders, &Directory::default(), &groups);
+            let won: Vec<String> = out.winners.iter().map(|c| c.name.clone()).collect();
+            (won, out.skipped)
+        };
+        // alice.sre held it before: the newcomer "alice" is refused, not the holder
+        let mut holders = BTreeMap::from([("alice.sre".to_string(), "u-as".to_string())]);
+        let (won, skipped) = run(&holders);
+        assert_eq!(won, ["alice.sre"]);
+        assert!(
+            skipped[0].id == "u-alice" && skipped[0].reason.contains("held name \"alice.sre\""),
+            "{skipped:?}"
+        );
+        // both new: the dotted name is refused (the plain name is the usual one)
+        let (won, _) = run(&BTreeMap::new());
+        assert_eq!(won, ["alice"]);
+        // both held (published before this rule): the dotted one yields
+        holders.insert("alice".into(), "u-alice".into());
+        let (won, _) = run(&holders);
+        assert_eq!(won, ["alice"]);
+    }
+
     #[test]
     fn names_phase_refuses_dotted_names_chown_reads_as_zt_user_and_group() {
         let people: Vec<DirUser> = [
