@@ -407,6 +407,8 @@ login = true
             e.starts_with("agent.toml:12:") && e.contains("dynamic"),
             "{e}"
         );
+        let e = err(&with("directory_uid_range = \"1879048192-1879049000\""));
+        assert!(e.contains("zt's hashed user ids"), "{e}");
         assert_eq!(
             AgentConfig::parse(GOOD, "a").unwrap().directory_uid_range(),
             None

@@ -44,13 +44,37 @@ where
     }
 }
 
-/// Writes `s` with every control character (newline, carriage return, escape,
-/// DEL, the C1 range, ...) as a Rust-style escape, so nothing in it can end
-/// the line or drive a terminal. Printable text, including non-ASCII, is kept.
+/// Characters that change how text around them is shown without being seen
+/// themselves: control characters, and Unicode's invisible formatting ones
+/// (bidirectional overrides such as U+202E, which make "moc.elpmaxe@evil"
+/// read as something else, zero-width characters, line and paragraph
+/// separators). Directory strings may carry any of them.
+pub fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
+/// Writes `s` with every deceptive character (newline, carriage return,
+/// escape, DEL, the C1 range, bidi overrides, zero-width and separator
+/// characters) as a Rust-style escape, so nothing in it can end the line,
+/// drive a terminal or disguise the text. Other non-ASCII text is kept.
 pub fn write_escaped(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
     for c in s.chars() {
         if c.is_control() {
             write!(out, "{}", c.escape_default())?;
+        } else if is_deceptive(c) {
+            write!(out, "{}", c.escape_unicode())?;
         } else {
             out.write_char(c)?;
         }
@@ -138,5 +162,10 @@ mod tests {
         let out = log_with_our_format(|| tracing::info!("zoë <alice@example.com> \"x\""));
         assert_eq!(out, "<6>info: zoë <alice@example.com> \"x\"\n");
         assert_eq!(escaped("a\tb\u{85}c"), "a\\tb\\u{85}c");
+        // a right-to-left override and a zero-width space are shown, not obeyed
+        assert_eq!(
+            escaped("eve\u{202E}moc.elpmaxe\u{200B}@x\u{2028}"),
+            "eve\\u{202e}moc.elpmaxe\\u{200b}@x\\u{2028}"
+        );
     }
 }

@@ -54,6 +54,12 @@ pub fn load(path: &Path) -> Result<Directory, DirectoryError> {
             "is {kind}; the directory must be a regular file"
         )));
     }
+    // The file decides who logs in (and, later, who gets sudo): as with
+    // agent.toml, nobody but root (or the user running the agent) may change it.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    crate::trusted_file::check(&meta, crate::trusted_file::Kind::Config, euid)
+        .map_err(unavailable)?;
     let too_big = |size: u64| {
         unavailable(format!(
             "is {size} bytes or more, larger than the {MAX_FILE_BYTES}-byte limit for a directory file"
@@ -92,10 +98,28 @@ struct Shape<'a> {
     groups: Vec<&'a RawValue>,
 }
 
-/// Only the id of an entry that failed to parse, to name it in the problem.
+/// What can still be read from an entry that failed to parse: its id (to name
+/// it, and so the removal guard does not take the person for missing) and
+/// whether it says `"enabled": false` (a disable applies at once, even in an
+/// entry that is otherwise broken). Unknown fields and wrong types are ignored.
 #[derive(Deserialize)]
-struct IdOnly {
-    id: String,
+struct Salvage {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    #[serde(default)]
+    enabled: Option<serde_json::Value>,
+}
+
+impl Salvage {
+    fn of(entry: &RawValue) -> (Option<String>, bool) {
+        match serde_json::from_str::<Salvage>(entry.get()) {
+            Ok(s) => (
+                s.id.and_then(|v| v.as_str().map(str::to_string)),
+                s.enabled == Some(serde_json::Value::Bool(false)),
+            ),
+            Err(_) => (None, false),
+        }
+    }
 }
 
 /// Parses a whole document. `Err` (with origin:line:col) only when the document
@@ -121,10 +145,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Directory, String> {
         users,
         groups,
         problems: entries.finish(),
+        left_out: Default::default(),
     };
     // an id read from a failed entry still counts: a well-formed entry with the
     // same id cannot be safely attributed to one object either
-    d.drop_ambiguous_entries_with(&entries.failed_ids);
+    d.drop_ambiguous_entries_with(&entries.failed);
     Ok(d)
 }
 
@@ -132,7 +157,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Directory, String> {
 struct EntryProblems {
     problems: Vec<String>,
     left_out: usize,
-    failed_ids: Vec<String>,
+    /// (id, says disabled) of every entry that failed to parse and has an id.
+    failed: Vec<(String, bool)>,
 }
 
 impl EntryProblems {
@@ -165,11 +191,9 @@ fn parse_entries<'a, T: Deserialize<'a>>(
             Err(e) => e,
         };
         problems.left_out += 1;
-        let id = serde_json::from_str::<IdOnly>(entry.get())
-            .ok()
-            .map(|i| i.id);
+        let (id, disabled) = Salvage::of(entry);
         if let Some(id) = &id {
-            problems.failed_ids.push(id.clone());
+            problems.failed.push((id.clone(), disabled));
         }
         if problems.problems.len() >= MAX_ENTRY_PROBLEMS {
             continue;
@@ -418,6 +442,26 @@ mod tests {
         let e = load(&ok).unwrap_err();
         assert_eq!(e.kind, DirectoryFailure::Malformed);
         assert!(e.message.ends_with("ok.json:2:1: not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_file_others_can_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.json");
+        std::fs::write(&path, r#"{"users": [{"id": "u", "email": "a@b"}]}"#).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load(&path).is_ok(), "root-owned 0644 is fine");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = load(&path).unwrap_err();
+        assert!(e.message.contains("group or others change it"), "{e}");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            let e = load(&path).unwrap_err();
+            assert!(e.message.contains("owned by uid 65534"), "{e}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ pub mod error;
 pub mod file;
 pub mod nesting;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
@@ -51,6 +51,10 @@ pub struct Directory {
     /// read (not part of the document).
     #[serde(skip)]
     pub problems: Vec<String>,
+    /// Ids of entries left out (did not parse, or ambiguous) -> whether any
+    /// entry with the id said `"enabled": false`. See [`Directory::left_out`].
+    #[serde(skip)]
+    pub left_out: BTreeMap<String, bool>,
 }
 
 /// At most this many entry problems are reported per read; the rest are counted.
@@ -86,24 +90,37 @@ impl Directory {
         self.drop_ambiguous_entries_with(&[]);
     }
 
+    /// Was `id` in the directory as an entry that was left out (it did not
+    /// parse, or its id was ambiguous)? Some(true) if any entry with it said
+    /// `"enabled": false`. The removal guard reads this: such a person is not
+    /// missing, and a disable applies at once.
+    pub fn left_out(&self, id: &str) -> Option<bool> {
+        self.left_out.get(id).copied()
+    }
+
     /// As [`Self::drop_ambiguous_entries`], also counting the ids of entries
     /// that were already left out (because they did not parse).
-    pub fn drop_ambiguous_entries_with(&mut self, left_out_ids: &[String]) {
+    pub fn drop_ambiguous_entries_with(&mut self, failed: &[(String, bool)]) {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for id in self
             .users
             .iter()
             .map(|u| &u.id)
             .chain(self.groups.iter().map(|g| &g.id))
-            .chain(left_out_ids)
+            .chain(failed.iter().map(|(id, _)| id))
         {
             *seen.entry(id.clone()).or_default() += 1;
         }
+        for (id, disabled) in failed {
+            *self.left_out.entry(id.clone()).or_default() |= *disabled;
+        }
         let ambiguous = |id: &str| id.is_empty() || seen.get(id).is_some_and(|&n| n > 1);
         let mut dropped: Vec<String> = Vec::new();
+        let left_out = &mut self.left_out;
         self.users.retain(|u| {
             !ambiguous(&u.id) || {
                 dropped.push(u.id.clone());
+                *left_out.entry(u.id.clone()).or_default() |= !u.enabled;
                 false
             }
         });

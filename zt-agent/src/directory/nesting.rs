@@ -208,6 +208,7 @@ pub(crate) mod tests {
             }],
             groups,
             problems: Vec::new(),
+            left_out: Default::default(),
         }
     }
 

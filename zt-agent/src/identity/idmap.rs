@@ -58,10 +58,10 @@ pub fn parse_directory_range(s: &str) -> Result<RangeInclusive<u32>, String> {
         .and_then(|(a, b)| Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)))
         .filter(|(a, b)| a <= b)
         .ok_or_else(|| format!("{s:?} is not a range like \"10000-59999\""))?;
-    for (r, what) in FORBIDDEN_RANGES
-        .iter()
-        .chain([&(GROUP_IDS, "zt's group ids")])
-    {
+    for (r, what) in FORBIDDEN_RANGES.iter().chain([
+        &(USER_IDS, "zt's hashed user ids"),
+        &(GROUP_IDS, "zt's group ids"),
+    ]) {
         if a <= *r.end() && *r.start() <= b {
             return Err(format!("{s:?} overlaps {}-{} ({what})", r.start(), r.end()));
         }
@@ -74,7 +74,9 @@ pub fn parse_directory_range(s: &str) -> Result<RangeInclusive<u32>, String> {
 pub struct Pool {
     /// "user" or "group", for the hash and for messages.
     pub kind: &'static str,
-    /// zt's own range for this kind: hashed ids, and directory ids by default.
+    /// zt's own range for this kind: hashed ids only. A directory-provided id is
+    /// never accepted here: anyone who can set one could compute another
+    /// person's hashed id from their IdP id and take it on every new host.
     pub range: RangeInclusive<u32>,
     /// Where else a directory-provided id is accepted (`[users] directory_uid_range`).
     pub directory_range: Option<RangeInclusive<u32>>,
@@ -152,12 +154,13 @@ fn explicit_refusal(
             "{kind} id {id} from the directory is in the range reserved for {what}"
         ));
     }
-    // an id this person already holds stays theirs even if the range shrank
-    let allowed = pool.range.contains(&id)
-        || pool
-            .directory_range
-            .as_ref()
-            .is_some_and(|r| r.contains(&id));
+    // An id this person already holds stays theirs even if the range shrank.
+    // zt's own (hashed) range is never open to directory ids: a directory uid
+    // equal to someone's hashed uid would take it from them on every new host.
+    let allowed = pool
+        .directory_range
+        .as_ref()
+        .is_some_and(|r| r.contains(&id));
     if !allowed && !held_by_key {
         return Some(match &pool.directory_range {
             Some(r) => format!(
@@ -166,7 +169,7 @@ fn explicit_refusal(
                 r.end()
             ),
             None => format!(
-                "{kind} id {id} from the directory is outside zt's range and no [users] directory_uid_range is configured"
+                "{kind} id {id} from the directory is refused: no [users] directory_uid_range is configured"
             ),
         });
     }
@@ -504,6 +507,31 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_uid_cannot_take_someones_hashed_uid_on_a_new_host() {
+        let pool = Pool {
+            kind: "user",
+            range: USER_IDS,
+            directory_range: Some(10_000..=59_999),
+        };
+        // whoever sets uids in the IdP computes the victim's hashed uid...
+        let victims = candidate("user", "u-victim", 0, &USER_IDS);
+        let attacker = Claim {
+            key: "u-attacker",
+            created: Some(1), // and is older, which wins contested hashed ids
+            explicit: Some(victims),
+        };
+        let victim = Claim {
+            key: "u-victim",
+            created: Some(2),
+            explicit: None,
+        };
+        // ...but on a fresh host the victim still gets it and the attacker nothing
+        let fresh = allocate(&pool, &[attacker, victim], &Held::default(), &none);
+        assert_eq!(fresh.granted.get("u-victim"), Some(&victims));
+        assert!(fresh.refused.contains_key("u-attacker"), "{fresh:?}");
+    }
+
+    #[test]
     fn directory_uids_only_inside_the_configured_range() {
         let mut pool = Pool {
             kind: "user",
@@ -521,10 +549,13 @@ mod tests {
                 .unwrap()
                 .contains("no [users] directory_uid_range")
         );
-        assert_eq!(
-            refused(&pool, *USER_IDS.start()),
-            None,
-            "zt's own range is fine"
+        // zt's own (hashed) range is never open to directory ids: a directory
+        // uid equal to someone's hashed uid would take it on every new host
+        let victims_uid = candidate("user", "u-victim", 0, &USER_IDS);
+        assert!(
+            refused(&pool, victims_uid)
+                .unwrap()
+                .contains("no [users] directory_uid_range"),
         );
         pool.directory_range = Some(10_000..=59_999);
         assert_eq!(refused(&pool, 20000), None);

@@ -26,6 +26,9 @@ pub struct HeldBack {
     /// Missing people whose previous entry could not be kept (it now collides
     /// with someone published in this sync), with the reason.
     pub not_kept: Vec<(String, String)>,
+    /// Newcomers withdrawn because their dotted name would shadow a kept
+    /// person's in chown, with the reason.
+    pub shadowing: Vec<(String, String)>,
     /// Users in the previous snapshot.
     pub previous_users: usize,
     pub max_removal_percent: u8,
@@ -43,6 +46,9 @@ impl HeldBack {
         );
         for (name, why) in &self.not_kept {
             m.push_str(&format!("; {name:?} could not be kept: {why}"));
+        }
+        for (name, why) in &self.shadowing {
+            m.push_str(&format!("; {name:?} not published: {why}"));
         }
         m
     }
@@ -63,6 +69,7 @@ pub enum Removal {
 /// each question is a few hash lookups (a mass removal is 100,000 questions).
 pub struct Classifier<'a> {
     people: HashMap<&'a str, bool>,
+    directory: &'a Directory,
     groups_present: HashSet<&'a str>,
     /// user name -> IdP ids of the login groups that admitted them before.
     login_groups: HashMap<&'a str, Vec<&'a str>>,
@@ -86,6 +93,7 @@ impl<'a> Classifier<'a> {
                 .iter()
                 .map(|u| (u.id.as_str(), u.enabled))
                 .collect(),
+            directory,
             groups_present: directory.groups.iter().map(|g| g.id.as_str()).collect(),
             login_groups,
         }
@@ -94,6 +102,9 @@ impl<'a> Classifier<'a> {
     /// Why `name` (IdP id `idp_id`), published before, is gone now.
     pub fn classify(&self, name: &str, idp_id: &str) -> Removal {
         match self.people.get(idp_id) {
+            // an entry left out as broken or ambiguous is not missing: if any
+            // copy of it says disabled, that disable applies now
+            None if self.directory.left_out(idp_id) == Some(true) => Removal::Explicit,
             None => Removal::Missing,
             Some(false) => Removal::Explicit,
             Some(true) => match self.login_groups.get(name) {
@@ -143,6 +154,7 @@ pub fn hold_back_removals(
     let mut held = HeldBack {
         kept: Vec::new(),
         not_kept: Vec::new(),
+        shadowing: Vec::new(),
         previous_users: total,
         max_removal_percent: max_percent,
     };
@@ -182,8 +194,56 @@ pub fn hold_back_removals(
         held.kept.push(u.name.clone());
     }
     keep_memberships(content, previous, &held.kept, &mut names, &mut gids);
+    held.shadowing = withdraw_shadowing(content, &held.kept);
     content.users.sort_by(|a, b| a.name.cmp(&b.name));
     Some(held)
+}
+
+/// The names phase refused dotted names that chown would read as another zt
+/// user or group, but it could not see the people kept here. A newcomer whose
+/// name reads as `kept.group` or `user.kept` would get `chown kept.group FILE`'s
+/// files: they are the newcomers, the kept names are held, so the newcomers are
+/// withdrawn from this publication (their ids stay reserved to them). Returns
+/// (name, reason) for each.
+fn withdraw_shadowing(content: &mut Content, kept: &[String]) -> Vec<(String, String)> {
+    let kept: HashSet<&str> = kept.iter().map(String::as_str).collect();
+    let shadowing: Vec<(String, String)> = content
+        .users
+        .iter()
+        .filter(|u| !kept.contains(u.name.as_str()))
+        .filter_map(|u| {
+            let name = u.name.as_str();
+            name.match_indices('.').find_map(|(dot, _)| {
+                let (x, y) = (&name[..dot], &name[dot + 1..]);
+                let held = [x, y].into_iter().find(|part| kept.contains(part))?;
+                Some((
+                    name.to_string(),
+                    format!(
+                        "{name:?} reads as {x:?}.{y:?} in chown and {held:?} is held back for a \
+                         missing person; give this person a [users.name_overrides] entry"
+                    ),
+                ))
+            })
+        })
+        .collect();
+    if shadowing.is_empty() {
+        return shadowing;
+    }
+    let gone: HashSet<&str> = shadowing.iter().map(|(n, _)| n.as_str()).collect();
+    let gone_gids: HashSet<u32> = content
+        .users
+        .iter()
+        .filter(|u| gone.contains(u.name.as_str()))
+        .map(|u| u.gid)
+        .collect();
+    content.users.retain(|u| !gone.contains(u.name.as_str()));
+    content
+        .groups
+        .retain(|g| !(g.flags & group_flags::USER_PRIVATE != 0 && gone_gids.contains(&g.gid)));
+    for g in &mut content.groups {
+        g.members.retain(|m| !gone.contains(m.as_str()));
+    }
+    shadowing
 }
 
 /// Puts the kept people back into the groups they were in: groups still
@@ -353,6 +413,95 @@ login = true
             None
         );
         assert!(!names(&forced).contains(&"p3"));
+    }
+
+    #[test]
+    fn a_newcomer_whose_dotted_name_shadows_a_kept_person_is_withdrawn() {
+        let (before, _) = resolve(
+            &directory(&ALL, &[], &SRE, Some(&[7, 8, 9])),
+            &IdState::default(),
+        );
+        // p3..p6 vanish (held back) while "p3.x" arrives: chown p3.x would
+        // give p3's files to the newcomer
+        let mut doc: serde_json::Value = serde_json::from_str(&directory(
+            &[0, 1, 2, 7, 8, 9],
+            &[],
+            &[0, 1, 2],
+            Some(&[7, 8, 9]),
+        ))
+        .unwrap();
+        doc["users"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"id": "u-dot", "email": "p3.x@example.com"}));
+        doc["groups"][0]["members"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!("u-dot"));
+        let (mut r, d) = resolve(&doc.to_string(), &before.ids);
+        assert!(
+            names(&r).contains(&"p3.x"),
+            "the names phase could not know"
+        );
+        let held = hold_back_removals(&mut r, &before.content, &d, 30, false).unwrap();
+        assert_eq!(held.kept, ["p3", "p4", "p5", "p6"]);
+        assert_eq!(held.shadowing.len(), 1, "{held:?}");
+        assert!(
+            held.message().contains("\"p3.x\" not published"),
+            "{}",
+            held.message()
+        );
+        assert!(!names(&r).contains(&"p3.x"));
+        assert!(
+            r.content
+                .groups
+                .iter()
+                .all(|g| g.name != "p3.x" && !g.members.iter().any(|m| m == "p3.x"))
+        );
+        zt_snapshot::build(&r.content).expect("still publishable");
+    }
+
+    #[test]
+    fn disables_in_broken_or_duplicated_entries_are_not_taken_for_missing_people() {
+        let (before, _) = resolve(
+            &directory(&ALL, &[], &SRE, Some(&[7, 8, 9])),
+            &IdState::default(),
+        );
+        // The admin disables u0..u3. u0..u2's entries also carry a field zt does
+        // not know (so they do not parse), and u3 appears twice (so it is
+        // ambiguous): none of them is missing, and every disable applies now.
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&directory(&ALL, &[0, 1, 2, 3], &SRE, Some(&[7, 8, 9]))).unwrap();
+        for i in 0..3 {
+            doc["users"][i]["department"] = serde_json::json!("x");
+        }
+        let dup = doc["users"][3].clone();
+        doc["users"].as_array_mut().unwrap().push(dup);
+        let (mut r, d) = resolve(&doc.to_string(), &before.ids);
+        assert_eq!(d.left_out("u0"), Some(true), "{:?}", d.problems);
+        assert_eq!(d.left_out("u3"), Some(true), "{:?}", d.problems);
+        assert_eq!(
+            hold_back_removals(&mut r, &before.content, &d, 30, false),
+            None,
+            "nobody is missing"
+        );
+        for gone in ["p0", "p1", "p2", "p3"] {
+            assert!(
+                !names(&r).contains(&gone),
+                "{gone} disabled: {:?}",
+                names(&r)
+            );
+        }
+        // a broken entry that does not say disabled is not an explicit removal:
+        // a broken export of many such entries is still held back
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&directory(&ALL, &[], &SRE, Some(&[7, 8, 9]))).unwrap();
+        for i in 0..5 {
+            doc["users"][i]["department"] = serde_json::json!("x");
+        }
+        let (mut r, d) = resolve(&doc.to_string(), &before.ids);
+        let held = hold_back_removals(&mut r, &before.content, &d, 30, false).unwrap();
+        assert_eq!(held.kept, ["p0", "p1", "p2", "p3", "p4"]);
     }
 
     #[test]

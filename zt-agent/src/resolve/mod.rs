@@ -97,7 +97,14 @@ pub fn clean_gecos(s: &str) -> String {
         if out.len() + c.len_utf8() > MAX_GECOS_LEN {
             break;
         }
-        out.push(if c == ':' || c.is_control() { ' ' } else { c });
+        // ':' would split the passwd line; control and invisible formatting
+        // characters (bidi overrides, zero-width) would disguise the name every
+        // program shows
+        out.push(if c == ':' || crate::logging::is_deceptive(c) {
+            ' '
+        } else {
+            c
+        });
     }
     out
 }
@@ -125,7 +132,7 @@ pub fn check_email(email: &str) -> Result<String, String> {
     }
     if let Some(bad) = e
         .chars()
-        .find(|&c| c == ':' || c == '"' || c.is_control() || c.is_whitespace())
+        .find(|&c| c == ':' || c == '"' || crate::logging::is_deceptive(c) || c.is_whitespace())
     {
         return Err(format!(
             "email {email:?} contains {bad:?}, which zt cannot store or match safely"
@@ -609,6 +616,21 @@ pub fn resolve_with(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn emails_and_gecos_lose_their_disguises() {
+        // a right-to-left override makes "eve@evil.example" display as something else
+        for bad in [
+            "eve\u{202E}@example.com",
+            "e\u{200B}ve@example.com",
+            "eve@ex\u{2028}ample.com",
+        ] {
+            let e = check_email(bad).unwrap_err();
+            assert!(e.contains("cannot store or match safely"), "{e}");
+        }
+        assert_eq!(check_email("Zoë@Example.com").unwrap(), "zoë@example.com");
+        assert_eq!(clean_gecos("Eve\u{202E}lizaB: x\u{200B}"), "Eve lizaB  x ");
+    }
+
     use super::*;
     use crate::directory::file;
 
