@@ -45,23 +45,42 @@ where
 }
 
 /// Characters that change how text around them is shown without being seen
-/// themselves: control characters, and Unicode's invisible formatting ones
-/// (bidirectional overrides such as U+202E, which make "moc.elpmaxe@evil"
-/// read as something else, zero-width characters, line and paragraph
-/// separators). Directory strings may carry any of them.
+/// themselves: control characters (Cc), Unicode's format characters (Cf:
+/// bidirectional overrides such as U+202E, which make "moc.elpmaxe@evil" read
+/// as something else, zero-width joiners, tag characters that smuggle
+/// invisible ASCII), the line and paragraph separators (Zl, Zp) and the other
+/// default-ignorable code points (variation selectors, Hangul fillers).
+/// Directory strings may carry any of them. The table follows Unicode 15's
+/// Cf and Default_Ignorable_Code_Point lists.
 pub fn is_deceptive(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
             '\u{00AD}'
+                | '\u{034F}'
+                | '\u{0600}'..='\u{0605}'
                 | '\u{061C}'
-                | '\u{180E}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
                 | '\u{200B}'..='\u{200F}'
                 | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206F}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
                 | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
         )
 }
 
@@ -167,5 +186,17 @@ mod tests {
             escaped("eve\u{202E}moc.elpmaxe\u{200B}@x\u{2028}"),
             "eve\\u{202e}moc.elpmaxe\\u{200b}@x\\u{2028}"
         );
+        // tag characters (invisible ASCII), Hangul fillers, variation selectors
+        for c in [
+            '\u{E0041}',
+            '\u{3164}',
+            '\u{115F}',
+            '\u{FE0F}',
+            '\u{034F}',
+            '\u{180B}',
+        ] {
+            assert!(is_deceptive(c), "{:?}", c.escape_unicode().to_string());
+        }
+        assert!(!is_deceptive('ë') && !is_deceptive('漢') && !is_deceptive(' '));
     }
 }

@@ -101,24 +101,50 @@ struct Shape<'a> {
 /// What can still be read from an entry that failed to parse: its id (to name
 /// it, and so the removal guard does not take the person for missing) and
 /// whether it says `"enabled": false` (a disable applies at once, even in an
-/// entry that is otherwise broken). Unknown fields and wrong types are ignored.
-#[derive(Deserialize)]
+/// entry that is otherwise broken). Read key by key, so unknown fields, wrong
+/// types and repeated keys (which make serde's derived parsers fail) cannot
+/// hide either: the first string id counts, and any `"enabled": false` in the
+/// entry disables, whatever else it says.
+#[derive(Default)]
 struct Salvage {
-    #[serde(default)]
-    id: Option<serde_json::Value>,
-    #[serde(default)]
-    enabled: Option<serde_json::Value>,
+    id: Option<String>,
+    disabled: bool,
+}
+
+impl<'de> Deserialize<'de> for Salvage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = Salvage;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Salvage, A::Error> {
+                let mut out = Salvage::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let value: serde_json::Value = map.next_value()?;
+                    match (key.as_ref(), value) {
+                        ("id", serde_json::Value::String(id)) if out.id.is_none() => {
+                            out.id = Some(id)
+                        }
+                        ("enabled", serde_json::Value::Bool(false)) => out.disabled = true,
+                        _ => {}
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Keys)
+    }
 }
 
 impl Salvage {
     fn of(entry: &RawValue) -> (Option<String>, bool) {
-        match serde_json::from_str::<Salvage>(entry.get()) {
-            Ok(s) => (
-                s.id.and_then(|v| v.as_str().map(str::to_string)),
-                s.enabled == Some(serde_json::Value::Bool(false)),
-            ),
-            Err(_) => (None, false),
-        }
+        let s = serde_json::from_str::<Salvage>(entry.get()).unwrap_or_default();
+        (s.id, s.disabled)
     }
 }
 
@@ -193,7 +219,12 @@ fn parse_entries<'a, T: Deserialize<'a>>(
         problems.left_out += 1;
         let (id, disabled) = Salvage::of(entry);
         if let Some(id) = &id {
-            problems.failed.push((id.clone(), disabled));
+            // only a person can be disabled: `"enabled": false` in a broken
+            // group entry (groups have no such field) must not remove a user
+            // whose id it borrows
+            problems
+                .failed
+                .push((id.clone(), disabled && what == "user"));
         }
         if problems.problems.len() >= MAX_ENTRY_PROBLEMS {
             continue;
@@ -442,6 +473,29 @@ mod tests {
         let e = load(&ok).unwrap_err();
         assert_eq!(e.kind, DirectoryFailure::Malformed);
         assert!(e.message.ends_with("ok.json:2:1: not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_disable_in_a_broken_entry_is_read_whatever_else_is_wrong_with_it() {
+        let d = parse(
+            r#"{"users": [
+                 {"enabled": false, "enabled": false, "id": "u0", "email": "a@b"},
+                 {"id": "u1", "email": "c@d", "enabled": false, "enabled": true},
+                 {"id": "u2", "id": "u2b", "email": "e@f", "dept": 1},
+                 {"id": "u3", "email": "g@h", "dept": 1}],
+               "groups": [{"id": "u4", "name": "x", "enabled": false}]}"#,
+            "d",
+        )
+        .unwrap();
+        assert!(d.users.iter().all(|u| u.id != "u0" && u.id != "u1"));
+        // repeated keys: any "enabled": false disables
+        assert_eq!(d.left_out("u0"), Some(true), "{:?}", d.problems);
+        assert_eq!(d.left_out("u1"), Some(true), "{:?}", d.problems);
+        // broken but not disabled: left out, not a disable (the first id counts)
+        assert_eq!(d.left_out("u2"), Some(false));
+        assert_eq!(d.left_out("u3"), Some(false));
+        // a group entry cannot disable a person by borrowing their id
+        assert_eq!(d.left_out("u4"), Some(false));
     }
 
     #[test]

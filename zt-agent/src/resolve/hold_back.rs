@@ -194,42 +194,68 @@ pub fn hold_back_removals(
         held.kept.push(u.name.clone());
     }
     keep_memberships(content, previous, &held.kept, &mut names, &mut gids);
-    held.shadowing = withdraw_shadowing(content, &held.kept);
-    content.users.sort_by(|a, b| a.name.cmp(&b.name));
+    held.shadowing = withdraw_shadowing(resolution, previous, &held.kept);
+    resolution.content.users.sort_by(|a, b| a.name.cmp(&b.name));
     Some(held)
 }
 
-/// The names phase refused dotted names that chown would read as another zt
-/// user or group, but it could not see the people kept here. A newcomer whose
-/// name reads as `kept.group` or `user.kept` would get `chown kept.group FILE`'s
-/// files: they are the newcomers, the kept names are held, so the newcomers are
-/// withdrawn from this publication (their ids stay reserved to them). Returns
-/// (name, reason) for each.
-fn withdraw_shadowing(content: &mut Content, kept: &[String]) -> Vec<(String, String)> {
+/// The names phase refused names that chown would confuse with another zt
+/// user's, but it could not see the people kept here. A newcomer whose name
+/// reads as `kept.group` or `user.kept`, or whose plain name a kept dotted name
+/// reads as (`newcomer.group`), would meet a held name in chown: the kept names
+/// are held, so such newcomers (published now, not before) are withdrawn from
+/// this publication and do not become the holders of their names; their ids
+/// stay reserved to them. Returns (name, reason) for each.
+fn withdraw_shadowing(
+    resolution: &mut Resolution,
+    previous: &Content,
+    kept: &[String],
+) -> Vec<(String, String)> {
     let kept: HashSet<&str> = kept.iter().map(String::as_str).collect();
-    let shadowing: Vec<(String, String)> = content
+    let published_before: HashSet<(&str, &str)> = previous
+        .users
+        .iter()
+        .map(|u| (u.name.as_str(), u.idp_id.as_str()))
+        .collect();
+    // plain names that a kept dotted name reads as, in either position
+    let shadowed_by_kept: HashMap<&str, &str> = kept
+        .iter()
+        .flat_map(|k| {
+            k.match_indices('.')
+                .flat_map(move |(dot, _)| [(&k[..dot], *k), (&k[dot + 1..], *k)])
+        })
+        .collect();
+    let content = &mut resolution.content;
+    let shadowing: Vec<(String, String, String)> = content
         .users
         .iter()
         .filter(|u| !kept.contains(u.name.as_str()))
+        .filter(|u| !published_before.contains(&(u.name.as_str(), u.idp_id.as_str())))
         .filter_map(|u| {
             let name = u.name.as_str();
-            name.match_indices('.').find_map(|(dot, _)| {
+            let dotted = name.match_indices('.').find_map(|(dot, _)| {
                 let (x, y) = (&name[..dot], &name[dot + 1..]);
                 let held = [x, y].into_iter().find(|part| kept.contains(part))?;
-                Some((
-                    name.to_string(),
-                    format!(
-                        "{name:?} reads as {x:?}.{y:?} in chown and {held:?} is held back for a \
-                         missing person; give this person a [users.name_overrides] entry"
-                    ),
+                Some(format!(
+                    "{name:?} reads as {x:?}.{y:?} in chown and {held:?} is held back for a \
+                     missing person; give this person a [users.name_overrides] entry"
                 ))
-            })
+            });
+            let why = dotted.or_else(|| {
+                shadowed_by_kept.get(name).map(|k| {
+                    format!(
+                        "the held-back name {k:?} would read as {name:?}.<group> in chown; \
+                         give this person a [users.name_overrides] entry"
+                    )
+                })
+            })?;
+            Some((name.to_string(), u.idp_id.clone(), why))
         })
         .collect();
     if shadowing.is_empty() {
-        return shadowing;
+        return Vec::new();
     }
-    let gone: HashSet<&str> = shadowing.iter().map(|(n, _)| n.as_str()).collect();
+    let gone: HashSet<&str> = shadowing.iter().map(|(n, _, _)| n.as_str()).collect();
     let gone_gids: HashSet<u32> = content
         .users
         .iter()
@@ -243,7 +269,14 @@ fn withdraw_shadowing(content: &mut Content, kept: &[String]) -> Vec<(String, St
     for g in &mut content.groups {
         g.members.retain(|m| !gone.contains(m.as_str()));
     }
-    shadowing
+    // never published, so never the holder: the held names must still win
+    // once the directory is whole again
+    for (name, idp_id, _) in &shadowing {
+        if resolution.ids.names.get(name) == Some(idp_id) {
+            resolution.ids.names.remove(name);
+        }
+    }
+    shadowing.into_iter().map(|(n, _, why)| (n, why)).collect()
 }
 
 /// Puts the kept people back into the groups they were in: groups still
@@ -458,6 +491,45 @@ login = true
                 .iter()
                 .all(|g| g.name != "p3.x" && !g.members.iter().any(|m| m == "p3.x"))
         );
+        zt_snapshot::build(&r.content).expect("still publishable");
+    }
+
+    #[test]
+    fn a_newcomer_to_the_plain_name_a_kept_dotted_name_reads_as_is_withdrawn() {
+        // before: u3 is "p3.x"
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&directory(&ALL, &[], &SRE, Some(&[7, 8, 9]))).unwrap();
+        doc["users"][3]["email"] = serde_json::json!("p3.x@example.com");
+        let (before, _) = resolve(&doc.to_string(), &IdState::default());
+        assert!(names(&before).contains(&"p3.x"));
+        // u3..u6 vanish (held back) while a newcomer "p3" arrives: chown p3.x
+        // would read as p3:x, and "p3" would become the holder of its name
+        let mut doc: serde_json::Value = serde_json::from_str(&directory(
+            &[0, 1, 2, 7, 8, 9],
+            &[],
+            &[0, 1, 2],
+            Some(&[7, 8, 9]),
+        ))
+        .unwrap();
+        doc["users"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"id": "u-new", "email": "p3@example.com"}));
+        doc["groups"][0]["members"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!("u-new"));
+        let (mut r, d) = resolve(&doc.to_string(), &before.ids);
+        assert!(names(&r).contains(&"p3"));
+        let held = hold_back_removals(&mut r, &before.content, &d, 30, false).unwrap();
+        assert!(held.kept.contains(&"p3.x".to_string()), "{held:?}");
+        assert!(!names(&r).contains(&"p3"), "{:?}", names(&r));
+        assert_eq!(
+            r.ids.names.get("p3"),
+            None,
+            "not the holder of a name never published"
+        );
+        assert_eq!(r.ids.names.get("p3.x").map(String::as_str), Some("u3"));
         zt_snapshot::build(&r.content).expect("still publishable");
     }
 

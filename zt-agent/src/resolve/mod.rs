@@ -346,19 +346,33 @@ pub fn names<'a>(
         holders.get(name).map(String::as_str) == claimant.get(name).copied()
             && claimant.contains_key(name)
     };
+    let by_name: HashMap<&str, &Candidate<'a>> =
+        out.winners.iter().map(|c| (c.name.as_str(), c)).collect();
     let mut refused: BTreeMap<String, String> = BTreeMap::new();
     for c in &out.winners {
         let Some(clash) = chown_reading(&c.name, &published, group_names) else {
             continue;
         };
+        // Two people whose names chown would confuse: as for two people with
+        // one name, the holder keeps theirs (names never move: creating "alice"
+        // must not take "alice.sre" from its holder); when both or neither
+        // hold, the older account wins, so a fresh host agrees with old ones
+        // whenever the holder is the older account. A configured group (no
+        // other person) always makes the dotted name yield.
+        let dotted_wins =
+            clash
+                .other_person
+                .as_deref()
+                .is_some_and(|plain| match (held(&c.name), held(plain)) {
+                    (true, false) => true,
+                    (false, true) => false,
+                    _ => by_name.get(plain).is_some_and(|p| age_key(c) < age_key(p)),
+                });
         match clash.other_person {
-            // Names never move: a dotted name its holder keeps wins over a
-            // newcomer to the plain name it shadows (else creating "alice" in
-            // the directory would take "alice.sre" away from its holder).
-            Some(plain) if held(&c.name) && !held(&plain) => {
+            Some(plain) if dotted_wins => {
                 refused.entry(plain.clone()).or_insert(format!(
-                    "name {plain:?} would make the held name {:?} read as {plain:?}.<group> in \
-                     chown; give this person a [users.name_overrides] entry",
+                    "name {plain:?} would make {:?} (its holder, or the older account) read as \
+                     {plain:?}.<group> in chown; give this person a [users.name_overrides] entry",
                     c.name
                 ));
             }
@@ -1142,16 +1156,32 @@ mod phase_tests {
         let (won, skipped) = run(&holders);
         assert_eq!(won, ["alice.sre"]);
         assert!(
-            skipped[0].id == "u-alice" && skipped[0].reason.contains("held name \"alice.sre\""),
+            skipped[0].id == "u-alice"
+                && skipped[0]
+                    .reason
+                    .contains("would make \"alice.sre\" (its holder"),
             "{skipped:?}"
         );
-        // both new: the dotted name is refused (the plain name is the usual one)
+        // both new: the older account (here the plain "alice") keeps its name
         let (won, _) = run(&BTreeMap::new());
         assert_eq!(won, ["alice"]);
-        // both held (published before this rule): the dotted one yields
+        // both held (published before this rule): the older account keeps its name
         holders.insert("alice".into(), "u-alice".into());
         let (won, _) = run(&holders);
         assert_eq!(won, ["alice"]);
+        // neither held, the dotted account older: it wins, as on every fresh host
+        let older_dotted = vec![
+            candidate(&holder, "alice.sre", 1),
+            candidate(&newcomer, "alice", 5),
+        ];
+        let out = names(
+            older_dotted,
+            &BTreeMap::new(),
+            &Directory::default(),
+            &groups,
+        );
+        let won: Vec<&str> = out.winners.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(won, ["alice.sre"]);
     }
 
     #[test]
@@ -1180,9 +1210,17 @@ mod phase_tests {
             if round % 2 == 1 {
                 order.reverse();
             }
+            // plain names are the older accounts here (the age rule is tested
+            // below), so every dotted clash resolves against the dotted name
             let cands = order
                 .iter()
-                .map(|&i| candidate(&people[i], named[i], 10))
+                .map(|&i| {
+                    candidate(
+                        &people[i],
+                        named[i],
+                        if named[i].contains('.') { 10 } else { 5 },
+                    )
+                })
                 .collect();
             let out = names(cands, &BTreeMap::new(), &Directory::default(), &groups);
             let mut won: Vec<&str> = out.winners.iter().map(|c| c.name.as_str()).collect();
