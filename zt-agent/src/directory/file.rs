@@ -125,13 +125,19 @@ impl<'de> Deserialize<'de> for Salvage {
             ) -> Result<Salvage, A::Error> {
                 let mut out = Salvage::default();
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let value: serde_json::Value = map.next_value()?;
-                    match (key.as_ref(), value) {
-                        ("id", serde_json::Value::String(id)) if out.id.is_none() => {
-                            out.id = Some(id)
+                    // only "id" and "enabled" are decoded; every other value is
+                    // skipped unread (a lone surrogate elsewhere must not hide them)
+                    match key.as_ref() {
+                        "id" | "enabled" => match (key.as_ref(), map.next_value()?) {
+                            ("id", serde_json::Value::String(id)) if out.id.is_none() => {
+                                out.id = Some(id)
+                            }
+                            ("enabled", serde_json::Value::Bool(false)) => out.disabled = true,
+                            _ => {}
+                        },
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
                         }
-                        ("enabled", serde_json::Value::Bool(false)) => out.disabled = true,
-                        _ => {}
                     }
                 }
                 Ok(out)
