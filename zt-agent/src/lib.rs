@@ -10,6 +10,7 @@ pub mod directory;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod keys;
 pub mod logging;
 pub mod outcome;
 pub mod resolve;
