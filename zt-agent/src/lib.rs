@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod directory;
 #[doc(hidden)]
 pub mod fuzzing;
