@@ -8,7 +8,9 @@
 //! One request per connection, read with a 2 s timeout; a refresh refetches
 //! that issuer's keys (at most once per 30 s per issuer; a request inside that
 //! window is answered at once with what is published) and publishes them with
-//! a full sync, under the state lock like every sync.
+//! a full sync, under the state lock like every sync; when that sync fails
+//! (directory down), with the published users and groups unchanged
+//! (`sync::publish_keys_only`).
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -152,13 +154,20 @@ impl Refresher {
             tracing::warn!("key refresh for {iss}: {e}");
             return Err(e.to_string());
         }
-        let report = sync::sync_fetched(&config, &self.paths, false, &fetched)
-            .map_err(|e| format!("sync failed: {e}"))?;
-        tracing::info!(
-            "keys of {iss} refreshed on request (generation {})",
-            report.generation
-        );
-        Ok(report.generation)
+        let generation = match sync::sync_fetched(&config, &self.paths, false, &fetched) {
+            Ok(report) => report.generation,
+            Err(e) => {
+                // the directory (or the config) failing must not keep a
+                // rotated key out: publish the keys alone
+                tracing::warn!(
+                    "sync for a key refresh of {iss} failed ({e}); publishing the keys only"
+                );
+                sync::publish_keys_only(&config, &self.paths, &fetched)
+                    .map_err(|e2| format!("sync failed: {e}; keys-only publish failed: {e2}"))?
+            }
+        };
+        tracing::info!("keys of {iss} refreshed on request (generation {generation})");
+        Ok(generation)
     }
 }
 

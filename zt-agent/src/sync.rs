@@ -138,6 +138,58 @@ pub fn sync_fetched(
     result
 }
 
+/// Republishes the current pair with fresh issuer keys only: for a key
+/// refresh at login time while the directory cannot be read. Users and groups
+/// are the published ones (rebuilt from the pair); the header's `synced_at`
+/// keeps its value and the heartbeat is not written, because the directory
+/// was not synced: `max_offline` must not be extended by a key refresh.
+/// Returns the generation published (unchanged when the keys are).
+pub fn publish_keys_only(
+    config: &AgentConfig,
+    paths: &Paths,
+    fetched: &[keys::Fetched],
+) -> Result<u64, SyncError> {
+    let state =
+        StateDir::open_or_create(&paths.state_dir).map_err(|e| SyncError::host(e.to_string()))?;
+    let _lock = state.lock().map_err(|e| SyncError::host(e.to_string()))?;
+    let read = |name| {
+        state
+            .read_trusted(name)
+            .map_err(|e| SyncError::host(e.to_string()))?
+            .ok_or_else(|| SyncError::host(format!("no {name} published yet")))
+    };
+    let public = read(names::SNAPSHOT)?;
+    let private = read(names::PRIVATE)?;
+    let pair = Pair::parse(&public, &private)
+        .map_err(|e| SyncError::host(format!("the published pair is unusable: {e}")))?;
+    let mut content = published_pair_content(&pair);
+    content.issuers = keys::issuer_entries(config, fetched, Some(&pair.private));
+    content.policy = PolicyEntry {
+        max_offline_secs: config.max_offline_secs(),
+    };
+    let (generation, synced_at) = (pair.generation(), pair.public.synced_at());
+    let mut built = zt_snapshot::build(&content)
+        .map_err(|e| SyncError::host(format!("cannot build snapshot: {e}")))?;
+    if built.private == private && built.public == public {
+        return Ok(generation);
+    }
+    let announced = state.read_generation().ok().flatten().unwrap_or(0);
+    let next = generation.max(announced) + 1;
+    built.restamp(next, synced_at);
+    Pair::parse(&built.public, &built.private)
+        .and_then(|p| p.verify_all())
+        .map_err(|e| {
+            SyncError::host(format!(
+                "refusing to publish a snapshot that does not read back: {e}"
+            ))
+        })?;
+    state
+        .publish(&built)
+        .map_err(|e| SyncError::host(format!("publishing snapshot: {e}")))?;
+    tracing::info!("published generation {next}: issuer keys only (the directory was not read)");
+    Ok(next)
+}
+
 /// Logs skips and problems once, when they first appear, not every minute.
 fn log_news(before: &Status, now: &Status) {
     let old: HashSet<(&str, &str)> = before

@@ -379,3 +379,58 @@ fn a_refresh_that_cannot_fetch_says_unavailable() {
         "published keys untouched"
     );
 }
+
+#[test]
+fn with_the_directory_down_a_refresh_publishes_the_keys_alone() {
+    let h = Host::new();
+    let first = sync(&h.config, &h.paths, false).unwrap();
+    let state = StateDir::open(&h.paths.state_dir).unwrap();
+    let public_before = std::fs::read(h.paths.state_dir.join("snapshot")).unwrap();
+    let beat = 1_600_000_000u64;
+    std::fs::write(h.paths.state_dir.join("synced"), beat.to_le_bytes()).unwrap();
+    std::fs::remove_file(h.config.directory.path.as_ref().unwrap()).unwrap();
+    assert!(sync(&h.config, &h.paths, false).is_err(), "directory down");
+
+    let shared = Arc::new(RwLock::new(h.config.clone()));
+    control::spawn(
+        &h.run_dir(),
+        Arc::new(Refresher::new(shared, h.paths.clone())),
+    )
+    .unwrap();
+    h.server
+        .answer("/cf/certs", 200, &cloudflare_certs(&["cf-rotated"]));
+    let generation = request_key_refresh(&h.run_dir(), h.cf_iss, Duration::from_secs(10)).unwrap();
+    assert!(generation > first.generation);
+    assert_eq!(h.kids(h.cf_iss), ["cf-rotated"]);
+    assert_eq!(
+        h.kids(&h.oidc_iss),
+        ["oidc-1"],
+        "the other issuer keeps its keys"
+    );
+    // users and groups as they were, and no extension of max_offline
+    let public_after = std::fs::read(h.paths.state_dir.join("snapshot")).unwrap();
+    assert_eq!(
+        public_after[40..],
+        public_before[40..],
+        "same content after the header stamps"
+    );
+    assert_eq!(
+        public_after[32..40],
+        public_before[32..40],
+        "synced_at kept"
+    );
+    let bytes = h.private();
+    let p = Private::parse(&bytes).unwrap();
+    assert_eq!(
+        p.synced_at(),
+        zt_snapshot::Snapshot::parse(&public_before)
+            .unwrap()
+            .synced_at()
+    );
+    assert_eq!(
+        state.read_last_good_sync().unwrap(),
+        Some(beat),
+        "no heartbeat"
+    );
+    assert_eq!(state.read_generation().unwrap(), Some(generation));
+}
