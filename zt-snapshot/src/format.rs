@@ -8,8 +8,8 @@
 //!   access to the host, their emails or IdP object ids.
 //! - `private` (0600 root): everything else, keyed by the public file's user
 //!   and group indexes: emails, IdP ids, group flags (login groups), the email
-//!   index, and later host policy, token issuers and keys, principals, public
-//!   keys, sudo-relevant groups, the last successful sync, a signature.
+//!   index, token issuers and their keys, host policy (2.1), and later
+//!   principals, public keys, sudo-relevant groups, a signature.
 //!
 //! Both files share one container layout and differ in their magic, so a
 //! private file can never be parsed as a public one or the other way round.
