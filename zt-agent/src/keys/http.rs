@@ -124,3 +124,32 @@ impl Http {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_ca_file_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let missing = HttpConfig {
+            ca_file: Some(t.path().join("missing.pem")),
+        };
+        assert_eq!(Http::new(&missing).unwrap_err().kind, KeysFailure::Refused);
+        let empty = t.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = Http::new(&HttpConfig {
+            ca_file: Some(empty),
+        })
+        .unwrap_err();
+        assert!(e.message.contains("no PEM certificate"), "{e}");
+        Http::new(&HttpConfig::default()).unwrap();
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_never_requested() {
+        let http = Http::new(&HttpConfig::default()).unwrap();
+        let e = http.get("http://192.0.2.1/jwks").unwrap_err();
+        assert_eq!(e.kind, KeysFailure::Refused);
+    }
+}
