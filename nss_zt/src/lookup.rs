@@ -154,6 +154,7 @@ pub(crate) mod tests {
                 group("empty", 1_600_003, &[]),
                 group("wheel0", 0, &["alice"]),
             ],
+            ..Content::default()
         })
         .unwrap()
         .public

@@ -353,6 +353,7 @@ fn published_content(
         synced_at: public.synced_at(),
         users,
         groups,
+        ..Content::default()
     }
 }
 

@@ -128,5 +128,6 @@ pub fn content(generation: u64, names: &[(&str, u32)]) -> Content {
         synced_at: 1_700_000_000,
         users: names.iter().map(|&(n, u)| user(n, u)).collect(),
         groups: names.iter().map(|&(n, u)| upg(n, u)).collect(),
+        ..Content::default()
     }
 }

@@ -1,9 +1,9 @@
 //! Writes real files as the fuzz corpus seed: each built pair as a public
 //! seed, a private seed and a pair seed (see `zt_snapshot::fuzzing`):
 //! `cargo run -p zt-snapshot --example write_corpus -- zt-snapshot/fuzz/corpus/snapshot_reader`
-use zt_snapshot::format::group_flags;
+use zt_snapshot::format::{group_flags, issuer_kind};
 use zt_snapshot::fuzzing::pair_input;
-use zt_snapshot::{Content, GroupEntry, UserEntry, build};
+use zt_snapshot::{Content, GroupEntry, IssuerEntry, KeyEntry, PolicyEntry, UserEntry, build};
 
 fn user(name: &str, uid: u32) -> UserEntry {
     UserEntry {
@@ -40,11 +40,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             idp_id: String::new(),
             members: vec![],
         }));
+        let issuers = (0..n.min(3))
+            .map(|i| IssuerEntry {
+                kind: if i == 0 {
+                    issuer_kind::CLOUDFLARE_ACCESS
+                } else {
+                    issuer_kind::OIDC
+                },
+                iss: format!("https://team{i}.cloudflareaccess.com"),
+                claim: "email".into(),
+                audiences: (0..=i).map(|a| format!("aud-{i}-{a}")).collect(),
+                keys: (0..i + 1)
+                    .map(|k| KeyEntry {
+                        kid: format!("kid-{i}-{k}"),
+                        alg: "RS256".into(),
+                        jwk: format!(
+                            r#"{{"kty":"RSA","kid":"kid-{i}-{k}","alg":"RS256","n":"AQAB","e":"AQAB"}}"#
+                        ),
+                    })
+                    .collect(),
+            })
+            .collect();
         sets.push(Content {
             generation: n as u64,
             synced_at: 1_700_000_000,
             users,
             groups,
+            issuers,
+            policy: PolicyEntry {
+                max_offline_secs: 3 * 86_400,
+            },
         });
     }
     for (i, c) in sets.iter().enumerate() {

@@ -64,22 +64,42 @@
 //! | USERS | `PRIVATE_USER_RECORD_LEN`-byte records, one per public user, same index |
 //! | GROUPS | `PRIVATE_GROUP_RECORD_LEN`-byte records, one per public group, same index |
 //! | USER_BY_EMAIL | hash index from lowercase email to a (public) user index |
+//! | ISSUERS (2.1) | `ISSUER_RECORD_LEN`-byte issuer records (below) |
+//! | ISSUER_AUDIENCES (2.1) | flat array of `StrRef`s: each issuer's accepted `aud` values, a slice per issuer |
+//! | ISSUER_KEYS (2.1) | `ISSUER_KEY_RECORD_LEN`-byte key records, a slice per issuer |
+//! | HOST_POLICY (2.1, MUST_UNDERSTAND) | `max_offline_secs: u64` (0 = no limit), 8 reserved bytes |
+//!
+//! The four 2.1 sections are optional: a 2.0 file has none of them, which
+//! reads as no issuers and no policy limit. An issuer record is
+//! `kind: u32` ([`issuer_kind`]), `reserved: u32`, `iss: StrRef`,
+//! `claim: StrRef` (the token claim naming the person: `email`,
+//! `preferred_username`, `upn` or `sub`), `audiences_start: u32,
+//! audiences_count: u32` (into ISSUER_AUDIENCES) and `keys_start: u32,
+//! keys_count: u32` (into ISSUER_KEYS). A key record is `kid: StrRef,
+//! alg: StrRef` (the JWK's `alg` as published) and `jwk: StrRef` (the JWK's
+//! JSON text as fetched; the verifier parses it). Issuers and keys are few, so
+//! lookups by `iss` and `kid` scan; no index. Issuer sections carry flags 0: a
+//! 2.0 reader verifies no tokens, so ignoring them is safe. HOST_POLICY carries
+//! MUST_UNDERSTAND: a reader that ignored it would let in logins the policy
+//! forbids.
+//!
+//! The last *successful* sync (distinct from `synced_at`, which is when the
+//! content last changed) is not in the pair: it is the 8-byte `synced` file
+//! beside it (`StateDir::write_last_good_sync`), rewritten after every good
+//! sync, changed or not. Readers take the later of it and `synced_at`.
 //!
 //! Reserved for later (documented here so the layout is decided once):
 //!
-//! - HOST_POLICY (MUST_UNDERSTAND): who may log in here, as IdP group object ids.
+//! - More HOST_POLICY fields (who may log in here, as IdP group object ids)
+//!   go after `max_offline_secs`, in the reserved bytes or a longer section.
 //! - SUDO_GROUPS: group indexes that carry sudo rules or local group grants.
-//! - SYNC_INFO: unix seconds of the last *successful* sync (distinct from
-//!   `synced_at`, which is when the content last changed).
+//! - SYNC_INFO: a *signed* last-successful-sync time, once snapshots are signed.
 //! - Per-user lists (principals, public keys): a `USER_PRINCIPALS` section of
 //!   one `(start: u32, count: u32)` pair per public user index, pointing into a
 //!   `PRINCIPALS` section that is a flat array of `StrRef`s; public keys the
 //!   same way (`USER_KEYS` -> `KEYS`, each key a `StrRef` to its OpenSSH text
 //!   form). The same shape as USER_GROUPS: one bounds check per list, no
 //!   allocation in the reader.
-//! - Token issuers: an `ISSUERS` section of fixed records (issuer URL StrRef,
-//!   audience StrRef, `keys_start: u32, keys_count: u32`) into an `ISSUER_KEYS`
-//!   section of fixed records (kid StrRef, algorithm u32, key material StrRef).
 //! - SIGNATURE (MUST_UNDERSTAND once hosts require signed snapshots): a
 //!   signature over the file's *content*: every byte of the file with the
 //!   header's `generation` and `synced_at` fields (bytes 24..40) zeroed and
@@ -106,7 +126,8 @@ pub const MAGIC: [u8; 8] = PUBLIC_MAGIC;
 /// Readers refuse a file with another major version. 2: the public/private split.
 pub const VERSION_MAJOR: u16 = 2;
 /// Bumped when sections are added; old readers skip unknown sections.
-pub const VERSION_MINOR: u16 = 0;
+/// 1: token issuers and their keys, host policy.
+pub const VERSION_MINOR: u16 = 1;
 pub const HEADER_LEN: usize = 64;
 pub const SECTION_ENTRY_LEN: usize = 16;
 /// Bound on the section table, so a corrupt count cannot make a reader walk far.
@@ -116,10 +137,15 @@ pub const USER_RECORD_LEN: usize = 48;
 pub const GROUP_RECORD_LEN: usize = 24;
 pub const PRIVATE_USER_RECORD_LEN: usize = 16;
 pub const PRIVATE_GROUP_RECORD_LEN: usize = 16;
+pub const ISSUER_RECORD_LEN: usize = 40;
+pub const ISSUER_KEY_RECORD_LEN: usize = 24;
+pub const STR_REF_LEN: usize = 8;
+/// The HOST_POLICY section's length as written; readers need its first 8 bytes.
+pub const HOST_POLICY_LEN: usize = 16;
 pub const INDEX_HEADER_LEN: usize = 8;
 pub const INDEX_SLOT_LEN: usize = 8;
 
-pub use crate::state::{GENERATION_PATH, PRIVATE_PATH, SNAPSHOT_PATH};
+pub use crate::state::{GENERATION_PATH, PRIVATE_PATH, SNAPSHOT_PATH, SYNCED_PATH};
 
 /// Section kinds of the public file.
 pub mod section {
@@ -141,6 +167,20 @@ pub mod private_section {
     pub const USERS: u32 = 0x102;
     pub const GROUPS: u32 = 0x103;
     pub const USER_BY_EMAIL: u32 = 0x104;
+    /// Since 2.1; optional (absent in 2.0 files = no issuers).
+    pub const ISSUERS: u32 = 0x105;
+    /// Since 2.1; optional.
+    pub const ISSUER_AUDIENCES: u32 = 0x106;
+    /// Since 2.1; optional.
+    pub const ISSUER_KEYS: u32 = 0x107;
+    /// Since 2.1; optional (absent = no limit); written MUST_UNDERSTAND.
+    pub const HOST_POLICY: u32 = 0x108;
+}
+
+/// `kind` of an issuer record.
+pub mod issuer_kind {
+    pub const CLOUDFLARE_ACCESS: u32 = 1;
+    pub const OIDC: u32 = 2;
 }
 
 /// The 4th u32 of a section table entry.
@@ -192,6 +232,24 @@ pub(crate) mod group {
 pub(crate) mod private_user {
     pub const EMAIL: usize = 0;
     pub const IDP_ID: usize = 8;
+}
+
+/// Issuer record field offsets. Bytes 4..8 are reserved (0).
+pub(crate) mod issuer {
+    pub const KIND: usize = 0;
+    pub const ISS: usize = 8;
+    pub const CLAIM: usize = 16;
+    pub const AUDIENCES_START: usize = 24;
+    pub const AUDIENCES_COUNT: usize = 28;
+    pub const KEYS_START: usize = 32;
+    pub const KEYS_COUNT: usize = 36;
+}
+
+/// Issuer key record field offsets.
+pub(crate) mod issuer_key {
+    pub const KID: usize = 0;
+    pub const ALG: usize = 8;
+    pub const JWK: usize = 16;
 }
 
 /// Private group record field offsets. Bytes 12..16 are reserved (0).

@@ -84,4 +84,22 @@ fn exercise_private(bytes: &[u8]) {
         let _ = p.group(i);
     }
     let _ = p.user_by_email(b"alice@example.com");
+    let _ = p.policy();
+    for i in 0..p.issuer_count().min(16) {
+        let Ok(iss) = p.issuer(i) else { continue };
+        let _ = p.issuer_by_iss(iss.iss);
+        for a in iss.audiences().take(16) {
+            let _ = a;
+        }
+        let _ = iss.audience(iss.audience_count());
+        for k in 0..iss.key_count().min(16) {
+            if let Ok(key) = iss.key(k) {
+                let _ = iss.key_by_kid(key.kid);
+            }
+        }
+        let _ = iss.key(iss.key_count());
+        let _ = iss.key_by_kid(b"no-such-kid");
+    }
+    let _ = p.issuer(p.issuer_count());
+    let _ = p.issuer_by_iss(b"https://acme.cloudflareaccess.com");
 }

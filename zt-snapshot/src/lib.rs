@@ -17,7 +17,11 @@ pub mod writer;
 
 pub use format::{GENERATION_PATH, PRIVATE_PATH, SNAPSHOT_PATH};
 pub use reader::{
-    FormatError, Group, Layout, Pair, Private, PrivateGroup, PrivateUser, Snapshot, User,
+    FormatError, Group, Issuer, IssuerKey, Layout, Pair, Policy, Private, PrivateGroup,
+    PrivateUser, Snapshot, User,
 };
-pub use state::{StateDir, StateError, StateLock};
-pub use writer::{BuildError, Built, Content, GroupEntry, UserEntry, build, restamp};
+pub use state::{StateDir, StateError, StateLock, last_good_sync};
+pub use writer::{
+    BuildError, Built, Content, GroupEntry, IssuerEntry, KeyEntry, PolicyEntry, UserEntry, build,
+    restamp,
+};

@@ -9,7 +9,8 @@
 //! file that is not the twin of the public one (another generation, other counts).
 
 use crate::format::{
-    self, group, header, private_group, private_section, private_user, section, user,
+    self, group, header, issuer, issuer_key, private_group, private_section, private_user, section,
+    user,
 };
 
 /// What is wrong with a snapshot, and where.
@@ -102,17 +103,22 @@ fn read_u64(bytes: &[u8], at: usize) -> Result<u64, FormatError> {
 struct Container<const N: usize> {
     generation: u64,
     synced_at: u64,
-    /// Spans of the known kinds, in the order they were asked for.
+    /// Spans of the known kinds, in the order they were asked for; an absent
+    /// optional section is an empty span.
     spans: [Span; N],
+    /// Whether each known kind was present.
+    present: [bool; N],
 }
 
 /// Checks the header (magic, version, lengths) and the section table, and
-/// finds the sections of the `known` kinds. Every known kind is required and
-/// may appear once; an unknown kind is skipped unless flagged MUST_UNDERSTAND.
+/// finds the sections of the `known` kinds. The first `required` known kinds
+/// are required, the rest optional (added by a later minor version); each may
+/// appear once; an unknown kind is skipped unless flagged MUST_UNDERSTAND.
 fn parse_container<const N: usize>(
     bytes: &[u8],
     magic: [u8; 8],
     known: [u32; N],
+    required: usize,
 ) -> Result<Container<N>, FormatError> {
     if bytes.len() < format::HEADER_LEN {
         return err("file shorter than the header", 0);
@@ -185,16 +191,24 @@ fn parse_container<const N: usize>(
         found[slot] = Some(Span { offset, len });
     }
     let mut spans = [Span::default(); N];
-    for (span, f) in spans.iter_mut().zip(found) {
+    let mut present = [false; N];
+    for (i, f) in found.into_iter().enumerate() {
         match f {
-            Some(s) => *span = s,
-            None => return err("a required section is missing", format::HEADER_LEN),
+            Some(s) => {
+                spans[i] = s;
+                present[i] = true;
+            }
+            None if i < required => {
+                return err("a required section is missing", format::HEADER_LEN);
+            }
+            None => {}
         }
     }
     Ok(Container {
         generation: read_u64(bytes, header::GENERATION)?,
         synced_at: read_u64(bytes, header::SYNCED_AT)?,
         spans,
+        present,
     })
 }
 
@@ -243,6 +257,27 @@ impl<'a> Sections<'a> {
         field: usize,
     ) -> Result<&'a [u8], FormatError> {
         self.string_ref(field_u32(rec, field), field_u32(rec, field + 4), at + field)
+    }
+
+    /// The `count` records of `rec_len` bytes from record `start` of `span`,
+    /// as a span of their own.
+    fn sub_span(
+        &self,
+        span: Span,
+        start: u32,
+        count: u32,
+        rec_len: usize,
+        at: usize,
+    ) -> Result<Span, FormatError> {
+        let start = start as usize * rec_len;
+        let len = count as usize * rec_len;
+        match start.checked_add(len) {
+            Some(end) if end <= span.len => Ok(Span {
+                offset: span.offset + start,
+                len,
+            }),
+            _ => err("list outside its section", at),
+        }
     }
 
     fn u32_slice(
@@ -316,6 +351,7 @@ impl<'a> Snapshot<'a> {
                 section::GROUP_BY_NAME,
                 section::GROUP_BY_GID,
             ],
+            9,
         )?;
         let [
             strings,
@@ -532,6 +568,10 @@ pub struct Private<'a> {
     users: Span,
     groups: Span,
     user_by_email: Span,
+    issuers: Span,
+    issuer_audiences: Span,
+    issuer_keys: Span,
+    policy: Policy,
 }
 
 /// Counts only: a `{:?}` in a log line must not dump emails.
@@ -556,17 +596,46 @@ impl<'a> Private<'a> {
                 private_section::USERS,
                 private_section::GROUPS,
                 private_section::USER_BY_EMAIL,
+                private_section::ISSUERS,
+                private_section::ISSUER_AUDIENCES,
+                private_section::ISSUER_KEYS,
+                private_section::HOST_POLICY,
             ],
+            4,
         )?;
-        let [strings, users, groups, user_by_email] = c.spans;
+        let [
+            strings,
+            users,
+            groups,
+            user_by_email,
+            issuers,
+            issuer_audiences,
+            issuer_keys,
+            policy,
+        ] = c.spans;
         if !users.len.is_multiple_of(format::PRIVATE_USER_RECORD_LEN)
             || !groups.len.is_multiple_of(format::PRIVATE_GROUP_RECORD_LEN)
+            || !issuers.len.is_multiple_of(format::ISSUER_RECORD_LEN)
+            || !issuer_audiences.len.is_multiple_of(format::STR_REF_LEN)
+            || !issuer_keys
+                .len
+                .is_multiple_of(format::ISSUER_KEY_RECORD_LEN)
         {
             return err(
                 "section length is not a whole number of records",
                 format::HEADER_LEN,
             );
         }
+        let policy = if c.present[7] {
+            if policy.len < 8 {
+                return err("host policy section too short", policy.offset);
+            }
+            Policy {
+                max_offline_secs: read_u64(bytes, policy.offset)?,
+            }
+        } else {
+            Policy::default()
+        };
         Ok(Private {
             bytes,
             generation: c.generation,
@@ -575,7 +644,64 @@ impl<'a> Private<'a> {
             users,
             groups,
             user_by_email,
+            issuers,
+            issuer_audiences,
+            issuer_keys,
+            policy,
         })
+    }
+
+    /// The host login policy; a file without the section (2.0) has no limit.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    pub fn issuer_count(&self) -> usize {
+        self.issuers.len / format::ISSUER_RECORD_LEN
+    }
+
+    /// The issuer at `index` (in the order the agent's configuration lists them).
+    pub fn issuer(&self, index: usize) -> Result<Issuer<'a>, FormatError> {
+        if index >= self.issuer_count() {
+            return err("issuer index out of range", self.issuers.offset);
+        }
+        let s = self.sections();
+        let at = self.issuers.offset + index * format::ISSUER_RECORD_LEN;
+        let r: &[u8; format::ISSUER_RECORD_LEN] = s.record(at)?;
+        let audiences = s.sub_span(
+            self.issuer_audiences,
+            field_u32(r, issuer::AUDIENCES_START),
+            field_u32(r, issuer::AUDIENCES_COUNT),
+            format::STR_REF_LEN,
+            at + issuer::AUDIENCES_START,
+        )?;
+        let keys = s.sub_span(
+            self.issuer_keys,
+            field_u32(r, issuer::KEYS_START),
+            field_u32(r, issuer::KEYS_COUNT),
+            format::ISSUER_KEY_RECORD_LEN,
+            at + issuer::KEYS_START,
+        )?;
+        Ok(Issuer {
+            index,
+            kind: field_u32(r, issuer::KIND),
+            iss: s.record_string(r, at, issuer::ISS)?,
+            claim: s.record_string(r, at, issuer::CLAIM)?,
+            sections: s,
+            audiences,
+            keys,
+        })
+    }
+
+    /// The issuer whose `iss` is exactly `iss` (a short scan: issuers are few).
+    pub fn issuer_by_iss(&self, iss: &[u8]) -> Result<Option<Issuer<'a>>, FormatError> {
+        for i in 0..self.issuer_count() {
+            let found = self.issuer(i)?;
+            if found.iss == iss {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
     }
 
     pub fn generation(&self) -> u64 {
@@ -663,6 +789,26 @@ impl<'a> Private<'a> {
         for i in 0..self.group_count() {
             if self.group(i)?.idp_id.contains(&0) {
                 return err("NUL byte inside a string", i);
+            }
+        }
+        for i in 0..self.issuer_count() {
+            let iss = self.issuer(i)?;
+            if self.issuer_by_iss(iss.iss)?.map(|f| f.index) != Some(i) {
+                return err("issuer listed twice", i);
+            }
+            for a in iss.audiences() {
+                if a?.contains(&0) {
+                    return err("NUL byte inside a string", i);
+                }
+            }
+            for k in 0..iss.key_count() {
+                let key = iss.key(k)?;
+                if key.kid.contains(&0) || key.alg.contains(&0) || key.jwk.contains(&0) {
+                    return err("NUL byte inside a string", i);
+                }
+                if iss.key_by_kid(key.kid)?.map(|f| f.index) != Some(k) {
+                    return err("key id listed twice for one issuer", i);
+                }
             }
         }
         Ok(())
@@ -796,4 +942,100 @@ pub struct PrivateGroup<'a> {
     pub idp_id: &'a [u8],
     /// `format::group_flags`.
     pub flags: u32,
+}
+
+/// The host login policy of the private file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Past this many seconds since the last good sync, directory users cannot
+    /// log in. 0 = no limit.
+    pub max_offline_secs: u64,
+}
+
+/// A token issuer of the private file; `index` is its position.
+#[derive(Clone, Copy)]
+pub struct Issuer<'a> {
+    pub index: usize,
+    /// `format::issuer_kind`.
+    pub kind: u32,
+    /// The exact `iss` tokens carry.
+    pub iss: &'a [u8],
+    /// The claim that names the person ("email", "preferred_username", "upn", "sub").
+    pub claim: &'a [u8],
+    sections: Sections<'a>,
+    audiences: Span,
+    keys: Span,
+}
+
+/// Key ids only: a `{:?}` in a log line stays short.
+impl std::fmt::Debug for Issuer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("kind", &self.kind)
+            .field("iss", &String::from_utf8_lossy(self.iss))
+            .field("claim", &String::from_utf8_lossy(self.claim))
+            .field("keys", &self.key_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Issuer<'a> {
+    pub fn audience_count(&self) -> usize {
+        self.audiences.len / format::STR_REF_LEN
+    }
+
+    pub fn audience(&self, index: usize) -> Result<&'a [u8], FormatError> {
+        if index >= self.audience_count() {
+            return err("audience index out of range", self.audiences.offset);
+        }
+        self.sections
+            .string(self.audiences.offset + index * format::STR_REF_LEN)
+    }
+
+    /// The accepted `aud` values.
+    pub fn audiences(&self) -> impl ExactSizeIterator<Item = Result<&'a [u8], FormatError>> + 'a {
+        let me = *self;
+        (0..self.audience_count()).map(move |i| me.audience(i))
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len / format::ISSUER_KEY_RECORD_LEN
+    }
+
+    pub fn key(&self, index: usize) -> Result<IssuerKey<'a>, FormatError> {
+        if index >= self.key_count() {
+            return err("key index out of range", self.keys.offset);
+        }
+        let s = self.sections;
+        let at = self.keys.offset + index * format::ISSUER_KEY_RECORD_LEN;
+        let r: &[u8; format::ISSUER_KEY_RECORD_LEN] = s.record(at)?;
+        Ok(IssuerKey {
+            index,
+            kid: s.record_string(r, at, issuer_key::KID)?,
+            alg: s.record_string(r, at, issuer_key::ALG)?,
+            jwk: s.record_string(r, at, issuer_key::JWK)?,
+        })
+    }
+
+    /// The key whose `kid` is exactly `kid` (a short scan).
+    pub fn key_by_kid(&self, kid: &[u8]) -> Result<Option<IssuerKey<'a>>, FormatError> {
+        for i in 0..self.key_count() {
+            let k = self.key(i)?;
+            if k.kid == kid {
+                return Ok(Some(k));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// One signing key; `index` is its position among its issuer's keys.
+#[derive(Debug, Clone, Copy)]
+pub struct IssuerKey<'a> {
+    pub index: usize,
+    pub kid: &'a [u8],
+    /// The JWK's `alg` as published.
+    pub alg: &'a [u8],
+    /// The JWK's JSON text as fetched.
+    pub jwk: &'a [u8],
 }

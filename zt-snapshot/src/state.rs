@@ -38,12 +38,17 @@ pub const PRIVATE_PATH: &str = "/var/lib/zt/private";
 /// Readers map it once and compare it with their snapshot's generation on every
 /// lookup: one memory load, no system call, tells them a new snapshot exists.
 pub const GENERATION_PATH: &str = "/var/lib/zt/generation";
+/// An 8-byte file holding the unix seconds of the last *successful* sync
+/// (changed or not): the agent's heartbeat, for `max_offline`.
+pub const SYNCED_PATH: &str = "/var/lib/zt/synced";
 
 /// File names inside the state directory.
 pub mod names {
     pub const SNAPSHOT: &str = "snapshot";
     pub const PRIVATE: &str = "private";
     pub const GENERATION: &str = "generation";
+    /// Unix seconds of the last successful sync, 8 bytes LE (0644).
+    pub const SYNCED: &str = "synced";
     /// Every uid/gid (and later name) ever handed out; root only.
     pub const IDS: &str = "ids.json";
     /// The last sync's outcome for `zt-agent status`; root only.
@@ -403,12 +408,9 @@ impl StateDir {
         self.write_generation(generation)
     }
 
-    /// Announces `generation`. Readers map the generation file once, so it is
-    /// updated in place, but only when it is a trusted regular file of at
-    /// least 8 bytes: a symlink, a file someone else owns or can write, or a
-    /// short file is replaced atomically instead (never written through).
-    pub fn write_generation(&self, generation: u64) -> Result<(), StateError> {
-        let name = names::GENERATION;
+    /// Writes an 8-byte counter file in place when it is a trusted regular
+    /// file of at least 8 bytes, else replaces it atomically (0644).
+    fn write_u64_in_place(&self, name: &str, value: u64) -> Result<(), StateError> {
         if let Ok(fd) = self.openat(name, libc::O_WRONLY | libc::O_NONBLOCK, 0)
             && let Ok(st) = fstat(&fd)
             && distrust(&st, Expect::RegularFile, self.owner).is_none()
@@ -416,17 +418,43 @@ impl StateDir {
         {
             let f = File::from(fd);
             return f
-                .write_all_at(&generation.to_le_bytes(), 0)
+                .write_all_at(&value.to_le_bytes(), 0)
                 .map_err(|e| self.io_err(name, "updating in place", e));
         }
-        self.write_atomic(name, &generation.to_le_bytes(), modes::PUBLIC)
+        self.write_atomic(name, &value.to_le_bytes(), modes::PUBLIC)
+    }
+
+    /// Announces `generation`. Readers map the generation file once, so it is
+    /// updated in place, but only when it is a trusted regular file of at
+    /// least 8 bytes: a symlink, a file someone else owns or can write, or a
+    /// short file is replaced atomically instead (never written through).
+    pub fn write_generation(&self, generation: u64) -> Result<(), StateError> {
+        self.write_u64_in_place(names::GENERATION, generation)
     }
 
     /// The generation last announced; `Ok(None)` if there is no generation file
     /// or it is shorter than 8 bytes.
     pub fn read_generation(&self) -> Result<Option<u64>, StateError> {
+        self.read_u64(names::GENERATION)
+    }
+
+    /// Records the unix seconds of a successful sync (the heartbeat), after
+    /// every one, whether or not the content changed; same in-place rules as
+    /// the generation file.
+    pub fn write_last_good_sync(&self, unix_secs: u64) -> Result<(), StateError> {
+        self.write_u64_in_place(names::SYNCED, unix_secs)
+    }
+
+    /// The heartbeat; `Ok(None)` if missing or shorter than 8 bytes. The last
+    /// good sync is the later of this and the private file's `synced_at`
+    /// ([`last_good_sync`]).
+    pub fn read_last_good_sync(&self) -> Result<Option<u64>, StateError> {
+        self.read_u64(names::SYNCED)
+    }
+
+    fn read_u64(&self, name: &str) -> Result<Option<u64>, StateError> {
         Ok(self
-            .read_trusted(names::GENERATION)?
+            .read_trusted(name)?
             .and_then(|b| b.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()))
             .map(u64::from_le_bytes))
     }
@@ -470,6 +498,12 @@ impl StateDir {
         }
         Ok(removed)
     }
+}
+
+/// The last good sync as readers (pam_zt) take it: the later of the
+/// heartbeat file and the private file's `synced_at`.
+pub fn last_good_sync(heartbeat: Option<u64>, private_synced_at: u64) -> u64 {
+    heartbeat.unwrap_or(0).max(private_synced_at)
 }
 
 #[cfg(test)]
@@ -608,6 +642,38 @@ mod tests {
         assert_eq!(m.ino(), ino);
         assert_eq!(m.mode() & 0o777, 0o644);
         assert_eq!(s.read_generation().unwrap(), Some(2));
+    }
+
+    #[test]
+    fn the_heartbeat_is_written_in_place_and_read_back() {
+        let (t, s) = state();
+        assert_eq!(s.read_last_good_sync().unwrap(), None);
+        s.write_last_good_sync(1_700_000_000).unwrap();
+        let path = s.file_path(names::SYNCED);
+        let m = std::fs::metadata(&path).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o644);
+        s.write_last_good_sync(1_700_000_060).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), m.ino(), "in place");
+        assert_eq!(s.read_last_good_sync().unwrap(), Some(1_700_000_060));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            1_700_000_060u64.to_le_bytes()
+        );
+        // a symlink is replaced, never written through
+        std::fs::remove_file(&path).unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, b"precious bytes").unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        s.write_last_good_sync(5).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious bytes");
+        assert_eq!(s.read_last_good_sync().unwrap(), Some(5));
+    }
+
+    #[test]
+    fn last_good_sync_is_the_later_of_heartbeat_and_synced_at() {
+        assert_eq!(last_good_sync(None, 10), 10);
+        assert_eq!(last_good_sync(Some(20), 10), 20);
+        assert_eq!(last_good_sync(Some(5), 10), 10);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::format::{self, private_section, section};
+use crate::format::{self, private_section, section, section_flags};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserEntry {
@@ -32,6 +32,39 @@ pub struct GroupEntry {
     pub members: Vec<String>,
 }
 
+/// A token issuer whose tokens pam_zt accepts (private file only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssuerEntry {
+    /// `format::issuer_kind`.
+    pub kind: u32,
+    /// The exact `iss` claim tokens carry.
+    pub iss: String,
+    /// The claim that names the person: "email", "preferred_username", "upn" or "sub".
+    pub claim: String,
+    /// Accepted `aud` values (Cloudflare AUD tags, OIDC client ids).
+    pub audiences: Vec<String>,
+    /// The issuer's signing keys as last fetched; may be empty.
+    pub keys: Vec<KeyEntry>,
+}
+
+/// One signing key of an issuer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub kid: String,
+    /// The JWK's `alg` as published ("RS256", "ES256", "EdDSA", ...).
+    pub alg: String,
+    /// The JWK's JSON text as fetched.
+    pub jwk: String,
+}
+
+/// Host login policy (private file only, a MUST_UNDERSTAND section).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyEntry {
+    /// Past this many seconds since the last good sync, directory users cannot
+    /// log in. 0 = no limit.
+    pub max_offline_secs: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Content {
     pub generation: u64,
@@ -39,6 +72,10 @@ pub struct Content {
     pub synced_at: u64,
     pub users: Vec<UserEntry>,
     pub groups: Vec<GroupEntry>,
+    /// Token issuers and their keys. Private file only.
+    pub issuers: Vec<IssuerEntry>,
+    /// Host login policy. Private file only.
+    pub policy: PolicyEntry,
 }
 
 /// Why content cannot become a snapshot. The agent's rules should make these
@@ -50,8 +87,21 @@ pub enum BuildError {
     DuplicateEmail(String),
     DuplicateGroupName(String),
     DuplicateGid(u32),
-    UnknownMember { group: String, member: String },
-    BadString { field: &'static str, value: String },
+    UnknownMember {
+        group: String,
+        member: String,
+    },
+    /// Two issuers with the same `iss`, or an empty `iss`.
+    DuplicateIssuer(String),
+    /// One issuer lists a `kid` twice, or an empty `kid`.
+    DuplicateKid {
+        iss: String,
+        kid: String,
+    },
+    BadString {
+        field: &'static str,
+        value: String,
+    },
     TooLarge,
 }
 
@@ -67,6 +117,15 @@ impl std::fmt::Display for BuildError {
                 write!(
                     f,
                     "group {group:?} lists {member:?}, who is not a user of the snapshot"
+                )
+            }
+            BuildError::DuplicateIssuer(i) => {
+                write!(f, "two issuers (or an empty one) named {i:?}")
+            }
+            BuildError::DuplicateKid { iss, kid } => {
+                write!(
+                    f,
+                    "issuer {iss:?} lists key id {kid:?} twice (or an empty one)"
                 )
             }
             BuildError::BadString { field, value } => {
@@ -232,6 +291,7 @@ pub fn build(content: &Content) -> Result<Built, BuildError> {
         }
         group_members.push(members);
     }
+    check_issuers(&content.issuers)?;
     let public = build_public(content, &mut user_groups, &group_members)?;
     let private = build_private(content)?;
     Ok(Built { public, private })
@@ -314,7 +374,82 @@ fn build_public(
         ),
         (section::STRINGS, strings.bytes),
     ];
+    let sections: Vec<(u32, Vec<u8>, u32)> = sections.into_iter().map(|(k, b)| (k, b, 0)).collect();
     assemble(format::PUBLIC_MAGIC, content, &sections)
+}
+
+/// Issuer strings are looked up byte for byte and handed to C-minded code:
+/// no NUL anywhere (the JWK text is JSON, which never holds a raw NUL either).
+fn check_issuers(issuers: &[IssuerEntry]) -> Result<(), BuildError> {
+    let no_nul = |field: &'static str, value: &str| {
+        if value.as_bytes().contains(&0) {
+            return Err(BuildError::BadString {
+                field,
+                value: value.to_string(),
+            });
+        }
+        Ok(())
+    };
+    let mut seen = HashMap::with_capacity(issuers.len());
+    for i in issuers {
+        no_nul("issuer", &i.iss)?;
+        no_nul("issuer claim", &i.claim)?;
+        for a in &i.audiences {
+            no_nul("issuer audience", a)?;
+        }
+        if i.iss.is_empty() || seen.insert(i.iss.as_str(), ()).is_some() {
+            return Err(BuildError::DuplicateIssuer(i.iss.clone()));
+        }
+        let mut kids = HashMap::with_capacity(i.keys.len());
+        for k in &i.keys {
+            no_nul("key id", &k.kid)?;
+            no_nul("key algorithm", &k.alg)?;
+            no_nul("key", &k.jwk)?;
+            if k.kid.is_empty() || kids.insert(k.kid.as_str(), ()).is_some() {
+                return Err(BuildError::DuplicateKid {
+                    iss: i.iss.clone(),
+                    kid: k.kid.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn count_u32(n: usize) -> Result<u32, BuildError> {
+    u32::try_from(n).map_err(|_| BuildError::TooLarge)
+}
+
+/// The ISSUERS, ISSUER_AUDIENCES and ISSUER_KEYS section bodies.
+fn build_issuers<'c>(
+    issuers: &'c [IssuerEntry],
+    strings: &mut Strings<'c>,
+) -> Result<[Vec<u8>; 3], BuildError> {
+    let mut records = Vec::with_capacity(issuers.len() * format::ISSUER_RECORD_LEN);
+    let mut audiences = Vec::new();
+    let mut keys = Vec::new();
+    let (mut aud_count, mut key_count) = (0usize, 0usize);
+    for i in issuers {
+        put_u32(&mut records, i.kind);
+        put_u32(&mut records, 0);
+        put_str(&mut records, strings.add(&i.iss)?);
+        put_str(&mut records, strings.add(&i.claim)?);
+        put_u32(&mut records, count_u32(aud_count)?);
+        put_u32(&mut records, count_u32(i.audiences.len())?);
+        put_u32(&mut records, count_u32(key_count)?);
+        put_u32(&mut records, count_u32(i.keys.len())?);
+        for a in &i.audiences {
+            put_str(&mut audiences, strings.add(a)?);
+        }
+        for k in &i.keys {
+            put_str(&mut keys, strings.add(&k.kid)?);
+            put_str(&mut keys, strings.add(&k.alg)?);
+            put_str(&mut keys, strings.add(&k.jwk)?);
+        }
+        aud_count += i.audiences.len();
+        key_count += i.keys.len();
+    }
+    Ok([records, audiences, keys])
 }
 
 fn build_private(content: &Content) -> Result<Vec<u8>, BuildError> {
@@ -341,30 +476,40 @@ fn build_private(content: &Content) -> Result<Vec<u8>, BuildError> {
         .filter(|(_, u)| !u.email.is_empty())
         .map(|(i, u)| (i, format::hash_bytes(u.email.as_bytes())))
         .collect();
-    let sections: Vec<(u32, Vec<u8>)> = vec![
-        (private_section::USERS, users),
-        (private_section::GROUPS, groups),
+    let [issuers, audiences, keys] = build_issuers(&content.issuers, &mut strings)?;
+    let mut policy = Vec::with_capacity(format::HOST_POLICY_LEN);
+    policy.extend_from_slice(&content.policy.max_offline_secs.to_le_bytes());
+    policy.resize(format::HOST_POLICY_LEN, 0);
+    let flags = section_flags::MUST_UNDERSTAND;
+    let sections: Vec<(u32, Vec<u8>, u32)> = vec![
+        (private_section::USERS, users, 0),
+        (private_section::GROUPS, groups, 0),
         (
             private_section::USER_BY_EMAIL,
             build_sparse_index(&with_email),
+            0,
         ),
-        (private_section::STRINGS, strings.bytes),
+        (private_section::ISSUERS, issuers, 0),
+        (private_section::ISSUER_AUDIENCES, audiences, 0),
+        (private_section::ISSUER_KEYS, keys, 0),
+        (private_section::HOST_POLICY, policy, flags),
+        (private_section::STRINGS, strings.bytes, 0),
     ];
     assemble(format::PRIVATE_MAGIC, content, &sections)
 }
 
-/// Header, section table and 8-byte aligned section bodies. Every section
-/// written here is one this version's readers require, so none carries
-/// MUST_UNDERSTAND (flags 0).
+/// Header, section table and 8-byte aligned section bodies: `(kind, body,
+/// flags)`; flags are `format::section_flags` (MUST_UNDERSTAND only where an
+/// older reader ignoring the section would be less strict than intended).
 fn assemble(
     magic: [u8; 8],
     content: &Content,
-    sections: &[(u32, Vec<u8>)],
+    sections: &[(u32, Vec<u8>, u32)],
 ) -> Result<Vec<u8>, BuildError> {
     let table_end = format::HEADER_LEN + sections.len() * format::SECTION_ENTRY_LEN;
     let mut offset = table_end.next_multiple_of(8);
     let mut table = Vec::with_capacity(sections.len() * format::SECTION_ENTRY_LEN);
-    for (kind, body) in sections {
+    for (kind, body, flags) in sections {
         put_u32(&mut table, *kind);
         put_u32(
             &mut table,
@@ -374,7 +519,7 @@ fn assemble(
             &mut table,
             u32::try_from(body.len()).map_err(|_| BuildError::TooLarge)?,
         );
-        put_u32(&mut table, 0);
+        put_u32(&mut table, *flags);
         offset = (offset + body.len()).next_multiple_of(8);
     }
     let file_len = offset;
@@ -392,7 +537,7 @@ fn assemble(
     put_u32(&mut out, 0);
     out.resize(format::HEADER_LEN, 0);
     out.extend_from_slice(&table);
-    for (_, body) in sections {
+    for (_, body, _) in sections {
         out.resize(out.len().next_multiple_of(8), 0);
         out.extend_from_slice(body);
     }

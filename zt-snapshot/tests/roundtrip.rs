@@ -4,9 +4,12 @@
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
-use zt_snapshot::format::{self, group_flags, section, section_flags};
+use zt_snapshot::format::{self, group_flags, issuer_kind, section, section_flags};
 use zt_snapshot::fuzzing::{exercise, pair_input};
-use zt_snapshot::{Content, GroupEntry, Pair, Private, Snapshot, UserEntry, build};
+use zt_snapshot::{
+    BuildError, Content, GroupEntry, IssuerEntry, KeyEntry, Pair, PolicyEntry, Private, Snapshot,
+    UserEntry, build,
+};
 
 fn user(name: &str, uid: u32, email: &str) -> UserEntry {
     UserEntry {
@@ -46,7 +49,45 @@ fn sample() -> Content {
                 members: vec![],
             },
         ],
+        issuers: sample_issuers(),
+        policy: PolicyEntry {
+            max_offline_secs: 3 * 86_400,
+        },
     }
+}
+
+fn key(kid: &str, alg: &str) -> KeyEntry {
+    KeyEntry {
+        kid: kid.into(),
+        alg: alg.into(),
+        jwk: format!(r#"{{"kty":"RSA","kid":"{kid}","alg":"{alg}","n":"0vx7","e":"AQAB"}}"#),
+    }
+}
+
+fn sample_issuers() -> Vec<IssuerEntry> {
+    vec![
+        IssuerEntry {
+            kind: issuer_kind::CLOUDFLARE_ACCESS,
+            iss: "https://acme.cloudflareaccess.com".into(),
+            claim: "email".into(),
+            audiences: vec!["4714c1aud".into(), "second-aud".into()],
+            keys: vec![key("cf-1", "RS256"), key("cf-2", "RS256")],
+        },
+        IssuerEntry {
+            kind: issuer_kind::OIDC,
+            iss: "https://id.example.com".into(),
+            claim: "preferred_username".into(),
+            audiences: vec!["zt-ssh".into()],
+            keys: vec![key("oidc-ec", "ES256")],
+        },
+        IssuerEntry {
+            kind: issuer_kind::OIDC,
+            iss: "https://never-fetched.example.com".into(),
+            claim: "sub".into(),
+            audiences: vec![],
+            keys: vec![],
+        },
+    ]
 }
 
 #[test]
@@ -105,6 +146,153 @@ fn the_private_file_holds_emails_ids_and_flags_by_public_index() {
     let sre = pair.public.group_by_name(b"sre").unwrap().unwrap();
     let g = pair.private.group(sre.index).unwrap();
     assert_eq!((g.idp_id, g.flags), (&b"g-sre"[..], group_flags::LOGIN));
+}
+
+#[test]
+fn issuers_keys_and_policy_round_trip() {
+    let built = build(&sample()).unwrap();
+    let pair = Pair::parse(&built.public, &built.private).unwrap();
+    pair.verify_all().unwrap();
+    let p = pair.private;
+    assert_eq!(p.policy().max_offline_secs, 3 * 86_400);
+    assert_eq!(p.issuer_count(), 3);
+    for (i, want) in sample_issuers().iter().enumerate() {
+        let got = p.issuer(i).unwrap();
+        assert_eq!(got.kind, want.kind);
+        assert_eq!(got.iss, want.iss.as_bytes());
+        assert_eq!(got.claim, want.claim.as_bytes());
+        let auds: Vec<&[u8]> = got.audiences().map(Result::unwrap).collect();
+        let want_auds: Vec<&[u8]> = want.audiences.iter().map(|a| a.as_bytes()).collect();
+        assert_eq!(auds, want_auds);
+        assert_eq!(got.audience_count(), want.audiences.len());
+        assert_eq!(got.key_count(), want.keys.len());
+        for (k, wk) in want.keys.iter().enumerate() {
+            let gk = got.key(k).unwrap();
+            assert_eq!(
+                (gk.kid, gk.alg, gk.jwk),
+                (wk.kid.as_bytes(), wk.alg.as_bytes(), wk.jwk.as_bytes())
+            );
+        }
+        assert!(got.key(want.keys.len()).is_err());
+        assert!(got.audience(want.audiences.len()).is_err());
+    }
+    let cf = p
+        .issuer_by_iss(b"https://acme.cloudflareaccess.com")
+        .unwrap()
+        .unwrap();
+    assert_eq!(cf.key_by_kid(b"cf-2").unwrap().unwrap().index, 1);
+    assert!(
+        cf.key_by_kid(b"oidc-ec").unwrap().is_none(),
+        "keys are per issuer"
+    );
+    let oidc = p.issuer_by_iss(b"https://id.example.com").unwrap().unwrap();
+    assert_eq!(oidc.key_by_kid(b"oidc-ec").unwrap().unwrap().alg, b"ES256");
+    assert!(
+        p.issuer_by_iss(b"https://acme.cloudflareaccess.com/")
+            .unwrap()
+            .is_none(),
+        "iss matches exactly"
+    );
+    assert!(p.issuer(3).is_err());
+    // none of it is public
+    let contains = |needle: &[u8]| built.public.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(b"cloudflareaccess") && !contains(b"cf-1") && !contains(b"AQAB"));
+}
+
+#[test]
+fn the_host_policy_section_must_be_understood_and_issuers_need_not() {
+    use format::private_section;
+    let built = build(&sample()).unwrap();
+    let flags = |kind| {
+        let (i, _) = table_entry(&built.private, kind);
+        let at = format::HEADER_LEN + i * format::SECTION_ENTRY_LEN + 12;
+        u32::from_le_bytes(built.private[at..at + 4].try_into().unwrap())
+    };
+    assert_eq!(
+        flags(private_section::HOST_POLICY),
+        section_flags::MUST_UNDERSTAND
+    );
+    for kind in [
+        private_section::ISSUERS,
+        private_section::ISSUER_AUDIENCES,
+        private_section::ISSUER_KEYS,
+    ] {
+        assert_eq!(flags(kind), 0);
+    }
+    // A reader that did not know HOST_POLICY (its kind renamed to one this
+    // reader does not know, flags kept) refuses the file.
+    let (i, _) = table_entry(&built.private, private_section::HOST_POLICY);
+    let mut b = built.private.clone();
+    set_entry(&mut b, i, 0x1f0, section_flags::MUST_UNDERSTAND);
+    assert!(Private::parse(&b).is_err());
+}
+
+#[test]
+fn a_2_0_private_file_has_no_issuers_and_no_limit() {
+    use format::private_section;
+    let built = build(&sample()).unwrap();
+    // hide the 2.1 sections as kinds this reader skips: what a 2.0 file reads as
+    let mut b = built.private.clone();
+    for (n, kind) in [
+        private_section::ISSUERS,
+        private_section::ISSUER_AUDIENCES,
+        private_section::ISSUER_KEYS,
+        private_section::HOST_POLICY,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (i, _) = table_entry(&b, kind);
+        set_entry(&mut b, i, 0x1e0 + n as u32, 0);
+    }
+    let p = Private::parse(&b).unwrap();
+    p.verify_all().unwrap();
+    assert_eq!(p.issuer_count(), 0);
+    assert_eq!(p.policy().max_offline_secs, 0);
+    assert!(
+        p.issuer_by_iss(b"https://id.example.com")
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(p.user_count(), 3);
+}
+
+#[test]
+fn damaged_issuer_records_are_errors_not_panics() {
+    use format::private_section;
+    let built = build(&sample()).unwrap();
+    let (_, issuers) = table_entry(&built.private, private_section::ISSUERS);
+    // keys_count of the first issuer far past its section
+    let mut b = built.private.clone();
+    b[issuers + 36..issuers + 40].copy_from_slice(&u32::MAX.to_le_bytes());
+    let p = Private::parse(&b).unwrap();
+    assert_eq!(p.issuer(0).unwrap_err().what, "list outside its section");
+    assert!(p.issuer_by_iss(b"https://id.example.com").is_err());
+    assert!(p.verify_all().is_err());
+    // iss string past the string section
+    let mut b = built.private.clone();
+    b[issuers + 12..issuers + 16].copy_from_slice(&u32::MAX.to_le_bytes());
+    let p = Private::parse(&b).unwrap();
+    assert!(p.issuer(0).is_err());
+    // a short policy section is refused at parse
+    let (i, _) = table_entry(&built.private, private_section::HOST_POLICY);
+    let mut b = built.private.clone();
+    let at = format::HEADER_LEN + i * format::SECTION_ENTRY_LEN + 8;
+    b[at..at + 4].copy_from_slice(&4u32.to_le_bytes());
+    assert!(Private::parse(&b).is_err());
+}
+
+#[test]
+fn writer_refuses_duplicate_issuers_and_kids() {
+    let mut c = sample();
+    c.issuers[1].iss = c.issuers[0].iss.clone();
+    assert!(matches!(build(&c), Err(BuildError::DuplicateIssuer(_))));
+    let mut c = sample();
+    c.issuers[0].keys[1].kid = "cf-1".into();
+    assert!(matches!(build(&c), Err(BuildError::DuplicateKid { .. })));
+    let mut c = sample();
+    c.issuers[0].keys[0].jwk.push('\0');
+    assert!(matches!(build(&c), Err(BuildError::BadString { .. })));
 }
 
 #[test]
@@ -366,11 +554,26 @@ fn arb_content() -> impl Strategy<Value = Content> {
                             .collect(),
                     })
                     .collect();
+                let issuers = (0..ng % 3)
+                    .map(|i| IssuerEntry {
+                        kind: issuer_kind::OIDC,
+                        iss: format!("https://issuer{i}.example.com"),
+                        claim: "email".into(),
+                        audiences: (0..i).map(|a| format!("aud{a}")).collect(),
+                        keys: (0..ng % 4)
+                            .map(|k| key(&format!("k{i}-{k}"), "ES256"))
+                            .collect(),
+                    })
+                    .collect();
                 Content {
                     generation,
                     synced_at: 1,
                     users,
                     groups,
+                    issuers,
+                    policy: PolicyEntry {
+                        max_offline_secs: generation % 1000,
+                    },
                 }
             })
     })
@@ -384,6 +587,16 @@ proptest! {
         pair.verify_all().unwrap();
         let s = pair.public;
         prop_assert_eq!(s.generation(), c.generation);
+        prop_assert_eq!(pair.private.policy().max_offline_secs, c.policy.max_offline_secs);
+        prop_assert_eq!(pair.private.issuer_count(), c.issuers.len());
+        for i in &c.issuers {
+            let r = pair.private.issuer_by_iss(i.iss.as_bytes()).unwrap().unwrap();
+            prop_assert_eq!(r.audiences().count(), i.audiences.len());
+            for k in &i.keys {
+                let rk = r.key_by_kid(k.kid.as_bytes()).unwrap().unwrap();
+                prop_assert_eq!(rk.jwk, k.jwk.as_bytes());
+            }
+        }
         prop_assert_eq!(s.user_count(), c.users.len());
         for u in &c.users {
             let r = s.user_by_name(u.name.as_bytes()).unwrap().unwrap();

@@ -111,6 +111,7 @@ fn run(passwd: &Path, group: &Path, out: &Path) -> Result<String, String> {
         synced_at,
         users,
         groups,
+        ..Content::default()
     };
     let built = zt_snapshot::build(&content).map_err(|e| format!("cannot build: {e}"))?;
     zt_snapshot::Pair::parse(&built.public, &built.private)
@@ -203,6 +204,7 @@ mod tests {
             synced_at: 0,
             users,
             groups,
+            ..Content::default()
         };
         let bytes = zt_snapshot::build(&content).unwrap().public;
         let s = zt_snapshot::Snapshot::parse(&bytes).unwrap();

@@ -621,6 +621,7 @@ pub fn resolve_with(
             synced_at: 0,
             users,
             groups: entries,
+            ..Content::default()
         },
         skipped,
         problems,
