@@ -70,7 +70,9 @@ pub fn parse<'a>(argv: impl IntoIterator<Item = &'a str>) -> Result<Args, Failur
             },
             Some(("prompt", v)) => {
                 if v.is_empty() || v.len() > 200 || v.chars().any(char::is_control) {
-                    return Err(Failure::Config("prompt= must be 1-200 printable characters".into()));
+                    return Err(Failure::Config(
+                        "prompt= must be 1-200 printable characters".into(),
+                    ));
                 }
                 a.prompt = v.into();
             }

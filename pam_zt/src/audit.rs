@@ -90,19 +90,31 @@ pub fn append(path: &Path, line: &str) -> Result<(), String> {
         if libc::mkdir(dir_c.as_ptr(), 0o700) != 0
             && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
         {
-            return Err(format!("mkdir {}: {}", dir.display(), std::io::Error::last_os_error()));
+            return Err(format!(
+                "mkdir {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            ));
         }
         let dfd = libc::open(
             dir_c.as_ptr(),
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
         );
         if dfd < 0 {
-            return Err(format!("open {}: {}", dir.display(), std::io::Error::last_os_error()));
+            return Err(format!(
+                "open {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            ));
         }
         let dir_file = std::fs::File::from_raw_fd(dfd);
         let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(dfd, &mut st) != 0 || st.st_uid != libc::geteuid() || st.st_mode & 0o022 != 0 {
-            return Err(format!("{} is not ours or is writable by others", dir.display()));
+        if libc::fstat(dfd, &mut st) != 0 || st.st_uid != libc::geteuid() || st.st_mode & 0o022 != 0
+        {
+            return Err(format!(
+                "{} is not ours or is writable by others",
+                dir.display()
+            ));
         }
         let fd = libc::openat(
             dfd,
@@ -112,13 +124,18 @@ pub fn append(path: &Path, line: &str) -> Result<(), String> {
         );
         drop(dir_file);
         if fd < 0 {
-            return Err(format!("open {}: {}", path.display(), std::io::Error::last_os_error()));
+            return Err(format!(
+                "open {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ));
         }
         let mut file = std::fs::File::from_raw_fd(fd);
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
-        file.write_all(&buf).map_err(|e| format!("write {}: {e}", path.display()))
+        file.write_all(&buf)
+            .map_err(|e| format!("write {}: {e}", path.display()))
     }
 }
 
@@ -127,7 +144,11 @@ pub fn syslog(line: &str, ignored: bool) {
     let Ok(msg) = CString::new(line.replace('\0', " ")) else {
         return;
     };
-    let level = if ignored { libc::LOG_INFO } else { libc::LOG_NOTICE };
+    let level = if ignored {
+        libc::LOG_INFO
+    } else {
+        libc::LOG_NOTICE
+    };
     // SAFETY: a fixed "%s" format with one valid C string argument.
     unsafe { libc::syslog(libc::LOG_AUTHPRIV | level, c"%s".as_ptr(), msg.as_ptr()) };
 }

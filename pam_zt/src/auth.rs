@@ -132,9 +132,7 @@ pub fn context(pam: &dyn PamHandler, record: &mut Record) {
 /// `publickey ssh-ed25519-cert-v01@openssh.com AAAA...`); the last line is
 /// the method that completed.
 pub fn ssh_method(info: &[u8]) -> Option<&'static str> {
-    let line = info
-        .split(|&b| b == b'\n')
-        .rfind(|l| !l.is_empty())?;
+    let line = info.split(|&b| b == b'\n').rfind(|l| !l.is_empty())?;
     let mut words = line.split(|&b| b == b' ');
     match words.next()? {
         b"publickey" => {

@@ -73,13 +73,22 @@ fn fchown_mod(fd: &OwnedFd, uid: u32, gid: u32, mode: u32) -> Result<(), String>
 }
 
 /// Creates `home` for `uid:gid` with `mode`, copying `skel` into it.
-pub fn create_home(home: &[u8], uid: u32, gid: u32, mode: u32, skel: &Path) -> Result<Home, String> {
+pub fn create_home(
+    home: &[u8],
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    skel: &Path,
+) -> Result<Home, String> {
     let shown = String::from_utf8_lossy(home).into_owned();
     if home.first() != Some(&b'/') || home.contains(&0) {
         return Err(format!("home {shown} is not an absolute path"));
     }
     let comps: Vec<&[u8]> = home[1..].split(|&b| b == b'/').collect();
-    if comps.iter().any(|c| c.is_empty() || *c == b"." || *c == b"..") {
+    if comps
+        .iter()
+        .any(|c| c.is_empty() || *c == b"." || *c == b"..")
+    {
         return Err(format!("home {shown} is not a plain path"));
     }
     let Some((name, parents)) = comps.split_last() else {
@@ -88,11 +97,14 @@ pub fn create_home(home: &[u8], uid: u32, gid: u32, mode: u32, skel: &Path) -> R
     let mut dir = open_dir_at(None, c"/")?;
     for c in parents {
         let c = CString::new(*c).map_err(|_| "NUL in path")?;
-        dir = open_dir_at(Some(&dir), &c).map_err(|e| format!("{e} (under {shown}; symlinks are not followed)"))?;
+        dir = open_dir_at(Some(&dir), &c)
+            .map_err(|e| format!("{e} (under {shown}; symlinks are not followed)"))?;
     }
     let st = fstat(&dir)?;
     if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
-        return Err(format!("the parent of {shown} is not root-owned or is writable by others"));
+        return Err(format!(
+            "the parent of {shown} is not root-owned or is writable by others"
+        ));
     }
     let name = CString::new(*name).map_err(|_| "NUL in path")?;
     // SAFETY: valid fd and C string.
@@ -104,12 +116,17 @@ pub fn create_home(home: &[u8], uid: u32, gid: u32, mode: u32, skel: &Path) -> R
     }
     let new = open_dir_at(Some(&dir), &name)?;
     // A skeleton that is missing or unsafe gives an empty home, not no home.
-    let copied = match open_dir_at(None, &CString::new(skel.as_os_str().as_bytes()).map_err(|_| "NUL in path")?) {
+    let copied = match open_dir_at(
+        None,
+        &CString::new(skel.as_os_str().as_bytes()).map_err(|_| "NUL in path")?,
+    ) {
         Ok(src) => copy_tree(&src, &new, uid, gid, 0),
         Err(e) => Err(e),
     };
     fchown_mod(&new, uid, gid, mode)?;
-    copied.map(|()| Home::Created).map_err(|e| format!("home {shown} created, skeleton incomplete: {e}"))
+    copied
+        .map(|()| Home::Created)
+        .map_err(|e| format!("home {shown} created, skeleton incomplete: {e}"))
 }
 
 /// Copies regular files and directories from `src` into `dst` (both open
@@ -153,10 +170,25 @@ fn copy_tree(src: &OwnedFd, dst: &OwnedFd, uid: u32, gid: u32, depth: u32) -> Re
     result
 }
 
-fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &CStr, uid: u32, gid: u32, depth: u32) -> Result<(), String> {
+fn copy_entry(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    name: &CStr,
+    uid: u32,
+    gid: u32,
+    depth: u32,
+) -> Result<(), String> {
     // SAFETY: zeroed stat is valid; valid fd and C string.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstatat(src.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+    if unsafe {
+        libc::fstatat(
+            src.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } != 0
+    {
         return Err(err("fstatat"));
     }
     let perm = st.st_mode & 0o777 & !0o022;
@@ -175,7 +207,11 @@ fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &CStr, uid: u32, gid: u32, dep
         libc::S_IFREG => {
             // SAFETY: valid fds and C strings; the new fds are owned by Files.
             let (from, to) = unsafe {
-                let f = libc::openat(src.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
+                let f = libc::openat(
+                    src.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+                );
                 if f < 0 {
                     return Err(err("open skeleton file"));
                 }
@@ -183,7 +219,11 @@ fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &CStr, uid: u32, gid: u32, dep
                 let t = libc::openat(
                     dst.as_raw_fd(),
                     name.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    libc::O_WRONLY
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
                     0o600,
                 );
                 if t < 0 {
@@ -194,7 +234,8 @@ fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &CStr, uid: u32, gid: u32, dep
             let mut from = from;
             let mut to = to;
             // Cap the copy: a skeleton is small; a huge file is a mistake.
-            io::copy(&mut io::Read::take(&mut from, 64 << 20), &mut to).map_err(|e| format!("copy: {e}"))?;
+            io::copy(&mut io::Read::take(&mut from, 64 << 20), &mut to)
+                .map_err(|e| format!("copy: {e}"))?;
             let fd: OwnedFd = to.into();
             fchown_mod(&fd, uid, gid, perm)
         }
@@ -234,29 +275,65 @@ mod tests {
         std::fs::set_permissions(&homes, std::fs::Permissions::from_mode(0o755)).unwrap();
 
         let alice = homes.join("alice");
-        let r = create_home(alice.as_os_str().as_bytes(), 1_500_001, 1_500_001, 0o750, &skel).unwrap();
+        let r = create_home(
+            alice.as_os_str().as_bytes(),
+            1_500_001,
+            1_500_001,
+            0o750,
+            &skel,
+        )
+        .unwrap();
         assert_eq!(r, Home::Created);
         let m = std::fs::symlink_metadata(&alice).unwrap();
         assert!(m.is_dir());
-        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1_500_001, 1_500_001, 0o750));
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o7777),
+            (1_500_001, 1_500_001, 0o750)
+        );
         let rc = std::fs::metadata(alice.join(".bashrc")).unwrap();
         assert_eq!((rc.uid(), rc.gid()), (1_500_001, 1_500_001));
-        assert_eq!(std::fs::read_to_string(alice.join(".config/app/rc")).unwrap(), "x");
-        assert_eq!(std::fs::metadata(alice.join(".config")).unwrap().uid(), 1_500_001);
-        assert!(std::fs::symlink_metadata(alice.join("link")).is_err(), "symlinks are not copied");
+        assert_eq!(
+            std::fs::read_to_string(alice.join(".config/app/rc")).unwrap(),
+            "x"
+        );
+        assert_eq!(
+            std::fs::metadata(alice.join(".config")).unwrap().uid(),
+            1_500_001
+        );
+        assert!(
+            std::fs::symlink_metadata(alice.join("link")).is_err(),
+            "symlinks are not copied"
+        );
 
         // second login: untouched
         std::fs::write(alice.join(".bashrc"), "mine").unwrap();
-        let r = create_home(alice.as_os_str().as_bytes(), 1_500_001, 1_500_001, 0o750, &skel).unwrap();
+        let r = create_home(
+            alice.as_os_str().as_bytes(),
+            1_500_001,
+            1_500_001,
+            0o750,
+            &skel,
+        )
+        .unwrap();
         assert_eq!(r, Home::Existed);
-        assert_eq!(std::fs::read_to_string(alice.join(".bashrc")).unwrap(), "mine");
+        assert_eq!(
+            std::fs::read_to_string(alice.join(".bashrc")).unwrap(),
+            "mine"
+        );
 
         // a symlink planted at the home path is not followed or changed
         let target = base.join("target");
         std::fs::create_dir(&target).unwrap();
         let bob = homes.join("bob");
         std::os::unix::fs::symlink(&target, &bob).unwrap();
-        let r = create_home(bob.as_os_str().as_bytes(), 1_500_002, 1_500_002, 0o750, &skel).unwrap();
+        let r = create_home(
+            bob.as_os_str().as_bytes(),
+            1_500_002,
+            1_500_002,
+            0o750,
+            &skel,
+        )
+        .unwrap();
         assert_eq!(r, Home::Existed);
         assert_eq!(std::fs::metadata(&target).unwrap().uid(), 0);
         assert!(std::fs::read_dir(&target).unwrap().next().is_none());

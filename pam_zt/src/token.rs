@@ -158,7 +158,8 @@ pub fn verify(
     if s64.is_empty() {
         return refuse("malformed token: no signature (truncated?)");
     }
-    let header = decode_json(h64).ok_or_else(|| Failure::Refused("header is not base64url JSON".into()))?;
+    let header =
+        decode_json(h64).ok_or_else(|| Failure::Refused("header is not base64url JSON".into()))?;
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
     let algorithm = allowed_alg(alg)?;
     if header.contains_key("crit") {
@@ -207,7 +208,8 @@ pub fn verify(
     let decoding = key_for(alg, &key.alg, &key.jwk)?;
     let message_len = h64.len() + 1 + p64.len();
     let message = &token[..message_len];
-    let signature = std::str::from_utf8(s64).map_err(|_| Failure::Refused("signature is not base64url".into()))?;
+    let signature = std::str::from_utf8(s64)
+        .map_err(|_| Failure::Refused("signature is not base64url".into()))?;
     match jsonwebtoken::crypto::verify(signature, message, &decoding, algorithm) {
         Ok(true) => {}
         Ok(false) => return refuse("bad signature"),
@@ -257,7 +259,10 @@ fn check_claims(c: &Map<String, Value>, issuer: &Issuer, now: i64) -> Result<(),
             cap(cn.as_str().unwrap_or("common_name"), 128)
         ));
     }
-    if c.get("sub").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if c.get("sub")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         return refuse("service token (empty sub)");
     }
     if c.get("email_verified") == Some(&Value::Bool(false)) {
