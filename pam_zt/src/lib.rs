@@ -152,3 +152,6 @@ pub unsafe extern "C" fn pam_sm_chauthtok(
     // SAFETY: libpam's contract.
     unsafe { run(pamh, argc, argv, |_, _| stages::chauthtok()) }
 }
+
+#[cfg(test)]
+mod tests;

@@ -155,9 +155,6 @@ pub fn verify(
             parts.len()
         ));
     };
-    if s64.is_empty() {
-        return refuse("malformed token: no signature (truncated?)");
-    }
     let header =
         decode_json(h64).ok_or_else(|| Failure::Refused("header is not base64url JSON".into()))?;
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
@@ -170,6 +167,9 @@ pub fn verify(
         _ => return refuse("header has no kid"),
     };
     facts.kid = Some(cap(kid, 128));
+    if s64.is_empty() {
+        return refuse("malformed token: no signature (truncated?)");
+    }
     let payload_bytes = URL_SAFE_NO_PAD
         .decode(p64)
         .map_err(|_| Failure::Refused("payload is not base64url".into()))?;
