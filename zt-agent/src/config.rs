@@ -20,6 +20,137 @@ pub struct AgentConfig {
     pub users: UsersConfig,
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
+    /// Token issuers whose tokens pam_zt accepts, with where their keys are.
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+    #[serde(default)]
+    pub login: LoginConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// `issuers`, checked and resolved (iss, key source) by `parse`.
+    #[serde(skip)]
+    pub issuer_specs: Vec<IssuerSpec>,
+}
+
+/// `[[issuers]]` as written; `parse` checks it and fills `issuer_specs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    pub kind: Spanned<IssuerKind>,
+    /// cloudflare-access: the team name (a DNS label): iss = https://<team>.cloudflareaccess.com.
+    pub team: Option<Spanned<String>>,
+    /// cloudflare-access: a federal (FedRAMP) account: <team>.fed.cloudflareaccess.com.
+    #[serde(default)]
+    pub fedramp: bool,
+    /// oidc: the issuer URL, exactly as tokens carry it in `iss`.
+    pub issuer: Option<Spanned<String>>,
+    /// Accepted `aud` values: Cloudflare AUD tags, OIDC client ids.
+    pub audiences: Spanned<Vec<String>>,
+    /// oidc: the claim naming the person (email, preferred_username, upn, sub).
+    pub claim: Option<Spanned<String>>,
+    /// cloudflare-access: where the keys are, instead of <iss>/cdn-cgi/access/certs.
+    pub certs_url: Option<Spanned<String>>,
+    /// oidc: the JWKS URL, instead of discovery.
+    pub jwks_url: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IssuerKind {
+    CloudflareAccess,
+    Oidc,
+}
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWKS document (Cloudflare's certs document is one, with extra fields).
+    Jwks(String),
+    /// OIDC discovery: this URL's `jwks_uri`, which must name the same issuer.
+    Discovery(String),
+}
+
+/// One issuer, checked: what goes into the private file, and where its keys are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerSpec {
+    /// `zt_snapshot::format::issuer_kind`.
+    pub kind: u32,
+    pub iss: String,
+    pub claim: String,
+    pub audiences: Vec<String>,
+    pub keys: KeySource,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Past this age of the last good sync, directory users cannot log in.
+    /// None: no limit.
+    #[serde(default, deserialize_with = "max_offline")]
+    pub max_offline: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Extra CA certificates (PEM), trusted besides the system's.
+    #[serde(default, deserialize_with = "optional_absolute_path")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The claims that may name the person behind a token.
+pub const CLAIMS: [&str; 4] = ["email", "preferred_username", "upn", "sub"];
+
+/// A URL keys or discovery may be fetched from: https, or http on a loopback
+/// address (tests). No user info, no whitespace.
+pub fn check_key_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} is not a URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) || authority.contains('@') {
+        return Err(format!("{url:?} is not a plain URL"));
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(()),
+        "http" if is_loopback(host) => Ok(()),
+        _ => Err(format!(
+            "{url:?} must be https (plain http only on a loopback address, for tests)"
+        )),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A Cloudflare team name: one DNS label.
+fn check_team(team: &str) -> Result<(), String> {
+    let ok = !team.is_empty()
+        && team.len() <= 63
+        && team
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !team.starts_with('-')
+        && !team.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{team:?} is not a team name (lowercase letters, digits and '-', at most 63, the <team> of <team>.cloudflareaccess.com)"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +257,27 @@ fn default_shell() -> String {
     "/bin/bash".into()
 }
 
+fn max_offline<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    let v = humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a duration like \"3d\" or \"12h\": {e}"
+        ))
+    })?;
+    if v < Duration::from_secs(60) || v > Duration::from_secs(366 * 86_400) {
+        return Err(serde::de::Error::custom(format!(
+            "max_offline {s:?} must be between 1m and 366d (leave it out for no limit)"
+        )));
+    }
+    Ok(Some(v))
+}
+
+fn optional_absolute_path<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<PathBuf>, D::Error> {
+    absolute_path(d).map(|s| Some(PathBuf::from(s)))
+}
+
 fn sync_interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     let v = humantime::parse_duration(&s).map_err(|e| {
@@ -199,7 +351,7 @@ impl AgentConfig {
 
     /// Parses and validates; `origin` names the file in messages.
     pub fn parse(text: &str, origin: &str) -> Result<AgentConfig, ConfigError> {
-        let config: AgentConfig = toml::from_str(text).map_err(|e| {
+        let mut config: AgentConfig = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| line_col(text, s.start));
             match at {
                 Some((l, c)) => ConfigError(format!("{origin}:{l}:{c}: {}", e.message())),
@@ -280,7 +432,25 @@ impl AgentConfig {
                 ));
             }
         }
+        let mut specs: Vec<IssuerSpec> = Vec::with_capacity(config.issuers.len());
+        for i in &config.issuers {
+            let spec = issuer_spec(i).map_err(|(span, key, why)| fail(span, key, why))?;
+            if specs.iter().any(|s| s.iss == spec.iss) {
+                return Err(fail(
+                    i.kind.span(),
+                    "issuers",
+                    format!("{} is configured twice", spec.iss),
+                ));
+            }
+            specs.push(spec);
+        }
+        config.issuer_specs = specs;
         Ok(config)
+    }
+
+    /// `[login] max_offline` in seconds; 0 = no limit.
+    pub fn max_offline_secs(&self) -> u64 {
+        self.login.max_offline.map_or(0, |d| d.as_secs())
     }
 
     pub fn domains(&self) -> &[String] {
@@ -291,6 +461,118 @@ impl AgentConfig {
     pub fn directory_uid_range(&self) -> Option<std::ops::RangeInclusive<u32>> {
         let range = self.users.directory_uid_range.as_ref()?;
         idmap::parse_directory_range(range.get_ref()).ok()
+    }
+}
+
+type SpanError = (std::ops::Range<usize>, &'static str, String);
+
+/// Checks one `[[issuers]]` entry and resolves its iss and key source.
+fn issuer_spec(i: &IssuerConfig) -> Result<IssuerSpec, SpanError> {
+    let here = i.kind.span();
+    let not_for = |key: &'static str, span: std::ops::Range<usize>, kind: &str| {
+        Err((span, key, format!("not a key of kind = \"{kind}\"")))
+    };
+    if i.audiences.get_ref().is_empty() || i.audiences.get_ref().iter().any(|a| a.trim().is_empty())
+    {
+        return Err((
+            i.audiences.span(),
+            "issuers.audiences",
+            "list at least one accepted audience (AUD tag or client id), none empty".into(),
+        ));
+    }
+    let url = |v: &Spanned<String>, key: &'static str| -> Result<String, SpanError> {
+        check_key_url(v.get_ref()).map_err(|why| (v.span(), key, why))?;
+        Ok(v.get_ref().clone())
+    };
+    match i.kind.get_ref() {
+        IssuerKind::CloudflareAccess => {
+            let kind = "cloudflare-access";
+            if let Some(v) = &i.issuer {
+                return not_for("issuers.issuer", v.span(), kind);
+            }
+            if let Some(v) = &i.jwks_url {
+                return not_for("issuers.jwks_url", v.span(), kind);
+            }
+            if let Some(v) = &i.claim {
+                return Err((
+                    v.span(),
+                    "issuers.claim",
+                    "Cloudflare Access tokens always name the person by email; leave claim out"
+                        .into(),
+                ));
+            }
+            let Some(team) = &i.team else {
+                return Err((here, "issuers.team", "kind = \"cloudflare-access\" needs team = \"<team>\" (of <team>.cloudflareaccess.com)".into()));
+            };
+            check_team(team.get_ref()).map_err(|why| (team.span(), "issuers.team", why))?;
+            let domain = if i.fedramp {
+                "fed.cloudflareaccess.com"
+            } else {
+                "cloudflareaccess.com"
+            };
+            let iss = format!("https://{}.{domain}", team.get_ref());
+            let certs = match &i.certs_url {
+                Some(v) => url(v, "issuers.certs_url")?,
+                None => format!("{iss}/cdn-cgi/access/certs"),
+            };
+            Ok(IssuerSpec {
+                kind: zt_snapshot::format::issuer_kind::CLOUDFLARE_ACCESS,
+                iss,
+                claim: "email".into(),
+                audiences: i.audiences.get_ref().clone(),
+                keys: KeySource::Jwks(certs),
+            })
+        }
+        IssuerKind::Oidc => {
+            let kind = "oidc";
+            if let Some(v) = &i.team {
+                return not_for("issuers.team", v.span(), kind);
+            }
+            if let Some(v) = &i.certs_url {
+                return not_for("issuers.certs_url", v.span(), kind);
+            }
+            if i.fedramp {
+                return Err((
+                    here,
+                    "issuers.fedramp",
+                    "only for kind = \"cloudflare-access\"".into(),
+                ));
+            }
+            let Some(issuer) = &i.issuer else {
+                return Err((
+                    here,
+                    "issuers.issuer",
+                    "kind = \"oidc\" needs issuer = \"https://...\" (exactly the tokens' iss)"
+                        .into(),
+                ));
+            };
+            let iss = url(issuer, "issuers.issuer")?;
+            let claim = match &i.claim {
+                Some(c) if !CLAIMS.contains(&c.get_ref().as_str()) => {
+                    return Err((
+                        c.span(),
+                        "issuers.claim",
+                        format!("{:?} is not one of {}", c.get_ref(), CLAIMS.join(", ")),
+                    ));
+                }
+                Some(c) => c.get_ref().clone(),
+                None => "email".into(),
+            };
+            let keys = match &i.jwks_url {
+                Some(v) => KeySource::Jwks(url(v, "issuers.jwks_url")?),
+                None => KeySource::Discovery(format!(
+                    "{}/.well-known/openid-configuration",
+                    iss.trim_end_matches('/')
+                )),
+            };
+            Ok(IssuerSpec {
+                kind: zt_snapshot::format::issuer_kind::OIDC,
+                iss,
+                claim,
+                audiences: i.audiences.get_ref().clone(),
+                keys,
+            })
+        }
     }
 }
 
@@ -413,6 +695,144 @@ login = true
             AgentConfig::parse(GOOD, "a").unwrap().directory_uid_range(),
             None
         );
+    }
+
+    const ISSUERS: &str = r#"
+[[issuers]]
+kind = "cloudflare-access"
+team = "acme"
+audiences = ["4714c1358e65fe4b"]
+
+[[issuers]]
+kind = "oidc"
+issuer = "https://id.example.com"
+audiences = ["zt-ssh"]
+claim = "preferred_username"
+
+[login]
+max_offline = "3d"
+
+[http]
+ca_file = "/etc/zt/ca.pem"
+"#;
+
+    #[test]
+    fn issuers_login_and_http_load_and_resolve() {
+        let c = AgentConfig::parse(&format!("{GOOD}{ISSUERS}"), "agent.toml").unwrap();
+        let cf = &c.issuer_specs[0];
+        assert_eq!(cf.iss, "https://acme.cloudflareaccess.com");
+        assert_eq!(cf.claim, "email");
+        assert_eq!(
+            cf.keys,
+            KeySource::Jwks("https://acme.cloudflareaccess.com/cdn-cgi/access/certs".into())
+        );
+        assert_eq!(cf.kind, zt_snapshot::format::issuer_kind::CLOUDFLARE_ACCESS);
+        let oidc = &c.issuer_specs[1];
+        assert_eq!(oidc.iss, "https://id.example.com");
+        assert_eq!(oidc.claim, "preferred_username");
+        assert_eq!(oidc.audiences, ["zt-ssh"]);
+        assert_eq!(
+            oidc.keys,
+            KeySource::Discovery("https://id.example.com/.well-known/openid-configuration".into())
+        );
+        assert_eq!(c.max_offline_secs(), 3 * 86_400);
+        assert_eq!(c.http.ca_file.as_deref(), Some(Path::new("/etc/zt/ca.pem")));
+        // none of it is required
+        let plain = AgentConfig::parse(GOOD, "agent.toml").unwrap();
+        assert!(plain.issuer_specs.is_empty());
+        assert_eq!(plain.max_offline_secs(), 0);
+    }
+
+    #[test]
+    fn fedramp_teams_and_explicit_urls() {
+        let text = format!(
+            "{GOOD}\n[[issuers]]\nkind = \"cloudflare-access\"\nteam = \"gov-1\"\nfedramp = true\naudiences = [\"a\"]\n\n[[issuers]]\nkind = \"oidc\"\nissuer = \"http://127.0.0.1:8080/realm\"\njwks_url = \"http://[::1]:9/jwks\"\naudiences = [\"b\"]\n"
+        );
+        let c = AgentConfig::parse(&text, "agent.toml").unwrap();
+        assert_eq!(
+            c.issuer_specs[0].iss,
+            "https://gov-1.fed.cloudflareaccess.com"
+        );
+        assert_eq!(
+            c.issuer_specs[1].keys,
+            KeySource::Jwks("http://[::1]:9/jwks".into())
+        );
+    }
+
+    #[test]
+    fn key_urls_must_be_https_except_on_loopback() {
+        for ok in [
+            "https://id.example.com",
+            "http://127.0.0.1:8080/x",
+            "http://127.9.9.9/x",
+            "http://localhost:1/x",
+            "http://[::1]:80/x",
+        ] {
+            assert_eq!(check_key_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://id.example.com/jwks",
+            "http://10.0.0.1/jwks",
+            "http://127.0.0.1.evil.com/jwks",
+            "http://localhost@evil.com/jwks",
+            "ftp://127.0.0.1/x",
+            "id.example.com",
+            "https:// x",
+        ] {
+            assert!(check_key_url(bad).is_err(), "{bad}");
+        }
+        let e = err(&format!(
+            "{GOOD}\n[[issuers]]\nkind = \"oidc\"\nissuer = \"https://id.example.com\"\njwks_url = \"http://id.example.com/jwks\"\naudiences = [\"b\"]\n"
+        ));
+        assert!(
+            e.starts_with("agent.toml:22:") && e.contains("must be https"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{GOOD}\n[[issuers]]\nkind = \"oidc\"\nissuer = \"http://id.example.com\"\naudiences = [\"b\"]\n"
+        ));
+        assert!(
+            e.contains("issuers.issuer") && e.contains("must be https"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_issuers_are_refused_with_line_and_key() {
+        let with = |extra: &str| err(&format!("{GOOD}\n[[issuers]]\n{extra}\n"));
+        let e = with("kind = \"cloudflare-access\"\nteam = \"Acme Corp\"\naudiences = [\"a\"]");
+        assert!(
+            e.starts_with("agent.toml:21:") && e.contains("issuers.team"),
+            "{e}"
+        );
+        let e = with("kind = \"cloudflare-access\"\nteam = \"acme.evil\"\naudiences = [\"a\"]");
+        assert!(e.contains("not a team name"), "{e}");
+        let e = with("kind = \"cloudflare-access\"\naudiences = [\"a\"]");
+        assert!(e.contains("needs team"), "{e}");
+        let e = with("kind = \"cloudflare-access\"\nteam = \"acme\"\naudiences = []");
+        assert!(e.contains("issuers.audiences"), "{e}");
+        let e =
+            with("kind = \"oidc\"\nissuer = \"https://i\"\naudiences = [\"a\"]\nclaim = \"name\"");
+        assert!(
+            e.contains("issuers.claim") && e.contains("preferred_username"),
+            "{e}"
+        );
+        let e =
+            with("kind = \"oidc\"\nteam = \"acme\"\nissuer = \"https://i\"\naudiences = [\"a\"]");
+        assert!(e.contains("issuers.team") && e.contains("not a key"), "{e}");
+        let e = with("kind = \"saml\"\naudiences = [\"a\"]");
+        assert!(e.starts_with("agent.toml:20:"), "{e}");
+        let e =
+            with("kind = \"oidc\"\nissuer = \"https://i\"\naudiences = [\"a\"]\naudience = \"x\"");
+        assert!(e.contains("unknown field `audience`"), "{e}");
+        let e = err(&format!("{GOOD}\n[login]\nmax_offline = \"1s\"\n"));
+        assert!(e.contains("between 1m and 366d"), "{e}");
+        let e = err(&format!("{GOOD}\n[http]\nca_file = \"ca.pem\"\n"));
+        assert!(e.contains("absolute path"), "{e}");
+        let twice = format!(
+            "{GOOD}\n[[issuers]]\nkind = \"cloudflare-access\"\nteam = \"acme\"\naudiences = [\"a\"]\n[[issuers]]\nkind = \"oidc\"\nissuer = \"https://acme.cloudflareaccess.com\"\naudiences = [\"b\"]\n"
+        );
+        assert!(err(&twice).contains("configured twice"));
     }
 
     #[test]

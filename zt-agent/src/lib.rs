@@ -6,10 +6,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod directory;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod keys;
 pub mod logging;
 pub mod outcome;
 pub mod resolve;

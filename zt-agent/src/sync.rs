@@ -6,12 +6,13 @@ use std::path::PathBuf;
 
 use zt_snapshot::format::group_flags;
 use zt_snapshot::state::{modes, names};
-use zt_snapshot::{Content, GroupEntry, Pair, Snapshot, StateDir, UserEntry};
+use zt_snapshot::{Content, GroupEntry, Pair, PolicyEntry, Snapshot, StateDir, UserEntry};
 
 use crate::config::{AgentConfig, DirectoryKind};
 use crate::directory::error::{DirectoryError, DirectoryFailure};
 use crate::directory::{Directory, file};
 use crate::identity::local::LocalAccounts;
+use crate::keys;
 use crate::outcome::{Completed, SyncError};
 use crate::resolve::{self, IdState, Resolution, hold_back};
 use crate::status::{self, Status};
@@ -84,8 +85,22 @@ pub fn load_status(state: &StateDir) -> Status {
         .unwrap_or_default()
 }
 
-/// Runs one sync under the state lock and records the outcome in status.json.
+/// Runs one sync: fetches the issuers' keys, then, under the state lock,
+/// reads the directory, publishes, and records the outcome in status.json.
 pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, SyncError> {
+    // the network first, outside the lock: a slow key server must not hold
+    // up `sync --once`
+    let fetched = keys::fetch_all(config);
+    sync_fetched(config, paths, force, &fetched)
+}
+
+/// `sync` with the issuers' keys already fetched (`keys::fetch_all`).
+pub fn sync_fetched(
+    config: &AgentConfig,
+    paths: &Paths,
+    force: bool,
+    fetched: &[keys::Fetched],
+) -> Result<Report, SyncError> {
     let state =
         StateDir::open_or_create(&paths.state_dir).map_err(|e| SyncError::host(e.to_string()))?;
     let lock = state.lock().map_err(|e| SyncError::host(e.to_string()))?;
@@ -93,7 +108,7 @@ pub fn sync(config: &AgentConfig, paths: &Paths, force: bool) -> Result<Report, 
         tracing::warn!("cannot clean up temp files: {e}");
     }
     let previous_status = load_status(&state);
-    let result = sync_locked(config, paths, &state, force);
+    let result = sync_locked(config, paths, &state, force, fetched);
     let mut st = previous_status.clone();
     st.last_attempt = status::now();
     st.sync_interval_secs = Some(config.directory.sync_interval.as_secs());
@@ -145,6 +160,7 @@ fn sync_locked(
     paths: &Paths,
     state: &StateDir,
     force: bool,
+    fetched: &[keys::Fetched],
 ) -> Result<Report, SyncError> {
     let directory = load_directory(config)?;
     let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
@@ -211,6 +227,18 @@ fn sync_locked(
         }
     }
 
+    // Issuers and policy are configuration, not directory: added here. A
+    // private file that is not the public one's twin still holds the keys
+    // last fetched, good enough to keep while a fetch fails.
+    let previous_private_view = previous_private
+        .as_deref()
+        .and_then(|b| zt_snapshot::Private::parse(b).ok());
+    resolution.content.issuers =
+        keys::issuer_entries(config, fetched, previous_private_view.as_ref());
+    resolution.content.policy = PolicyEntry {
+        max_offline_secs: config.max_offline_secs(),
+    };
+
     // Unchanged content keeps its generation: readers have nothing to reload.
     // Build once with the previous stamp, compare, and restamp if it changed.
     let (prev_gen, prev_synced) = previous_view
@@ -268,6 +296,11 @@ fn sync_locked(
     {
         // an agent that died between rename and generation write is caught up here
         tracing::warn!("cannot announce generation {prev_gen}: {e}");
+    }
+    // the heartbeat: pam_zt's max_offline counts from the last good sync,
+    // changed or not
+    if let Err(e) = state.write_last_good_sync(status::now()) {
+        tracing::warn!("cannot record the sync time: {e}");
     }
     Ok(Report {
         completed: match (&held_back, changed) {

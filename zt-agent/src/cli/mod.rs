@@ -27,6 +27,10 @@ struct Cli {
     /// State directory (snapshot, ids, status). nss_zt always reads /var/lib/zt.
     #[arg(long, global = true, default_value = "/var/lib/zt")]
     state_dir: PathBuf,
+    /// Runtime directory of `run`: the control socket (control.sock) that
+    /// pam_zt asks for key refreshes. Created 0700.
+    #[arg(long, global = true, default_value = zt_published::control::RUN_DIR)]
+    run_dir: PathBuf,
     /// More detail in the log.
     #[arg(long, short, global = true)]
     verbose: bool,
@@ -69,7 +73,7 @@ pub fn main() -> ExitCode {
         ..Paths::default()
     };
     match cli.command {
-        Command::Run => run::run(&cli.config, &paths),
+        Command::Run => run::run(&cli.config, &paths, &cli.run_dir),
         Command::Sync {
             once: _,
             force,

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::{Arc, RwLock};
+
 use crate::config::AgentConfig;
+use crate::control::{self, Refresher};
 use crate::outcome::Completed;
 use crate::sync::{self, Paths};
 
@@ -20,8 +23,8 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + r as f64 / 10000.0)
 }
 
-pub fn run(config_path: &Path, paths: &Paths) -> ExitCode {
-    let mut config = match AgentConfig::load(config_path) {
+pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
+    let config = match AgentConfig::load(config_path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -33,6 +36,17 @@ pub fn run(config_path: &Path, paths: &Paths) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         config.directory.sync_interval
     );
+    let shared = Arc::new(RwLock::new(config.clone()));
+    let refresher = Arc::new(Refresher::new(shared.clone(), paths.clone()));
+    match control::spawn(run_dir, refresher) {
+        Ok(path) => tracing::info!("control socket at {}", path.display()),
+        // logins still work with the keys of the last sync
+        Err(e) => tracing::error!(
+            "no control socket under {}: {e}; key refreshes at login are unavailable",
+            run_dir.display()
+        ),
+    }
+    let mut config = config;
     loop {
         match sync::sync(&config, paths, false) {
             Ok(r) => match r.completed {
@@ -48,7 +62,12 @@ pub fn run(config_path: &Path, paths: &Paths) -> ExitCode {
         std::thread::sleep(jittered(config.directory.sync_interval));
         // pick up config edits; a broken edit keeps the last good config
         match AgentConfig::load(config_path) {
-            Ok(c) => config = c,
+            Ok(c) => {
+                if let Ok(mut live) = shared.write() {
+                    *live = c.clone();
+                }
+                config = c;
+            }
             Err(e) => tracing::error!("config not reloaded, keeping the last good one: {e}"),
         }
     }

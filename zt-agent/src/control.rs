@@ -1,0 +1,258 @@
+//! The control socket: what needs the network at login time. pam_zt asks for
+//! an issuer's keys to be refetched when a token names a kid the private file
+//! does not have (a rotation since the last sync). Protocol and client:
+//! `zt_published::control`.
+//!
+//! `<run_dir>/control.sock`: the directory 0700 and the socket 0600, both
+//! root's; every peer is checked with SO_PEERCRED and only uid 0 is served.
+//! One request per connection, read with a 2 s timeout; a refresh refetches
+//! that issuer's keys (at most once per 30 s per issuer; a request inside that
+//! window is answered at once with what is published) and publishes them with
+//! a full sync, under the state lock like every sync.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use zt_published::control as proto;
+use zt_snapshot::StateDir;
+
+use crate::config::AgentConfig;
+use crate::keys;
+use crate::sync::{self, Paths};
+
+/// At most one refetch per issuer in this window.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Bound on reading a request and writing an answer.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Creates `run_dir` (0700, root's; an existing one must be a real directory
+/// owned by us, and is set to 0700), replaces a stale socket and listens.
+pub fn bind(run_dir: &Path) -> io::Result<UnixListener> {
+    match std::fs::create_dir(run_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(run_dir)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != me {
+        return Err(io::Error::other(format!(
+            "{}: must be a directory owned by uid {me} (not a symlink)",
+            run_dir.display()
+        )));
+    }
+    std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o700))?;
+    let path = proto::socket_path(run_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// The uid of the process at the other end of `stream`.
+pub fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the fd is open for the call; cred and len point to writable
+    // memory of the sizes given, which getsockopt fills at most.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+/// Only root may ask the agent for anything.
+pub fn peer_allowed(uid: u32) -> bool {
+    uid == 0
+}
+
+/// What serves refresh requests: the live config (the daemon swaps it on
+/// reload), the paths, and when each issuer was last refetched.
+pub struct Refresher {
+    pub config: Arc<RwLock<AgentConfig>>,
+    pub paths: Paths,
+    pub interval: Duration,
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl Refresher {
+    pub fn new(config: Arc<RwLock<AgentConfig>>, paths: Paths) -> Self {
+        Refresher {
+            config,
+            paths,
+            interval: REFRESH_INTERVAL,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn published_generation(&self) -> Result<u64, String> {
+        StateDir::open(&self.paths.state_dir)
+            .and_then(|s| s.read_generation())
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "nothing published yet".into())
+    }
+
+    /// Refetches `iss`'s keys and publishes them: the generation now
+    /// published, or why not.
+    pub fn refresh(&self, iss: &str) -> Result<u64, String> {
+        let config = self
+            .config
+            .read()
+            .map_err(|_| "agent state poisoned".to_string())?
+            .clone();
+        let Some(spec) = config.issuer_specs.iter().find(|s| s.iss == iss) else {
+            return Err("unknown issuer".into());
+        };
+        {
+            let mut last = self
+                .last
+                .lock()
+                .map_err(|_| "agent state poisoned".to_string())?;
+            if let Some(at) = last.get(iss)
+                && at.elapsed() < self.interval
+            {
+                tracing::info!(
+                    "key refresh for {iss} asked again within {:?}: answered with what is published",
+                    self.interval
+                );
+                drop(last);
+                return self.published_generation();
+            }
+            last.insert(iss.to_string(), Instant::now());
+        }
+        let fetched = vec![keys::Fetched {
+            iss: spec.iss.clone(),
+            result: keys::Http::new(&config.http).and_then(|h| keys::fetch(&h, spec)),
+        }];
+        if let Some(Err(e)) = fetched.first().map(|f| &f.result) {
+            tracing::warn!("key refresh for {iss}: {e}");
+            return Err(e.to_string());
+        }
+        let report = sync::sync_fetched(&config, &self.paths, false, &fetched)
+            .map_err(|e| format!("sync failed: {e}"))?;
+        tracing::info!(
+            "keys of {iss} refreshed on request (generation {})",
+            report.generation
+        );
+        Ok(report.generation)
+    }
+}
+
+/// Serves one connection: checks the peer, reads one request line, answers.
+pub fn handle(mut stream: UnixStream, refresher: &Refresher) {
+    let answer = match peer_uid(&stream) {
+        Ok(uid) if peer_allowed(uid) => {
+            let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+            match proto::read_line(&mut stream)
+                .and_then(|l| proto::parse_request(&l).map(str::to_string))
+            {
+                Ok(iss) => refresher.refresh(&iss),
+                Err(why) => Err(why),
+            }
+        }
+        Ok(uid) => {
+            tracing::warn!("control socket: refused a request from uid {uid}");
+            Err("refused: root only".into())
+        }
+        Err(e) => Err(format!("cannot tell who is asking: {e}")),
+    };
+    let line = match answer {
+        Ok(generation) => format!("{} {generation}\n", proto::OK),
+        Err(why) => {
+            let why: String = why
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(proto::MAX_LINE - proto::UNAVAILABLE.len() - 2)
+                .collect();
+            format!("{} {why}\n", proto::UNAVAILABLE)
+        }
+    };
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let _ = stream.write_all(line.as_bytes());
+}
+
+/// Accepts connections forever, one at a time (refreshes are serialised by
+/// the state lock anyway).
+pub fn serve(listener: UnixListener, refresher: Arc<Refresher>) {
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => handle(stream, &refresher),
+            Err(e) => {
+                tracing::warn!("control socket: accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Binds `<run_dir>/control.sock` and serves it on its own thread.
+pub fn spawn(run_dir: &Path, refresher: Arc<Refresher>) -> io::Result<PathBuf> {
+    let listener = bind(run_dir)?;
+    let path = proto::socket_path(run_dir);
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || serve(listener, refresher))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_root_is_served() {
+        assert!(peer_allowed(0));
+        assert!(!peer_allowed(1000));
+        assert!(!peer_allowed(65534));
+    }
+
+    #[test]
+    fn the_run_dir_is_0700_and_the_socket_0600() {
+        let t = tempfile::tempdir().unwrap();
+        let run = t.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _l = bind(&run).unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&run), 0o700);
+        assert_eq!(mode(&proto::socket_path(&run)), 0o600);
+        // a stale socket is replaced
+        drop(_l);
+        bind(&run).unwrap();
+        // a symlinked run dir is refused
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&run, &link).unwrap();
+        assert!(bind(&link).is_err());
+    }
+
+    #[test]
+    fn peer_uid_is_ours() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(peer_uid(&a).unwrap(), unsafe { libc::geteuid() });
+    }
+}
