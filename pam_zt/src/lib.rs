@@ -40,7 +40,7 @@ use crate::stages::{PASSWD, Published};
 use crate::status::Failure;
 
 /// The agent's control-socket client for key refreshes.
-const REFRESH: live::RefreshFn = live::no_agent;
+const REFRESH: live::RefreshFn = zt_published::control::request_key_refresh;
 
 /// Runs `body` with the handle and the arguments under the guard.
 ///

@@ -15,7 +15,8 @@ use crate::status::Failure;
 /// How long a login waits for the agent to refetch keys for an unknown kid.
 pub const REFRESH_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The agent's control-socket call (`zt_published::control` once it lands).
+/// The agent's control-socket call (`zt_published::control::request_key_refresh`;
+/// a parameter so tests can stand in for the agent).
 pub type RefreshFn = fn(run_dir: &Path, iss: &str, timeout: Duration) -> Result<u64, String>;
 
 pub struct Live {
@@ -153,9 +154,4 @@ impl Directory for Live {
             self.pair()?.private.synced_at(),
         ))
     }
-}
-
-/// Until the agent's control-socket client is in zt-published: no agent.
-pub fn no_agent(_run_dir: &Path, _iss: &str, _timeout: Duration) -> Result<u64, String> {
-    Err("agent unavailable (this build has no control-socket client)".into())
 }

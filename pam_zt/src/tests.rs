@@ -352,11 +352,7 @@ fn truncated_bad_base64_and_oversized_tokens_are_refused() {
         "sig"
     );
     assert!(token::looks_like_jwt(big.as_bytes()));
-    refused(
-        &big,
-        "alice",
-        "token too large",
-    );
+    refused(&big, "alice", "token too large");
 }
 
 #[test]
@@ -809,8 +805,12 @@ fn live_directory_reads_issuers_users_and_policy() {
         },
     };
     d.publish(&content);
-    let mut live =
-        crate::live::Live::open(&d.path, Path::new("/nonexistent"), crate::live::no_agent).unwrap();
+    let mut live = crate::live::Live::open(
+        &d.path,
+        Path::new("/nonexistent"),
+        zt_published::control::request_key_refresh,
+    )
+    .unwrap();
     let v = token::verify(
         cf(&cf_claims("alice@example.com")).as_bytes(),
         &mut live,
@@ -831,7 +831,8 @@ fn live_directory_reads_issuers_users_and_policy() {
     )
     .unwrap_err();
     assert!(
-        r.reason().contains("key refresh failed: agent unavailable"),
+        r.reason()
+            .contains("key refresh failed: zt-agent control socket /nonexistent/control.sock"),
         "{r:?}"
     );
 }
