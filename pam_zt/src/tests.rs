@@ -836,3 +836,41 @@ fn live_directory_reads_issuers_users_and_policy() {
         "{r:?}"
     );
 }
+
+// ---- the C boundary ----
+
+#[test]
+fn boundary_turns_panics_and_bad_handles_into_codes() {
+    use std::ffi::{CString, c_char};
+    let fake = std::ptr::NonNull::<crate::ffi::PamHandleT>::dangling().as_ptr();
+    // SAFETY: the bodies never touch the handle; argv is null with argc 0.
+    unsafe {
+        assert_eq!(
+            crate::run(fake, 0, std::ptr::null(), |_, _| panic!("boom")),
+            code::SYSTEM_ERR
+        );
+        assert_eq!(
+            crate::run(fake, 0, std::ptr::null(), |_, a| a.len() as i32),
+            0
+        );
+        assert_eq!(
+            crate::run(std::ptr::null_mut(), 0, std::ptr::null(), |_, _| 0),
+            code::SYSTEM_ERR
+        );
+        let owned = [
+            CString::new("debug").unwrap(),
+            CString::new("prompt=T: ").unwrap(),
+        ];
+        let argv: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        assert_eq!(
+            crate::ffi::args(2, argv.as_ptr()).unwrap(),
+            ["debug", "prompt=T: "]
+        );
+        let bad = CString::new(vec![0xff]).unwrap();
+        let argv = [bad.as_ptr()];
+        assert!(matches!(
+            crate::ffi::args(1, argv.as_ptr()),
+            Err(Failure::Config(_))
+        ));
+    }
+}
