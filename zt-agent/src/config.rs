@@ -785,7 +785,7 @@ ca_file = "/etc/zt/ca.pem"
             "{GOOD}\n[[issuers]]\nkind = \"oidc\"\nissuer = \"https://id.example.com\"\njwks_url = \"http://id.example.com/jwks\"\naudiences = [\"b\"]\n"
         ));
         assert!(
-            e.starts_with("agent.toml:22:") && e.contains("must be https"),
+            e.starts_with("agent.toml:21:") && e.contains("must be https"),
             "{e}"
         );
         let e = err(&format!(
@@ -802,7 +802,7 @@ ca_file = "/etc/zt/ca.pem"
         let with = |extra: &str| err(&format!("{GOOD}\n[[issuers]]\n{extra}\n"));
         let e = with("kind = \"cloudflare-access\"\nteam = \"Acme Corp\"\naudiences = [\"a\"]");
         assert!(
-            e.starts_with("agent.toml:21:") && e.contains("issuers.team"),
+            e.starts_with("agent.toml:20:") && e.contains("issuers.team"),
             "{e}"
         );
         let e = with("kind = \"cloudflare-access\"\nteam = \"acme.evil\"\naudiences = [\"a\"]");
@@ -821,7 +821,7 @@ ca_file = "/etc/zt/ca.pem"
             with("kind = \"oidc\"\nteam = \"acme\"\nissuer = \"https://i\"\naudiences = [\"a\"]");
         assert!(e.contains("issuers.team") && e.contains("not a key"), "{e}");
         let e = with("kind = \"saml\"\naudiences = [\"a\"]");
-        assert!(e.starts_with("agent.toml:20:"), "{e}");
+        assert!(e.starts_with("agent.toml:19:"), "{e}");
         let e =
             with("kind = \"oidc\"\nissuer = \"https://i\"\naudiences = [\"a\"]\naudience = \"x\"");
         assert!(e.contains("unknown field `audience`"), "{e}");

@@ -77,10 +77,17 @@ fn the_shipped_configs_commented_examples_parse_when_uncommented() {
     let enabled: String = text
         .lines()
         .map(|line| {
-            // "# key = value": a commented setting, not prose
+            // "# key = value": a commented setting, not prose; "# [table]" and
+            // "# [[table]]": the commented table it belongs to
+            let is_key =
+                |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_');
             let example = line.strip_prefix("# ").filter(|rest| {
-                rest.split_once(" = ")
-                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+                rest.split_once(" = ").is_some_and(|(k, _)| is_key(k))
+                    || rest
+                        .strip_prefix('[')
+                        .and_then(|t| t.strip_suffix(']'))
+                        .map(|t| t.trim_start_matches('[').trim_end_matches(']'))
+                        .is_some_and(is_key)
             });
             match example {
                 Some(setting) => {
