@@ -1,0 +1,151 @@
+//! The auth stage: get the answer, decide whether it is a token, verify it,
+//! and check that the person it names is the directory user behind PAM_USER.
+
+use crate::args::Args;
+use crate::audit::Record;
+use crate::directory::{Claim, DirUser, Directory};
+use crate::handler::{Item, PamHandler, Secret};
+use crate::status::Failure;
+use crate::token::{self, Facts, Verified};
+
+/// Gets the answer: the stored PAM_AUTHTOK with `use_first_pass` (and with
+/// `try_first_pass` when there is one), else one echo-off prompt, whose
+/// answer is then stored as PAM_AUTHTOK so a following
+/// `pam_unix.so try_first_pass` checks the same answer as a password.
+pub fn answer(pam: &mut dyn PamHandler, args: &Args) -> Result<Secret, Failure> {
+    if args.use_first_pass || args.try_first_pass {
+        if let Some(stored) = pam.item_authtok()? {
+            return Ok(stored);
+        }
+        if args.use_first_pass {
+            return Err(Failure::Ignore("no earlier answer (use_first_pass)"));
+        }
+    }
+    let answer = pam.prompt_secret(&args.prompt)?;
+    pam.set_authtok(&answer)?;
+    Ok(answer)
+}
+
+/// The whole stage. `open` gives the directory (the published files) only
+/// once the answer is known to be a token: a password login never reads
+/// them. `record` is filled in for the audit log whatever the outcome.
+pub fn authenticate<D: Directory>(
+    pam: &mut dyn PamHandler,
+    args: &Args,
+    open: impl FnOnce() -> Result<D, Failure>,
+    now: i64,
+    record: &mut Record,
+) -> Result<(), Failure> {
+    let user = pam.user()?;
+    record.user = Some(String::from_utf8_lossy(&user).into_owned());
+    let answer = answer(pam, args)?;
+    if !token::looks_like_jwt(answer.bytes()) {
+        record.method = Some("password".into());
+        return Err(Failure::Ignore("not a token"));
+    }
+    record.method = Some("token".into());
+    let mut dir = open()?;
+    let mut facts = Facts::default();
+    let verified = token::verify(answer.bytes(), &mut dir, now, &mut facts);
+    record.issuer = facts.issuer;
+    record.kid = facts.kid;
+    record.jti = facts.jti;
+    record.email = facts.email;
+    let verified = verified?;
+    let found = match_identity(&dir, &verified, &user)?;
+    record.email = Some(String::from_utf8_lossy(&found.email).into_owned());
+    record.idp_id = Some(String::from_utf8_lossy(&found.idp_id).into_owned());
+    Ok(())
+}
+
+/// The person the token names must be the directory user PAM_USER.
+///
+/// - `email` (and `preferred_username`/`upn` values with an `@`): looked up
+///   through the private file's email index, ASCII case-insensitively (the
+///   agent stores emails lowercased the same way); the user found must be
+///   named PAM_USER.
+/// - `preferred_username`/`upn` without `@`: must be PAM_USER itself, and
+///   PAM_USER must be a directory user.
+/// - `sub`: must equal the IdP id of the directory user PAM_USER exactly.
+pub fn match_identity(
+    dir: &dyn Directory,
+    v: &Verified,
+    pam_user: &[u8],
+) -> Result<DirUser, Failure> {
+    let value = v.identity.as_bytes();
+    let shown = token::cap(&v.identity, 128);
+    let by_email = matches!(v.issuer.claim, Claim::Email)
+        || matches!(v.issuer.claim, Claim::PreferredUsername | Claim::Upn) && value.contains(&b'@');
+    if by_email {
+        let email = value.to_ascii_lowercase();
+        let Some(u) = dir.user_by_email(&email)? else {
+            return Err(Failure::UnknownUser(format!(
+                "no directory user has the email {shown}"
+            )));
+        };
+        if u.name != pam_user {
+            return Err(Failure::Refused(format!(
+                "token of {shown} (user {}) used for {}",
+                String::from_utf8_lossy(&u.name),
+                String::from_utf8_lossy(pam_user)
+            )));
+        }
+        return Ok(u);
+    }
+    let Some(u) = dir.user_by_name(pam_user)? else {
+        return Err(Failure::UnknownUser(format!(
+            "{} is not a directory user",
+            String::from_utf8_lossy(pam_user)
+        )));
+    };
+    let matches = match v.issuer.claim {
+        Claim::Sub => u.idp_id == value,
+        _ => u.name == value,
+    };
+    if !matches {
+        return Err(Failure::Refused(format!(
+            "token's {} {shown} is not {}",
+            v.issuer.claim.name(),
+            String::from_utf8_lossy(pam_user)
+        )));
+    }
+    Ok(u)
+}
+
+/// Fills in the request's context for the audit record.
+pub fn context(pam: &dyn PamHandler, record: &mut Record) {
+    let s = |i| {
+        pam.item(i)
+            .ok()
+            .flatten()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    };
+    record.service = s(Item::Service);
+    record.rhost = s(Item::Rhost);
+    record.tty = s(Item::Tty);
+    if let Some(info) = pam.env("SSH_AUTH_INFO_0") {
+        record.method = ssh_method(&info).map(Into::into);
+    }
+}
+
+/// The method from sshd's SSH_AUTH_INFO_0 (one line per method used, e.g.
+/// `publickey ssh-ed25519-cert-v01@openssh.com AAAA...`); the last line is
+/// the method that completed.
+pub fn ssh_method(info: &[u8]) -> Option<&'static str> {
+    let line = info.split(|&b| b == b'\n').rfind(|l| !l.is_empty())?;
+    let mut words = line.split(|&b| b == b' ');
+    match words.next()? {
+        b"publickey" => {
+            let key_type = words.next().unwrap_or_default();
+            if key_type.windows(9).any(|w| w == b"-cert-v01") {
+                Some("certificate")
+            } else {
+                Some("key")
+            }
+        }
+        b"password" => Some("password"),
+        // A typed answer: only the auth stage knows whether it was a token.
+        b"keyboard-interactive" => Some("password"),
+        _ => None,
+    }
+}

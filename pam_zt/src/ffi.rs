@@ -1,0 +1,231 @@
+//! A hand-written, minimal binding to Linux-PAM's module API (libpam).
+//!
+//! Why not a bindings crate: `pam-bindings` (0.3) is alive, but its
+//! `pam_hooks!` macro generates the `extern "C"` entry points itself, so
+//! they would not run under zt-published's guard (silent panic hook, one
+//! status table); and this module runs inside sshd, sudo and su, where every
+//! dependency is code in a root process. We need four functions and three
+//! structs from `<security/pam_modules.h>` and `<security/_pam_types.h>`;
+//! their ABI has not changed in twenty years. The values are pinned by
+//! tests in `status` and here.
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+
+use crate::handler::{Item, PamHandler, Secret};
+use crate::status::{Failure, code};
+
+/// `pam_handle_t`: opaque.
+#[repr(C)]
+pub struct PamHandleT {
+    _private: [u8; 0],
+}
+
+/// `struct pam_message`.
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+/// `struct pam_response`.
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+type ConvFn = unsafe extern "C" fn(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata_ptr: *mut c_void,
+) -> c_int;
+
+/// `struct pam_conv`.
+#[repr(C)]
+struct PamConv {
+    conv: Option<ConvFn>,
+    appdata_ptr: *mut c_void,
+}
+
+pub mod item {
+    use std::ffi::c_int;
+    pub const SERVICE: c_int = 1;
+    pub const USER: c_int = 2;
+    pub const TTY: c_int = 3;
+    pub const RHOST: c_int = 4;
+    pub const CONV: c_int = 5;
+    pub const AUTHTOK: c_int = 6;
+}
+
+const PAM_PROMPT_ECHO_OFF: c_int = 1;
+
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_get_user(
+        pamh: *mut PamHandleT,
+        user: *mut *const c_char,
+        prompt: *const c_char,
+    ) -> c_int;
+    fn pam_get_item(pamh: *const PamHandleT, item_type: c_int, item: *mut *const c_void) -> c_int;
+    fn pam_set_item(pamh: *mut PamHandleT, item_type: c_int, item: *const c_void) -> c_int;
+    fn pam_getenv(pamh: *mut PamHandleT, name: *const c_char) -> *const c_char;
+}
+
+/// The module arguments as strings (non-UTF-8 ones become a config error).
+///
+/// # Safety
+/// `argv` must be null or point to `argc` valid C strings.
+pub unsafe fn args<'a>(argc: c_int, argv: *const *const c_char) -> Result<Vec<&'a str>, Failure> {
+    let mut out = Vec::new();
+    if argv.is_null() {
+        return Ok(out);
+    }
+    for i in 0..usize::try_from(argc).unwrap_or(0) {
+        // SAFETY: argv has argc entries per this function's contract.
+        let p = unsafe { *argv.add(i) };
+        if p.is_null() {
+            continue;
+        }
+        // SAFETY: a valid C string per the contract.
+        let s = unsafe { CStr::from_ptr(p) }
+            .to_str()
+            .map_err(|_| Failure::Config("module argument is not UTF-8".into()))?;
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// The libpam handle behind `PamHandler`.
+pub struct Handle {
+    pamh: *mut PamHandleT,
+}
+
+impl Handle {
+    /// # Safety
+    /// `pamh` must be the handle libpam passed to the current `pam_sm_*`
+    /// call, used only during that call.
+    pub unsafe fn new(pamh: *mut PamHandleT) -> Result<Handle, Failure> {
+        if pamh.is_null() {
+            return Err(Failure::System("null PAM handle".into()));
+        }
+        Ok(Handle { pamh })
+    }
+
+    fn raw_item(&self, which: c_int) -> Result<*const c_void, Failure> {
+        let mut p: *const c_void = std::ptr::null();
+        // SAFETY: a live handle (see `new`), a valid out pointer.
+        let r = unsafe { pam_get_item(self.pamh, which, &mut p) };
+        if r != code::SUCCESS {
+            return Err(Failure::System(format!(
+                "pam_get_item({which}) failed: {r}"
+            )));
+        }
+        Ok(p)
+    }
+}
+
+fn copy_c(p: *const c_void) -> Option<Vec<u8>> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: string items are NUL-terminated strings owned by libpam.
+    Some(unsafe { CStr::from_ptr(p.cast()) }.to_bytes().to_vec())
+}
+
+impl PamHandler for Handle {
+    fn user(&mut self) -> Result<Vec<u8>, Failure> {
+        let mut u: *const c_char = std::ptr::null();
+        // SAFETY: a live handle, a valid out pointer, null prompt = default.
+        let r = unsafe { pam_get_user(self.pamh, &mut u, std::ptr::null()) };
+        if r != code::SUCCESS || u.is_null() {
+            return Err(Failure::Conversation("no user name"));
+        }
+        // SAFETY: libpam returns a NUL-terminated string it owns.
+        Ok(unsafe { CStr::from_ptr(u) }.to_bytes().to_vec())
+    }
+
+    fn item(&self, item: Item) -> Result<Option<Vec<u8>>, Failure> {
+        let which = match item {
+            Item::Service => item::SERVICE,
+            Item::Tty => item::TTY,
+            Item::Rhost => item::RHOST,
+            Item::Authtok => item::AUTHTOK,
+        };
+        Ok(copy_c(self.raw_item(which)?))
+    }
+
+    fn item_authtok(&self) -> Result<Option<Secret>, Failure> {
+        Ok(copy_c(self.raw_item(item::AUTHTOK)?).map(Secret::new))
+    }
+
+    fn set_authtok(&mut self, answer: &Secret) -> Result<(), Failure> {
+        let c = CString::new(answer.bytes().to_vec())
+            .map_err(|_| Failure::Refused("answer contains a NUL byte".into()))?;
+        // SAFETY: a live handle; libpam copies the string.
+        let r = unsafe { pam_set_item(self.pamh, item::AUTHTOK, c.as_ptr().cast()) };
+        // Wipe our copy; libpam keeps (and later wipes) its own.
+        let mut bytes = c.into_bytes();
+        bytes.iter_mut().for_each(|b| *b = 0);
+        drop(Secret::new(bytes));
+        if r != code::SUCCESS {
+            return Err(Failure::System(format!(
+                "pam_set_item(PAM_AUTHTOK) failed: {r}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn prompt_secret(&mut self, prompt: &str) -> Result<Secret, Failure> {
+        let conv = self.raw_item(item::CONV)?.cast::<PamConv>();
+        if conv.is_null() {
+            return Err(Failure::Conversation("no conversation function"));
+        }
+        // SAFETY: PAM_CONV is a `struct pam_conv` owned by libpam.
+        let (Some(f), appdata) = (unsafe { (*conv).conv }, unsafe { (*conv).appdata_ptr }) else {
+            return Err(Failure::Conversation("no conversation function"));
+        };
+        let text = CString::new(prompt).map_err(|_| Failure::Config("NUL in prompt".into()))?;
+        let msg = PamMessage {
+            msg_style: PAM_PROMPT_ECHO_OFF,
+            msg: text.as_ptr(),
+        };
+        let mut msgp: *const PamMessage = &msg;
+        let mut resp: *mut PamResponse = std::ptr::null_mut();
+        // SAFETY: one valid message; the application allocates `resp` with
+        // malloc and hands it (and its strings) to us.
+        let r = unsafe { f(1, &mut msgp, &mut resp, appdata) };
+        if resp.is_null() {
+            return Err(Failure::Conversation("conversation gave no answer"));
+        }
+        // SAFETY: resp points to one malloc'ed pam_response.
+        let answer = unsafe {
+            let s = (*resp).resp;
+            let answer = if s.is_null() {
+                None
+            } else {
+                let v = CStr::from_ptr(s).to_bytes().to_vec();
+                // Wipe and free the application's copy of the secret.
+                let len = libc::strlen(s);
+                std::ptr::write_bytes(s, 0, len);
+                libc::free(s.cast());
+                Some(v)
+            };
+            libc::free(resp.cast());
+            answer
+        };
+        if r != code::SUCCESS {
+            return Err(Failure::Conversation("conversation failed"));
+        }
+        answer
+            .map(Secret::new)
+            .ok_or(Failure::Conversation("conversation gave no answer"))
+    }
+
+    fn env(&self, name: &str) -> Option<Vec<u8>> {
+        let n = CString::new(name).ok()?;
+        // SAFETY: a live handle and a valid C string; the result is owned by
+        // libpam's environment.
+        copy_c(unsafe { pam_getenv(self.pamh, n.as_ptr()) }.cast())
+    }
+}

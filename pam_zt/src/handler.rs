@@ -1,0 +1,57 @@
+//! The PAM handle as a trait (kanidm's `PamHandler` idea): the stage logic
+//! asks for the user, items, the environment and the conversation through
+//! it, so it runs against a mock in tests and against libpam in `ffi`.
+
+use crate::status::Failure;
+
+/// The string items this module reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    Service,
+    Tty,
+    Rhost,
+    Authtok,
+}
+
+/// A secret answer (token or password): zeroed when dropped.
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(v: Vec<u8>) -> Secret {
+        Secret(v)
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        for b in self.0.iter_mut() {
+            // SAFETY: `b` is a valid, exclusive reference; volatile so the
+            // wipe of memory about to be freed is not optimised away.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+/// Never print a secret, not even in a debug log.
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+pub trait PamHandler {
+    /// PAM_USER (pam_get_user: may prompt for it).
+    fn user(&mut self) -> Result<Vec<u8>, Failure>;
+    /// A string item; `None` when unset.
+    fn item(&self, item: Item) -> Result<Option<Vec<u8>>, Failure>;
+    /// The stored answer, for the next module (`try_first_pass`).
+    fn item_authtok(&self) -> Result<Option<Secret>, Failure>;
+    fn set_authtok(&mut self, answer: &Secret) -> Result<(), Failure>;
+    /// One PAM_PROMPT_ECHO_OFF prompt through the application's conversation.
+    fn prompt_secret(&mut self, prompt: &str) -> Result<Secret, Failure>;
+    /// pam_getenv (the PAM environment, where sshd puts SSH_AUTH_INFO_0).
+    fn env(&self, name: &str) -> Option<Vec<u8>>;
+}

@@ -1,0 +1,192 @@
+//! The six PAM stages as functions over `PamHandler`: argument parsing, the
+//! stage logic, the audit record and the PAM code, all testable with a mock
+//! handle. `lib.rs` only turns libpam's raw arguments into these calls.
+
+use std::ffi::c_int;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::args::{self, Args};
+use crate::audit::{self, Record};
+use crate::auth;
+use crate::directory::Directory;
+use crate::handler::PamHandler;
+use crate::home::{self, Home};
+use crate::live::{Live, RefreshFn};
+use crate::status::{Failure, code, to_code};
+
+/// The passwd file consulted for "is this a local account".
+pub const PASSWD: &str = "/etc/passwd";
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Where stages get the directory from: the published files in production,
+/// a fixture in tests.
+pub trait Opener {
+    type Dir: Directory;
+    fn open(&self, args: &Args) -> Result<Self::Dir, Failure>;
+}
+
+/// The published files under `state_dir=`, with the agent's control socket
+/// under `run_dir=` for key refreshes.
+pub struct Published(pub RefreshFn);
+
+impl Opener for Published {
+    type Dir = Live;
+    fn open(&self, args: &Args) -> Result<Live, Failure> {
+        Live::open(&args.state_dir, &args.run_dir, self.0)
+    }
+}
+
+fn parse_args(argv: &[&str]) -> Result<Args, Failure> {
+    args::parse(argv.iter().copied()).inspect_err(|e| {
+        audit::syslog(
+            &format!("pam_zt: bad module arguments: {}", e.reason()),
+            false,
+        );
+    })
+}
+
+fn finish(mut record: Record, outcome: Result<(), Failure>, args: &Args, always: bool) -> c_int {
+    let code = to_code(&outcome);
+    match &outcome {
+        Ok(()) => {
+            record.result = "success";
+            record.reason = "ok".into();
+        }
+        Err(f) => {
+            record.result = f.result();
+            record.reason = f.reason().to_owned();
+        }
+    }
+    let ignored = matches!(outcome, Err(Failure::Ignore(_)));
+    if always || !ignored || args.debug {
+        audit::emit(&record, &args.audit_log);
+    }
+    code
+}
+
+/// pam_sm_authenticate.
+pub fn authenticate(
+    pam: &mut dyn PamHandler,
+    argv: &[&str],
+    opener: &impl Opener,
+    now: u64,
+) -> c_int {
+    let args = match parse_args(argv) {
+        Ok(a) => a,
+        Err(f) => return f.code(),
+    };
+    let mut record = Record {
+        time: now,
+        stage: "auth",
+        ..Record::default()
+    };
+    auth::context(pam, &mut record);
+    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    let outcome = auth::authenticate(pam, &args, || opener.open(&args), now_i, &mut record);
+    // Every attempt is recorded, including answers left to pam_unix.
+    finish(record, outcome, &args, true)
+}
+
+/// pam_sm_acct_mgmt.
+pub fn account(
+    pam: &mut dyn PamHandler,
+    argv: &[&str],
+    opener: &impl Opener,
+    passwd: &Path,
+    now: u64,
+) -> c_int {
+    let args = match parse_args(argv) {
+        Ok(a) => a,
+        Err(f) => return f.code(),
+    };
+    let mut record = Record {
+        time: now,
+        stage: "account",
+        ..Record::default()
+    };
+    auth::context(pam, &mut record);
+    let outcome = pam.user().and_then(|user| {
+        record.user = Some(String::from_utf8_lossy(&user).into_owned());
+        crate::account::account(
+            &user,
+            |u| crate::account::in_passwd_file(passwd, u),
+            || opener.open(&args),
+            now,
+        )
+    });
+    let outcome = outcome.map(|u| {
+        record.email = Some(String::from_utf8_lossy(&u.email).into_owned());
+        record.idp_id = Some(String::from_utf8_lossy(&u.idp_id).into_owned());
+    });
+    // Local users are not recorded (not this module's business) unless debug.
+    finish(record, outcome, &args, false)
+}
+
+/// pam_sm_open_session: the home directory on first login.
+pub fn open_session(
+    pam: &mut dyn PamHandler,
+    argv: &[&str],
+    opener: &impl Opener,
+    passwd: &Path,
+    now: u64,
+) -> c_int {
+    let args = match parse_args(argv) {
+        Ok(a) => a,
+        Err(f) => return f.code(),
+    };
+    let mut record = Record {
+        time: now,
+        stage: "session",
+        ..Record::default()
+    };
+    auth::context(pam, &mut record);
+    let outcome = (|| {
+        let user = pam.user()?;
+        record.user = Some(String::from_utf8_lossy(&user).into_owned());
+        if crate::account::in_passwd_file(passwd, &user) {
+            return Err(Failure::Ignore("local user"));
+        }
+        // The account stage already refused names nobody vouches for.
+        let dir = opener
+            .open(&args)
+            .map_err(|_| Failure::Ignore("no usable snapshot"))?;
+        let Some(u) = dir.user_by_name(&user)? else {
+            return Err(Failure::Ignore("not a directory user"));
+        };
+        match home::create_home(&u.home, u.uid, u.gid, args.home_mode, &args.skel) {
+            Ok(Home::Created) => Ok(true),
+            Ok(Home::Existed) => Ok(false),
+            Err(e) => Err(Failure::Session(e)),
+        }
+    })();
+    match outcome {
+        // Only a creation is worth a record; an existing home is the usual case.
+        Ok(false) => code::SUCCESS,
+        Ok(true) => {
+            record.reason = "home directory created".into();
+            finish(record, Ok(()), &args, true)
+        }
+        Err(f) => finish(record, Err(f), &args, false),
+    }
+}
+
+/// pam_sm_setcred: tokens carry no credentials to establish.
+pub fn setcred() -> c_int {
+    code::SUCCESS
+}
+
+/// pam_sm_close_session: nothing to undo.
+pub fn close_session() -> c_int {
+    code::SUCCESS
+}
+
+/// pam_sm_chauthtok: directory passwords are the IdP's business.
+pub fn chauthtok() -> c_int {
+    code::IGNORE
+}

@@ -1,0 +1,876 @@
+//! The verification matrix, the auth flow over a mock PAM handle, the
+//! account policy, and the live read path over published files.
+//! Keys are the committed TEST-ONLY fixtures in tests/fixtures (generating
+//! RSA keys in a debug build is slow).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use crate::args::Args;
+use crate::audit::Record;
+use crate::directory::{Claim, DirUser, Directory, Fixture, Issuer, Key, kind};
+use crate::handler::{Item, PamHandler, Secret};
+use crate::stages::{self, Opener};
+use crate::status::{Failure, code};
+use crate::token::{self, Facts, Verified};
+
+const NOW: i64 = 1_800_000_000;
+const CF_ISS: &str = "https://acme.cloudflareaccess.com";
+const CF_AUD: &str = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
+const OIDC_ISS: &str = "https://id.example.com";
+
+fn fixture_file(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn key(file: &str, alg: &str) -> Key {
+    let jwk = fixture_file(file);
+    let v: Value = serde_json::from_slice(&jwk).unwrap();
+    Key {
+        kid: v["kid"].as_str().unwrap().into(),
+        alg: alg.into(),
+        jwk,
+    }
+}
+
+fn user(name: &str, email: &str) -> DirUser {
+    DirUser {
+        name: name.into(),
+        uid: 1_500_001,
+        gid: 1_500_001,
+        home: format!("/home/{name}").into(),
+        email: email.into(),
+        idp_id: format!("oid-{name}").into(),
+        in_login_group: true,
+    }
+}
+
+fn directory() -> Fixture {
+    Fixture {
+        issuers: vec![
+            Issuer {
+                kind: kind::CLOUDFLARE_ACCESS,
+                iss: CF_ISS.into(),
+                claim: Claim::Email,
+                audiences: vec![CF_AUD.into()],
+            },
+            Issuer {
+                kind: kind::OIDC,
+                iss: OIDC_ISS.into(),
+                claim: Claim::Email,
+                audiences: vec!["zt-ssh".into()],
+            },
+        ],
+        keys: vec![
+            (CF_ISS.into(), key("TEST-ONLY-rsa.jwk.json", "RS256")),
+            (OIDC_ISS.into(), key("TEST-ONLY-ec.jwk.json", "ES256")),
+            (OIDC_ISS.into(), key("TEST-ONLY-ed25519.jwk.json", "EdDSA")),
+        ],
+        users: vec![
+            user("alice", "alice@example.com"),
+            user("bob", "bob@example.com"),
+        ],
+        last_sync: NOW as u64 - 60,
+        ..Fixture::default()
+    }
+}
+
+fn sign(alg: Algorithm, kid: &str, claims: &Value) -> String {
+    let key = match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&fixture_file("TEST-ONLY-rsa-private.pem")),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&fixture_file("TEST-ONLY-ec-private.pem")),
+        Algorithm::EdDSA => {
+            EncodingKey::from_ed_pem(&fixture_file("TEST-ONLY-ed25519-private.pem"))
+        }
+        _ => unreachable!(),
+    }
+    .unwrap();
+    let mut h = Header::new(alg);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(&h, claims, &key).unwrap()
+}
+
+/// A Cloudflare Access application token as Access issues it.
+fn cf_claims(email: &str) -> Value {
+    json!({
+        "aud": [CF_AUD],
+        "email": email,
+        "exp": NOW + 3600,
+        "iat": NOW - 10,
+        "nbf": NOW - 10,
+        "iss": CF_ISS,
+        "type": "app",
+        "identity_nonce": "6ei69kawdKzMIAPF",
+        "sub": "7335d417-61da-459d-899c-0a01c76a2f94",
+        "country": "DE",
+    })
+}
+
+fn oidc_claims(email: &str) -> Value {
+    json!({
+        "iss": OIDC_ISS,
+        "aud": "zt-ssh",
+        "sub": "oid-alice",
+        "email": email,
+        "email_verified": true,
+        "exp": NOW + 300,
+        "iat": NOW,
+        "jti": "id-token-1",
+        "nonce": "n-0S6_WzA2Mj",
+    })
+}
+
+fn cf(claims: &Value) -> String {
+    sign(Algorithm::RS256, "test-rsa-1", claims)
+}
+
+fn check(token: &str, dir: &mut Fixture) -> Result<Verified, Failure> {
+    let mut facts = Facts::default();
+    token::verify(token.as_bytes(), dir, NOW, &mut facts)
+}
+
+/// Verifies and matches with PAM_USER; the reason on refusal.
+fn login(token: &str, pam_user: &str) -> Result<DirUser, String> {
+    let mut dir = directory();
+    let v = check(token, &mut dir).map_err(|f| f.reason().to_owned())?;
+    crate::auth::match_identity(&dir, &v, pam_user.as_bytes()).map_err(|f| f.reason().to_owned())
+}
+
+fn refused(token: &str, pam_user: &str, why: &str) {
+    match login(token, pam_user) {
+        Ok(_) => panic!("accepted, expected refusal with {why:?}"),
+        Err(r) => assert!(r.contains(why), "reason {r:?} does not contain {why:?}"),
+    }
+}
+
+fn b64(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[test]
+fn valid_cloudflare_access_token_is_accepted() {
+    let t = cf(&cf_claims("Alice@Example.com"));
+    assert!(token::looks_like_jwt(t.as_bytes()));
+    let u = login(&t, "alice").unwrap();
+    assert_eq!(u.name, b"alice");
+}
+
+#[test]
+fn valid_oidc_id_tokens_are_accepted() {
+    let t = sign(
+        Algorithm::ES256,
+        "test-ec-1",
+        &oidc_claims("alice@example.com"),
+    );
+    assert_eq!(login(&t, "alice").unwrap().name, b"alice");
+    let t = sign(
+        Algorithm::EdDSA,
+        "test-ed-1",
+        &oidc_claims("alice@example.com"),
+    );
+    assert_eq!(login(&t, "alice").unwrap().name, b"alice");
+    // aud as an array holding the client id among others
+    let mut c = oidc_claims("alice@example.com");
+    c["aud"] = json!(["other", "zt-ssh"]);
+    let t = sign(Algorithm::ES256, "test-ec-1", &c);
+    assert!(login(&t, "alice").is_ok());
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let h = b64(&json!({"alg": "none", "kid": "test-rsa-1", "typ": "JWT"}));
+    let p = b64(&cf_claims("alice@example.com"));
+    refused(
+        &format!("{h}.{p}."),
+        "alice",
+        "algorithm none is not allowed",
+    );
+    refused(
+        &format!("{h}.{p}.AAAA"),
+        "alice",
+        "algorithm none is not allowed",
+    );
+}
+
+#[test]
+fn hs256_signed_with_the_rsa_public_key_is_refused() {
+    let public_pem = fixture_file("TEST-ONLY-rsa-public.pem");
+    let jwk = fixture_file("TEST-ONLY-rsa.jwk.json");
+    for secret in [public_pem, jwk] {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("test-rsa-1".into());
+        let t = jsonwebtoken::encode(
+            &h,
+            &cf_claims("alice@example.com"),
+            &EncodingKey::from_secret(&secret),
+        )
+        .unwrap();
+        refused(&t, "alice", "algorithm HS256 is not allowed");
+    }
+}
+
+#[test]
+fn a_key_of_another_family_is_refused() {
+    // ES256 header naming the issuer's RSA key: the token cannot choose.
+    let mut d = directory();
+    d.keys.push((CF_ISS.into(), {
+        let mut k = key("TEST-ONLY-ec.jwk.json", "ES256");
+        k.kid = "test-rsa-1-ec".into();
+        k
+    }));
+    let t = sign(
+        Algorithm::ES256,
+        "test-rsa-1",
+        &cf_claims("alice@example.com"),
+    );
+    let r = check(&t, &mut d).unwrap_err();
+    assert!(r.reason().contains("does not fit algorithm ES256"), "{r:?}");
+}
+
+#[test]
+fn unknown_kid_asks_the_agent_once() {
+    let t = sign(Algorithm::RS256, "rotated", &cf_claims("alice@example.com"));
+    // agent down: an immediate refusal saying so
+    let mut d = directory();
+    d.agent_down = Some("agent unavailable: connect: No such file or directory".into());
+    let r = check(&t, &mut d).unwrap_err();
+    assert!(r.reason().contains("unknown kid rotated"), "{r:?}");
+    assert!(r.reason().contains("agent unavailable"), "{r:?}");
+    assert_eq!(d.refreshes, 1);
+    // the agent refreshes, the key is still unknown
+    let mut d = directory();
+    let r = check(&t, &mut d).unwrap_err();
+    assert!(
+        r.reason().contains("not found after a key refresh"),
+        "{r:?}"
+    );
+    assert_eq!(d.refreshes, 1);
+    // the agent fetches the rotated key: accepted after one refresh
+    let mut d = directory();
+    let mut k = key("TEST-ONLY-rsa.jwk.json", "RS256");
+    k.kid = "rotated".into();
+    k.jwk = serde_json::to_vec(&{
+        let mut v: Value = serde_json::from_slice(&k.jwk).unwrap();
+        v["kid"] = "rotated".into();
+        v
+    })
+    .unwrap();
+    d.keys_after_refresh.push((CF_ISS.into(), k));
+    assert!(check(&t, &mut d).is_ok());
+    assert_eq!(d.refreshes, 1);
+    // a known kid never bothers the agent
+    let mut d = directory();
+    check(&cf(&cf_claims("alice@example.com")), &mut d).unwrap();
+    assert_eq!(d.refreshes, 0);
+}
+
+#[test]
+fn time_claims_with_60_s_leeway() {
+    let with = |k: &str, v: Value| {
+        let mut c = cf_claims("alice@example.com");
+        c[k] = v;
+        cf(&c)
+    };
+    refused(&with("exp", json!(NOW - 61)), "alice", "expired");
+    assert!(login(&with("exp", json!(NOW - 59)), "alice").is_ok());
+    refused(&with("nbf", json!(NOW + 300)), "alice", "not valid yet");
+    assert!(login(&with("nbf", json!(NOW + 30)), "alice").is_ok());
+    refused(
+        &with("iat", json!(NOW + 300)),
+        "alice",
+        "issued in the future",
+    );
+    refused(
+        &with("exp", json!("tomorrow")),
+        "alice",
+        "exp is not a number",
+    );
+    let mut c = cf_claims("alice@example.com");
+    c.as_object_mut().unwrap().remove("exp");
+    refused(&cf(&c), "alice", "token has no exp");
+}
+
+#[test]
+fn wrong_aud_and_wrong_iss_are_refused() {
+    let mut c = cf_claims("alice@example.com");
+    c["aud"] = json!(["0000"]);
+    refused(&cf(&c), "alice", "audience not accepted");
+    c["aud"] = json!("zt-ssh"); // another issuer's audience
+    refused(&cf(&c), "alice", "audience not accepted");
+    c.as_object_mut().unwrap().remove("aud");
+    refused(&cf(&c), "alice", "token has no aud");
+    let mut c = cf_claims("alice@example.com");
+    c["iss"] = json!("https://evil.cloudflareaccess.com");
+    refused(
+        &cf(&c),
+        "alice",
+        "issuer https://evil.cloudflareaccess.com is not configured",
+    );
+    c["iss"] = json!("https://acme.cloudflareaccess.com/"); // exact match only
+    refused(&cf(&c), "alice", "is not configured");
+}
+
+#[test]
+fn truncated_bad_base64_and_oversized_tokens_are_refused() {
+    let t = cf(&cf_claims("alice@example.com"));
+    refused(&t[..t.len() - 10], "alice", "bad signature");
+    let two = &t[..t.rfind('.').unwrap()];
+    assert!(
+        token::looks_like_jwt(two.as_bytes()),
+        "still recognised as a token"
+    );
+    refused(two, "alice", "2 parts instead of 3");
+    refused(&format!("{two}."), "alice", "no signature");
+    // a character outside base64url in the payload
+    let mut parts: Vec<String> = t.split('.').map(String::from).collect();
+    parts[1].insert(5, '!');
+    refused(&parts.join("."), "alice", "payload is not base64url");
+    // a signature that is not base64url
+    let mut parts: Vec<String> = t.split('.').map(String::from).collect();
+    parts[2] = "%%%%".into();
+    refused(&parts.join("."), "alice", "signature is not valid");
+    // a changed payload
+    let mut parts: Vec<String> = t.split('.').map(String::from).collect();
+    parts[1] = b64(&cf_claims("bob@example.com"));
+    refused(&parts.join("."), "bob", "bad signature");
+    // 1 MB
+    let big = format!(
+        "{}.{}.{}",
+        t.split('.').next().unwrap(),
+        "A".repeat(1 << 20),
+        "sig"
+    );
+    assert!(token::looks_like_jwt(big.as_bytes()));
+    refused(&big, "alice", "token too large");
+}
+
+#[test]
+fn another_persons_token_and_unknown_people_are_refused() {
+    refused(
+        &cf(&cf_claims("bob@example.com")),
+        "alice",
+        "used for alice",
+    );
+    // a disabled person is not published: nobody has the email
+    refused(
+        &cf(&cf_claims("carol@example.com")),
+        "carol",
+        "no directory user has the email",
+    );
+    refused(
+        &cf(&cf_claims("alice@example.com")),
+        "root",
+        "used for root",
+    );
+}
+
+#[test]
+fn service_tokens_are_refused() {
+    let c = json!({
+        "aud": [CF_AUD], "exp": NOW + 60, "iat": NOW, "nbf": NOW, "iss": CF_ISS,
+        "type": "app", "identity_nonce": "", "sub": "", "common_name": "ci-runner.access",
+    });
+    refused(&cf(&c), "alice", "service token (ci-runner.access)");
+    let mut c = cf_claims("alice@example.com");
+    c["sub"] = json!("");
+    refused(&cf(&c), "alice", "service token (empty sub)");
+}
+
+#[test]
+fn email_verified_false_is_refused() {
+    let mut c = oidc_claims("alice@example.com");
+    c["email_verified"] = json!(false);
+    refused(
+        &sign(Algorithm::ES256, "test-ec-1", &c),
+        "alice",
+        "email not verified",
+    );
+}
+
+#[test]
+fn other_claims_match_as_documented() {
+    let mut d = directory();
+    d.issuers[1].claim = Claim::Sub;
+    let t = sign(Algorithm::ES256, "test-ec-1", &oidc_claims("x@y"));
+    let v = check(&t, &mut d).unwrap();
+    assert!(
+        crate::auth::match_identity(&d, &v, b"alice").is_ok(),
+        "sub = alice's IdP id"
+    );
+    assert!(crate::auth::match_identity(&d, &v, b"bob").is_err());
+    d.issuers[1].claim = Claim::PreferredUsername;
+    let mut c = oidc_claims("x@y");
+    c["preferred_username"] = json!("bob");
+    let v = check(&sign(Algorithm::ES256, "test-ec-1", &c), &mut d).unwrap();
+    assert!(crate::auth::match_identity(&d, &v, b"bob").is_ok());
+    assert!(crate::auth::match_identity(&d, &v, b"alice").is_err());
+    c["preferred_username"] = json!("BOB@example.com");
+    let v = check(&sign(Algorithm::ES256, "test-ec-1", &c), &mut d).unwrap();
+    assert!(crate::auth::match_identity(&d, &v, b"bob").is_ok());
+}
+
+#[test]
+fn passwords_are_not_tokens() {
+    for p in [
+        "hunter2",
+        "a.b.c",
+        "",
+        "eyJ.x.y",
+        "correct horse battery staple",
+    ] {
+        assert!(!token::looks_like_jwt(p.as_bytes()), "{p}");
+    }
+}
+
+// ---- the auth flow over a mock PAM handle ----
+
+#[derive(Default)]
+struct MockPam {
+    user: String,
+    authtok: Option<Vec<u8>>,
+    answers: VecDeque<Vec<u8>>,
+    prompts: Vec<String>,
+    env: Vec<(String, Vec<u8>)>,
+}
+
+impl PamHandler for MockPam {
+    fn user(&mut self) -> Result<Vec<u8>, Failure> {
+        Ok(self.user.clone().into_bytes())
+    }
+    fn item(&self, item: Item) -> Result<Option<Vec<u8>>, Failure> {
+        Ok(match item {
+            Item::Service => Some(b"sshd".to_vec()),
+            Item::Rhost => Some(b"::1".to_vec()),
+            Item::Tty => Some(b"ssh".to_vec()),
+            Item::Authtok => self.authtok.clone(),
+        })
+    }
+    fn item_authtok(&self) -> Result<Option<Secret>, Failure> {
+        Ok(self.authtok.clone().map(Secret::new))
+    }
+    fn set_authtok(&mut self, answer: &Secret) -> Result<(), Failure> {
+        self.authtok = Some(answer.bytes().to_vec());
+        Ok(())
+    }
+    fn prompt_secret(&mut self, prompt: &str) -> Result<Secret, Failure> {
+        self.prompts.push(prompt.into());
+        self.answers
+            .pop_front()
+            .map(Secret::new)
+            .ok_or(Failure::Conversation("no answer"))
+    }
+    fn env(&self, name: &str) -> Option<Vec<u8>> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+struct FixtureOpener(RefCell<Option<Fixture>>);
+
+impl Opener for FixtureOpener {
+    type Dir = Fixture;
+    fn open(&self, _: &Args) -> Result<Fixture, Failure> {
+        self.0
+            .borrow()
+            .clone()
+            .ok_or_else(|| Failure::Unavailable("snapshot unusable: does not exist".into()))
+    }
+}
+
+fn opener() -> FixtureOpener {
+    FixtureOpener(RefCell::new(Some(directory())))
+}
+
+struct TempLog(PathBuf);
+impl TempLog {
+    fn new(tag: &str) -> TempLog {
+        let d = std::env::temp_dir().join(format!("pam-zt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        TempLog(d)
+    }
+    fn arg(&self) -> String {
+        format!("audit_log={}/auth.jsonl", self.0.display())
+    }
+    fn lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.0.join("auth.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+impl Drop for TempLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn auth_prompts_once_stores_the_answer_and_accepts_a_token() {
+    let log = TempLog::new("auth-ok");
+    let t = cf(&cf_claims("alice@example.com"));
+    let mut pam = MockPam {
+        user: "alice".into(),
+        answers: [t.clone().into_bytes()].into(),
+        ..MockPam::default()
+    };
+    let c = stages::authenticate(&mut pam, &[&log.arg()], &opener(), NOW as u64);
+    assert_eq!(c, code::SUCCESS);
+    assert_eq!(pam.prompts, [crate::args::DEFAULT_PROMPT]);
+    assert_eq!(
+        pam.authtok.as_deref(),
+        Some(t.as_bytes()),
+        "PAM_AUTHTOK set for the next module"
+    );
+    let lines = log.lines();
+    assert_eq!(lines.len(), 1);
+    let r = &lines[0];
+    assert_eq!(r["result"], "success");
+    assert_eq!(r["user"], "alice");
+    assert_eq!(r["email"], "alice@example.com");
+    assert_eq!(r["idp_id"], "oid-alice");
+    assert_eq!(r["method"], "token");
+    assert_eq!(r["issuer"], CF_ISS);
+    assert_eq!(r["kid"], "test-rsa-1");
+    assert_eq!(r["jti"], Value::Null);
+    assert_eq!(r["service"], "sshd");
+    assert_eq!(r["rhost"], "::1");
+    let text = std::fs::read_to_string(log.0.join("auth.jsonl")).unwrap();
+    assert!(
+        !text.contains(t.split('.').nth(2).unwrap()),
+        "never the token"
+    );
+}
+
+#[test]
+fn auth_custom_prompt_and_first_pass() {
+    let log = TempLog::new("auth-fp");
+    let t = sign(
+        Algorithm::ES256,
+        "test-ec-1",
+        &oidc_claims("alice@example.com"),
+    );
+    // use_first_pass: the stored answer, no prompt
+    let mut pam = MockPam {
+        user: "alice".into(),
+        authtok: Some(t.clone().into_bytes()),
+        ..MockPam::default()
+    };
+    let c = stages::authenticate(
+        &mut pam,
+        &["use_first_pass", &log.arg()],
+        &opener(),
+        NOW as u64,
+    );
+    assert_eq!(c, code::SUCCESS);
+    assert!(pam.prompts.is_empty());
+    assert_eq!(log.lines()[0]["jti"], "id-token-1");
+    // use_first_pass with nothing stored: not ours, no prompt
+    let mut pam = MockPam {
+        user: "alice".into(),
+        ..MockPam::default()
+    };
+    let c = stages::authenticate(
+        &mut pam,
+        &["use_first_pass", &log.arg()],
+        &opener(),
+        NOW as u64,
+    );
+    assert_eq!(c, code::IGNORE);
+    assert!(pam.prompts.is_empty());
+    // try_first_pass with nothing stored: prompts with the configured text
+    let mut pam = MockPam {
+        user: "alice".into(),
+        answers: [t.into_bytes()].into(),
+        ..MockPam::default()
+    };
+    let c = stages::authenticate(
+        &mut pam,
+        &["try_first_pass", "prompt=Token: ", &log.arg()],
+        &opener(),
+        NOW as u64,
+    );
+    assert_eq!(c, code::SUCCESS);
+    assert_eq!(pam.prompts, ["Token: "]);
+}
+
+#[test]
+fn not_a_token_is_left_to_the_next_module() {
+    let log = TempLog::new("auth-pw");
+    let mut pam = MockPam {
+        user: "root".into(),
+        answers: [b"break-glass password".to_vec()].into(),
+        ..MockPam::default()
+    };
+    // No snapshot at all: a password never needs one.
+    let none = FixtureOpener(RefCell::new(None));
+    let c = stages::authenticate(&mut pam, &[&log.arg()], &none, NOW as u64);
+    assert_eq!(c, code::IGNORE);
+    assert_eq!(
+        pam.authtok.as_deref(),
+        Some(&b"break-glass password"[..]),
+        "pam_unix try_first_pass sees it"
+    );
+    let r = &log.lines()[0];
+    assert_eq!(
+        (r["result"].as_str(), r["method"].as_str()),
+        (Some("ignored"), Some("password"))
+    );
+    assert!(
+        !std::fs::read_to_string(log.0.join("auth.jsonl"))
+            .unwrap()
+            .contains("break-glass")
+    );
+}
+
+#[test]
+fn refused_tokens_are_auth_err_with_a_reason_and_no_snapshot_is_unavailable() {
+    let log = TempLog::new("auth-refused");
+    let t = cf(&cf_claims("bob@example.com"));
+    let mut pam = MockPam {
+        user: "alice".into(),
+        answers: [t.clone().into_bytes()].into(),
+        ..MockPam::default()
+    };
+    assert_eq!(
+        stages::authenticate(&mut pam, &[&log.arg()], &opener(), NOW as u64),
+        code::AUTH_ERR
+    );
+    let r = &log.lines()[0];
+    assert_eq!(r["result"], "failure");
+    assert!(r["reason"].as_str().unwrap().contains("used for alice"));
+    let mut pam = MockPam {
+        user: "alice".into(),
+        answers: [t.into_bytes()].into(),
+        ..MockPam::default()
+    };
+    let none = FixtureOpener(RefCell::new(None));
+    assert_eq!(
+        stages::authenticate(&mut pam, &[&log.arg()], &none, NOW as u64),
+        code::AUTHINFO_UNAVAIL
+    );
+    // a bad argument is a service error
+    let mut pam = MockPam::default();
+    assert_eq!(
+        stages::authenticate(&mut pam, &["state_dir=relative"], &none, NOW as u64),
+        code::SERVICE_ERR
+    );
+}
+
+#[test]
+fn method_comes_from_ssh_auth_info() {
+    use crate::auth::ssh_method;
+    assert_eq!(ssh_method(b"publickey ssh-ed25519 AAAA\n"), Some("key"));
+    assert_eq!(
+        ssh_method(b"publickey ecdsa-sha2-nistp256-cert-v01@openssh.com AAAA"),
+        Some("certificate")
+    );
+    assert_eq!(ssh_method(b"keyboard-interactive\n"), Some("password"));
+    assert_eq!(ssh_method(b"password"), Some("password"));
+    assert_eq!(ssh_method(b""), None);
+    let mut r = Record::default();
+    let pam = MockPam {
+        env: vec![(
+            "SSH_AUTH_INFO_0".into(),
+            b"publickey ssh-ed25519-cert-v01@openssh.com AAAA".to_vec(),
+        )],
+        ..MockPam::default()
+    };
+    crate::auth::context(&pam, &mut r);
+    assert_eq!(r.method.as_deref(), Some("certificate"));
+}
+
+// ---- account ----
+
+#[test]
+fn account_policy() {
+    let log = TempLog::new("account");
+    let passwd = std::env::temp_dir().join(format!("pam-zt-passwd-{}", std::process::id()));
+    std::fs::write(
+        &passwd,
+        "root:x:0:0:root:/root:/bin/bash\nops:x:1000:1000::/home/ops:/bin/bash\n",
+    )
+    .unwrap();
+    let run = |user: &str, o: &FixtureOpener| {
+        let mut pam = MockPam {
+            user: user.into(),
+            ..MockPam::default()
+        };
+        stages::account(&mut pam, &[&log.arg()], o, &passwd, NOW as u64)
+    };
+    assert_eq!(run("alice", &opener()), code::SUCCESS);
+    assert_eq!(run("ops", &opener()), code::IGNORE, "local");
+    assert_eq!(run("stranger", &opener()), code::IGNORE, "not ours");
+    // no snapshot: local users unaffected, nobody else is vouched for
+    let none = FixtureOpener(RefCell::new(None));
+    assert_eq!(run("root", &none), code::IGNORE);
+    assert_eq!(run("alice", &none), code::AUTHINFO_UNAVAIL);
+    // not in a login group
+    let mut d = directory();
+    d.users[0].in_login_group = false;
+    assert_eq!(
+        run("alice", &FixtureOpener(RefCell::new(Some(d)))),
+        code::PERM_DENIED
+    );
+    // offline for too long
+    let mut d = directory();
+    d.max_offline = 3 * 86400;
+    d.last_sync = NOW as u64 - 3 * 86400 - 1;
+    assert_eq!(
+        run("alice", &FixtureOpener(RefCell::new(Some(d.clone())))),
+        code::PERM_DENIED
+    );
+    d.last_sync = NOW as u64 - 3 * 86400 + 10;
+    assert_eq!(
+        run("alice", &FixtureOpener(RefCell::new(Some(d)))),
+        code::SUCCESS
+    );
+    let lines = log.lines();
+    let reasons: Vec<&str> = lines
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("offline for too long")),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&"not in a login group"));
+    assert!(
+        lines.iter().all(|l| l["user"] != "ops"),
+        "local users are not recorded"
+    );
+    std::fs::remove_file(&passwd).unwrap();
+}
+
+// ---- the live read path over published files ----
+
+#[test]
+fn live_directory_reads_issuers_users_and_policy() {
+    use zt_snapshot::{Content, GroupEntry, IssuerEntry, KeyEntry, PolicyEntry};
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: open_pair wants a root-owned state directory");
+        return;
+    }
+    let d = zt_published::testing::TempStateDir::new("pam");
+    let mut alice = zt_published::testing::user("alice", 1_500_001);
+    alice.email = "alice@example.com".into();
+    let bob = zt_published::testing::user("bob", 1_500_002);
+    let mut login = GroupEntry {
+        name: "zt-login".into(),
+        gid: 1_500_100,
+        flags: zt_snapshot::format::group_flags::LOGIN,
+        idp_id: "grp-login".into(),
+        members: vec!["alice".into()],
+    };
+    login.members.sort();
+    let rsa = key("TEST-ONLY-rsa.jwk.json", "RS256");
+    let content = Content {
+        generation: 7,
+        synced_at: NOW as u64 - 100,
+        users: vec![alice, bob],
+        groups: vec![
+            zt_published::testing::upg("alice", 1_500_001),
+            zt_published::testing::upg("bob", 1_500_002),
+            login,
+        ],
+        issuers: vec![IssuerEntry {
+            kind: kind::CLOUDFLARE_ACCESS,
+            iss: CF_ISS.into(),
+            claim: "email".into(),
+            audiences: vec![CF_AUD.into()],
+            keys: vec![KeyEntry {
+                kid: rsa.kid.clone(),
+                alg: "RS256".into(),
+                jwk: String::from_utf8(rsa.jwk.clone()).unwrap(),
+            }],
+        }],
+        policy: PolicyEntry {
+            max_offline_secs: 3600,
+        },
+    };
+    d.publish(&content);
+    let mut live = crate::live::Live::open(
+        &d.path,
+        Path::new("/nonexistent"),
+        zt_published::control::request_key_refresh,
+    )
+    .unwrap();
+    let v = token::verify(
+        cf(&cf_claims("alice@example.com")).as_bytes(),
+        &mut live,
+        NOW,
+        &mut Facts::default(),
+    )
+    .unwrap();
+    let u = crate::auth::match_identity(&live, &v, b"alice").unwrap();
+    assert!(u.in_login_group);
+    assert!(!live.user_by_name(b"bob").unwrap().unwrap().in_login_group);
+    assert_eq!(live.max_offline_secs().unwrap(), 3600);
+    assert_eq!(live.last_good_sync().unwrap(), NOW as u64 - 100);
+    let r = token::verify(
+        sign(Algorithm::RS256, "other", &cf_claims("alice@example.com")).as_bytes(),
+        &mut live,
+        NOW,
+        &mut Facts::default(),
+    )
+    .unwrap_err();
+    assert!(
+        r.reason()
+            .contains("key refresh failed: zt-agent control socket /nonexistent/control.sock"),
+        "{r:?}"
+    );
+}
+
+// ---- the C boundary ----
+
+#[test]
+fn boundary_turns_panics_and_bad_handles_into_codes() {
+    use std::ffi::{CString, c_char};
+    let fake = std::ptr::NonNull::<crate::ffi::PamHandleT>::dangling().as_ptr();
+    // SAFETY: the bodies never touch the handle; argv is null with argc 0.
+    unsafe {
+        assert_eq!(
+            crate::run(fake, 0, std::ptr::null(), |_, _| panic!("boom")),
+            code::SYSTEM_ERR
+        );
+        assert_eq!(
+            crate::run(fake, 0, std::ptr::null(), |_, a| a.len() as i32),
+            0
+        );
+        assert_eq!(
+            crate::run(std::ptr::null_mut(), 0, std::ptr::null(), |_, _| 0),
+            code::SYSTEM_ERR
+        );
+        let owned = [
+            CString::new("debug").unwrap(),
+            CString::new("prompt=T: ").unwrap(),
+        ];
+        let argv: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        assert_eq!(
+            crate::ffi::args(2, argv.as_ptr()).unwrap(),
+            ["debug", "prompt=T: "]
+        );
+        let bad = CString::new(vec![0xff]).unwrap();
+        let argv = [bad.as_ptr()];
+        assert!(matches!(
+            crate::ffi::args(1, argv.as_ptr()),
+            Err(Failure::Config(_))
+        ));
+    }
+}
