@@ -66,9 +66,10 @@ impl OidcProvider {
             .spawn()
             .expect("node");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("node stdout");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        out.read_line(&mut line).expect("node stdout");
+        // Keep draining: node dies of EPIPE if its stdout closes.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         assert!(
             line.contains("listening"),
             "oidc-provider did not start: {line}"

@@ -13,7 +13,7 @@
 //! `answer_length_limits` test with the stand-in module:
 //! - pamtester: answers up to 4,095 bytes reach the module (it reads one line of stdin).
 //! - pam-driver: any length (1 MiB tested).
-//! - sudo -S: see `SUDO_MAX_ANSWER`.
+//! - sudo -S: 511 bytes; from 512 on sudo's conversation fails ([`SUDO_MAX_ANSWER`]).
 //! - ssh keyboard-interactive and password: see `sshd::SSH_MAX_ANSWER`.
 
 use std::io::Write;
@@ -27,8 +27,11 @@ use crate::{Host, Net, artifact, text};
 /// It is NOT zt: it proves the harness until pam_zt.so exists (fixtures/standin/).
 pub const PAM_ZT_STANDIN: &str = "pam_zt_standin.so";
 
-/// Longest password `sudo -S` hands to PAM (measured: longer answers are cut to this).
-pub const SUDO_MAX_ANSWER: usize = 255;
+/// Longest answer sudo 1.9.13 hands to a PAM module (measured, `sudo -S`): 511 bytes.
+/// From 512 bytes on (PAM_MAX_RESP_SIZE) sudo's conversation fails instead, so the
+/// module gets no answer at all (PAM_CONV_ERR): a token over 511 bytes needs several
+/// prompts ([`Host::sudo_answers`] answers each with its own line).
+pub const SUDO_MAX_ANSWER: usize = 511;
 
 /// Exit code and combined stdout + stderr of a PAM-driving program.
 #[derive(Debug, Clone)]
@@ -258,16 +261,18 @@ impl Host {
     /// `answer` (sudo -S reads one line; see [`SUDO_MAX_ANSWER`]). On success the
     /// output holds the line `0`.
     pub fn sudo(&self, user: &str, answer: &str) -> PamResult {
+        self.sudo_answers(user, &[answer])
+    }
+
+    /// Like [`Host::sudo`], one stdin line per prompt (sudo -S reads a line per prompt;
+    /// after a failed attempt it asks again, up to 3 times).
+    pub fn sudo_answers(&self, user: &str, answers: &[&str]) -> PamResult {
+        let input: String = answers.iter().map(|a| format!("{a}\n")).collect();
         let script = format!(
             "cd / && exec setpriv --reuid=$(id -u {user}) --regid=$(id -g {user}) --init-groups \
              sudo -S -k -p 'sudo-prompt: ' -u root id -u"
         );
-        self.run_with_stdin(&["bash", "-c", &script], format!("{answer}\n").as_bytes())
-    }
-
-    /// The host's sshd log (written by `sshd -E`), for assertions and failure messages.
-    pub fn sshd_log(&self) -> String {
-        std::fs::read_to_string(self.path("var/log/sshd.log")).unwrap_or_default()
+        self.run_with_stdin(&["bash", "-c", &script], input.as_bytes())
     }
 
     /// The shared network namespace (always [`Net::shared`]).
