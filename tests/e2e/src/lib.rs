@@ -8,6 +8,11 @@
 //!
 //! Needs root (for unshare -m) and `cargo build --workspace` beforehand
 //! (scripts/test.sh does both checks).
+//!
+//! [`Host::new_pam`] (pam.rs) adds what PAM, sshd and sudo tests need: private
+//! /etc/pam.d, /etc/shadow, /etc/sudoers.d, /run, /var/log, /home, a library overlay
+//! with the modules, and the shared network + PID namespace of net.rs; sshd.rs,
+//! keys_server.rs, oidc.rs and tokens.rs build on it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

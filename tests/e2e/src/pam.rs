@@ -12,9 +12,23 @@
 //! Measured limits on Debian 12 (Linux-PAM 1.5.2, OpenSSH 9.2p1, sudo 1.9.13p3), by the
 //! `answer_length_limits` test with the stand-in module:
 //! - pamtester: answers up to 4,095 bytes reach the module (it reads one line of stdin).
+//! - sshd (client side): 1,023 bytes, keyboard-interactive and password alike.
 //! - pam-driver: any length (1 MiB tested).
 //! - sudo -S: 511 bytes; from 512 on sudo's conversation fails ([`SUDO_MAX_ANSWER`]).
 //! - ssh keyboard-interactive and password: see `sshd::SSH_MAX_ANSWER`.
+
+//!
+//! A pam_zt test, once `target/debug/libpam_zt.so` exists (copied as `pam_zt.so`):
+//! ```ignore
+//! let h = Host::new_pam();
+//! h.write_config(&format!("...[[issuers]] certs_url = \"{}\"...", keys.url(tokens::CF_CERTS_PATH)));
+//! h.write_directory(&people); h.sync();
+//! h.pam_service("sshd", "auth required pam_zt.so\naccount required pam_zt.so\n...");
+//! let jwt = tokens::mint(TestKey::Rsa, &tokens::access_claims("acme", tokens::TEST_AUD, "alice@example.com", 300));
+//! assert!(h.pam_driver("sshd", "alice", jwt.as_bytes(), &[], &["authenticate", "acct_mgmt"]).ok());
+//! let d = Sshd::start(&h, "PasswordAuthentication no");
+//! assert_eq!(d.ssh(&h, "alice", SshAuth::KeyboardInteractive, &[&jwt], "id -un").code, 0);
+//! ```
 
 use std::io::Write;
 use std::path::PathBuf;
