@@ -65,6 +65,9 @@ step "build (the end-to-end tests drive the built zt-agent and libnss_zt.so)"
 cargo build --workspace
 
 step "unit, property and end-to-end tests"
+# the OIDC provider the PAM tests run (npm oidc-provider, pinned by package-lock.json)
+[ -d tests/e2e/oidc-provider/node_modules/oidc-provider ] ||
+    npm ci --prefix tests/e2e/oidc-provider --no-audit --no-fund --loglevel=error
 cargo test --workspace
 
 step "symbol baseline: the module must load on glibc 2.34+ (Ubuntu 22.04 and later)"

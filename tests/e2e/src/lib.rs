@@ -8,12 +8,30 @@
 //!
 //! Needs root (for unshare -m) and `cargo build --workspace` beforehand
 //! (scripts/test.sh does both checks).
+//!
+//! [`Host::new_pam`] (pam.rs) adds what PAM, sshd and sudo tests need: private
+//! /etc/pam.d, /etc/shadow, /etc/sudoers.d, /run, /var/log, /home, a library overlay
+//! with the modules, and the shared network + PID namespace of net.rs; sshd.rs,
+//! keys_server.rs, oidc.rs and tokens.rs build on it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 
 use tempfile::TempDir;
+
+pub mod keys_server;
+pub mod net;
+pub mod oidc;
+pub mod pam;
+pub mod sshd;
+pub mod tokens;
+
+pub use keys_server::KeysServer;
+pub use net::Net;
+pub use oidc::OidcProvider;
+pub use pam::{PAM_ZT_STANDIN, PamResult, SUDO_MAX_ANSWER, standin_module};
+pub use sshd::{SSH_MAX_ANSWER, SshAuth, Sshd};
 
 /// target/debug (or wherever this test binary was built).
 pub fn build_dir() -> PathBuf {
@@ -22,7 +40,7 @@ pub fn build_dir() -> PathBuf {
     deps.parent().expect("profile dir").to_path_buf()
 }
 
-fn artifact(name: &str) -> PathBuf {
+pub(crate) fn artifact(name: &str) -> PathBuf {
     let p = build_dir().join(name);
     assert!(
         p.exists(),
@@ -44,6 +62,9 @@ pub fn uid_of(line: &str) -> Option<u32> {
 pub struct Host {
     _dir: TempDir,
     pub root: PathBuf,
+    /// Set by [`Host::new_pam`]: PAM, shadow, sudoers, /run, /var/log, /home and the
+    /// library overlay are the host's own too, and commands run in the shared [`Net`].
+    pub(crate) pam: bool,
 }
 
 pub const CONFIG: &str = r#"
@@ -98,7 +119,11 @@ impl Host {
         std::fs::write(root.join("etc/nsswitch.conf"), out).expect("nsswitch");
         std::fs::copy(artifact("libnss_zt.so"), root.join("lib/libnss_zt.so.2"))
             .expect("copy module");
-        let host = Host { _dir: dir, root };
+        let host = Host {
+            _dir: dir,
+            root,
+            pam: false,
+        };
         host.write_config(CONFIG);
         host
     }
@@ -137,8 +162,13 @@ impl Host {
     }
 
     /// The private-namespace prologue, then `exec "$@"`.
-    fn command(&self, argv: &[&str]) -> Command {
+    pub(crate) fn command(&self, argv: &[&str]) -> Command {
         let r = self.root.display().to_string();
+        let pam = if self.pam {
+            pam::mounts(&r)
+        } else {
+            String::new()
+        };
         let script = format!(
             "set -e
              mount --bind {r}/etc/passwd /etc/passwd
@@ -146,10 +176,15 @@ impl Host {
              mount --bind {r}/etc/nsswitch.conf /etc/nsswitch.conf
              mount --bind {r}/var/lib /var/lib
              [ -d /run/nscd ] && mount -t tmpfs tmpfs /run/nscd
+             {pam}
              export LD_LIBRARY_PATH={r}/lib
              exec \"$@\""
         );
-        let mut c = Command::new("unshare");
+        let mut c = if self.pam {
+            Net::shared().command("unshare")
+        } else {
+            Command::new("unshare")
+        };
         c.args([
             "-m",
             "--propagation",
