@@ -28,7 +28,7 @@ pub struct Net {
 static SHARED: OnceLock<Net> = OnceLock::new();
 
 /// The child pids of `pid` (its main thread's `children` file).
-pub(crate) fn children_of(pid: u32) -> Vec<u32> {
+pub fn children_of(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
         .split_whitespace()

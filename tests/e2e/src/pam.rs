@@ -97,6 +97,28 @@ pub fn standin_module() -> PathBuf {
     .clone()
 }
 
+/// Compiles the test-only LD_PRELOAD clock shim once per test binary
+/// (fixtures/clockshift/clockshift.c): a process started with `LD_PRELOAD=<this>` and
+/// `ZT_CLOCK_SHIFT=N` sees the wall clock N seconds off (N may be negative), e.g. a
+/// `zt-agent sync` that publishes "ten minutes ago" for a `max_offline` test.
+pub fn clock_shift_lib() -> PathBuf {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    SO.get_or_init(|| {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/clockshift/clockshift.c");
+        let out = crate::build_dir().join(format!("zt_clockshift-{}.so", std::process::id()));
+        let o = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-Wall", "-Werror", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .arg("-ldl")
+            .output()
+            .expect("cc (build-essential)");
+        assert!(o.status.success(), "compiling the clock shim: {}", text(&o.stderr));
+        out
+    })
+    .clone()
+}
+
 /// `pw` hashed for /etc/shadow (SHA-512 crypt, which pam_unix verifies).
 fn crypt(pw: &str) -> String {
     let o = std::process::Command::new("openssl")
