@@ -490,7 +490,7 @@ fn with_the_agent_stopped_tokens_and_local_passwords_still_work() {
     assert!(ok.ok(), "{}", short(&ok));
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 
-    // A kid nobody published: refused at once ("unavailable"), never a hang.
+    // A kid nobody published: refused at once (no control socket), never a hang.
     let t = Instant::now();
     let unknown = tokens::mint(
         TestKey::Rsa2,
@@ -498,7 +498,10 @@ fn with_the_agent_stopped_tokens_and_local_passwords_still_work() {
     );
     let r = refused(&h, "alice", unknown.as_bytes());
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
-    assert!(reason(&r).contains("unavailable"), "{r}");
+    assert!(
+        reason(&r).contains("unknown kid") && reason(&r).contains("control socket"),
+        "{r}"
+    );
 
     // Break-glass: the local password goes to pam_unix.
     let n = audit(&h).len();
@@ -550,6 +553,10 @@ fn past_max_offline_a_directory_user_is_refused_in_account() {
         .as_array_mut()
         .unwrap()
         .push(json!({"id": "u-erin", "email": "erin@example.com"}));
+    d["groups"][0]["members"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("u-erin"));
     h.write_directory(&d);
     let shim = format!("LD_PRELOAD={}", clock_shift_lib().display());
     let mut argv = vec!["env".to_string(), shim, "ZT_CLOCK_SHIFT=-600".into()];
@@ -563,6 +570,7 @@ fn past_max_offline_a_directory_user_is_refused_in_account() {
     );
     let hb = heartbeat(&h);
     assert!((hb - (tokens::now() - 600)).abs() < 30, "heartbeat {hb}");
+    h.assert_zt_user("erin");
 
     let offline = |h: &Host| {
         let n = audit(h).len();
