@@ -104,7 +104,8 @@ pub fn standin_module() -> PathBuf {
 pub fn clock_shift_lib() -> PathBuf {
     static SO: OnceLock<PathBuf> = OnceLock::new();
     SO.get_or_init(|| {
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/clockshift/clockshift.c");
+        let src =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/clockshift/clockshift.c");
         let out = crate::build_dir().join(format!("zt_clockshift-{}.so", std::process::id()));
         let o = std::process::Command::new("cc")
             .args(["-shared", "-fPIC", "-Wall", "-Werror", "-o"])
@@ -113,7 +114,11 @@ pub fn clock_shift_lib() -> PathBuf {
             .arg("-ldl")
             .output()
             .expect("cc (build-essential)");
-        assert!(o.status.success(), "compiling the clock shim: {}", text(&o.stderr));
+        assert!(
+            o.status.success(),
+            "compiling the clock shim: {}",
+            text(&o.stderr)
+        );
         out
     })
     .clone()
