@@ -657,6 +657,7 @@ fn sshd_keyboard_interactive_and_password_take_a_token() {
     assert!(ok.len() >= 3 && bad.len() >= 2, "{recs:#?}");
     for r in ok.iter().chain(bad.iter()) {
         assert_eq!(r["rhost"], "127.0.0.1", "{r}");
+        assert_eq!(r["method"], "token", "{r}");
         assert_eq!(r["user"], "alice", "{r}");
     }
     assert!(bad.iter().all(|r| r["email"] == "bob@example.com"));
@@ -715,6 +716,8 @@ fn sudo_takes_a_token_that_fits_its_answer() {
     );
 }
 
+/// sudo cuts answers at 511 bytes: the module must ask for the rest ("Token (continued,
+/// empty line to finish): "). Passed against wt-i6e's pam_zt at ff8f289 (not yet merged).
 #[test]
 #[ignore = "needs continuation prompts (wt-i6e)"]
 fn sudo_takes_a_long_token_in_two_answers() {
