@@ -70,10 +70,12 @@ step "unit, property and end-to-end tests"
     npm ci --prefix tests/e2e/oidc-provider --no-audit --no-fund --loglevel=error
 cargo test --workspace
 
-step "symbol baseline: the module must load on glibc 2.34+ (Ubuntu 22.04 and later)"
-newest=$(objdump -T target/debug/libnss_zt.so | grep -o 'GLIBC_[0-9.]*' | sort -t. -k2,2n -u | tail -1)
-echo "newest glibc symbol: $newest"
-case $newest in GLIBC_2.[0-9] | GLIBC_2.[12][0-9] | GLIBC_2.3[0-4]) ;; *) echo "libnss_zt.so needs $newest: too new" >&2; exit 1 ;; esac
+step "symbol baseline: the modules must load on glibc 2.34+ (Ubuntu 22.04 and later)"
+for module in libnss_zt.so libpam_zt.so; do
+    newest=$(objdump -T "target/debug/$module" | grep -o 'GLIBC_[0-9.]*' | sort -t. -k2,2n -u | tail -1)
+    echo "$module: newest glibc symbol: $newest"
+    case $newest in GLIBC_2.[0-9] | GLIBC_2.[12][0-9] | GLIBC_2.3[0-4]) ;; *) echo "$module needs $newest: too new" >&2; exit 1 ;; esac
+done
 soname=$(objdump -p target/debug/libnss_zt.so | awk '/SONAME/ {print $2}')
 [ "$soname" = libnss_zt.so.2 ] || { echo "SONAME is $soname, not libnss_zt.so.2" >&2; exit 1; }
 
