@@ -23,6 +23,12 @@ impl Secret {
     pub fn bytes(&self) -> &[u8] {
         &self.0
     }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Drop for Secret {
