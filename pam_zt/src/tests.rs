@@ -823,6 +823,18 @@ fn a_conversation_that_repeats_the_first_answer_stops_at_once() {
     assert_eq!(c, code::AUTH_ERR);
     assert_eq!(pam.prompts, [FIRST, CONT]);
     assert!(reason.contains("sshd password authentication"), "{reason}");
+    // a three-part answer that happens to be of a cut length is passed on
+    // whole (the signature check decides), not refused unseen
+    let t = cf(&cf_claims("alice@example.com"));
+    let padded = format!("{t}{}", "A".repeat(1023 - t.len()));
+    let mut pam = MockPam {
+        answers: [padded.clone().into_bytes()].into(),
+        ..MockPam::default()
+    };
+    let first = Secret::new(padded.clone().into_bytes());
+    let whole = crate::auth::complete(&mut pam, first).unwrap();
+    assert_eq!(whole.bytes(), padded.as_bytes());
+    assert_eq!(pam.prompts, [CONT]);
 }
 
 #[test]
