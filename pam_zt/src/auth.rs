@@ -208,6 +208,19 @@ pub fn match_identity(
     Ok(u)
 }
 
+/// The pam_set_data name under which the auth stage leaves the method of a
+/// successful login for the account and session stages of the same handle.
+pub const METHOD_DATA: &str = "pam_zt_method";
+
+/// Tells the later stages how the user got in. Only the auth stage knows a
+/// token from a password; sshd's SSH_AUTH_INFO_0 says "keyboard-interactive"
+/// for both. Where the later stages run in another process (sshd runs the
+/// keyboard-interactive conversation in a child), they fall back to the
+/// SSH_AUTH_INFO_0 guess.
+pub fn remember_method(pam: &mut dyn PamHandler, method: &str) -> Result<(), Failure> {
+    pam.set_data(METHOD_DATA, method.as_bytes())
+}
+
 /// Fills in the request's context for the audit record.
 pub fn context(pam: &dyn PamHandler, record: &mut Record) {
     let s = |i| {
@@ -219,7 +232,13 @@ pub fn context(pam: &dyn PamHandler, record: &mut Record) {
     record.service = s(Item::Service);
     record.rhost = s(Item::Rhost);
     record.tty = s(Item::Tty);
-    if let Some(info) = pam.env("SSH_AUTH_INFO_0") {
+    let known = pam
+        .data(METHOD_DATA)
+        .and_then(|m| String::from_utf8(m).ok())
+        .filter(|m| ["token", "password", "key", "certificate"].contains(&m.as_str()));
+    if let Some(m) = known {
+        record.method = Some(m);
+    } else if let Some(info) = pam.env("SSH_AUTH_INFO_0") {
         record.method = ssh_method(&info).map(Into::into);
     }
 }

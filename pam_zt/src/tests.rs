@@ -442,6 +442,7 @@ struct MockPam {
     answers: VecDeque<Vec<u8>>,
     prompts: Vec<String>,
     env: Vec<(String, Vec<u8>)>,
+    data: Vec<(String, Vec<u8>)>,
 }
 
 impl PamHandler for MockPam {
@@ -472,6 +473,17 @@ impl PamHandler for MockPam {
     }
     fn env(&self, name: &str) -> Option<Vec<u8>> {
         self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn set_data(&mut self, name: &str, value: &[u8]) -> Result<(), Failure> {
+        self.data.retain(|(k, _)| k != name);
+        self.data.push((name.into(), value.to_vec()));
+        Ok(())
+    }
+    fn data(&self, name: &str) -> Option<Vec<u8>> {
+        self.data
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
@@ -675,7 +687,10 @@ fn refused_tokens_are_auth_err_with_a_reason_and_no_snapshot_is_unavailable() {
 /// Runs the auth stage with these answers; the code, the handle (prompts,
 /// PAM_AUTHTOK) and the audit reason.
 fn auth_with(answers: &[&[u8]], argv: &[&str]) -> (i32, MockPam, String) {
-    let log = TempLog::new("auth-cont");
+    // one log per call: tests run in parallel
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = TempLog::new(&format!("auth-cont-{n}"));
     let mut pam = MockPam {
         user: "alice".into(),
         answers: answers.iter().map(|a| a.to_vec()).collect(),
@@ -868,6 +883,63 @@ fn method_comes_from_ssh_auth_info() {
     };
     crate::auth::context(&pam, &mut r);
     assert_eq!(r.method.as_deref(), Some("certificate"));
+}
+
+#[test]
+fn the_method_of_a_token_login_reaches_account_and_session() {
+    let log = TempLog::new("method-data");
+    let t = cf(&cf_claims("alice@example.com"));
+    let mut pam = MockPam {
+        user: "alice".into(),
+        answers: [t.into_bytes()].into(),
+        // what sshd says after keyboard-interactive, token or password alike
+        env: vec![("SSH_AUTH_INFO_0".into(), b"keyboard-interactive\n".to_vec())],
+        ..MockPam::default()
+    };
+    let c = stages::authenticate(&mut pam, &[&log.arg()], &opener(), NOW as u64);
+    assert_eq!(c, code::SUCCESS);
+    assert_eq!(
+        pam.data(crate::auth::METHOD_DATA).as_deref(),
+        Some(&b"token"[..])
+    );
+    let passwd = std::env::temp_dir().join(format!("pam-zt-md-passwd-{}", std::process::id()));
+    std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
+    let c = stages::account(&mut pam, &[&log.arg()], &opener(), &passwd, NOW as u64);
+    std::fs::remove_file(&passwd).unwrap();
+    assert_eq!(c, code::SUCCESS);
+    let lines = log.lines();
+    assert_eq!(lines[1]["stage"], "account");
+    assert_eq!(lines[1]["method"], "token", "not the SSH_AUTH_INFO_0 guess");
+    // without the data (another process, or a password login): the guess
+    let mut r = Record::default();
+    pam.data.clear();
+    crate::auth::context(&pam, &mut r);
+    assert_eq!(r.method.as_deref(), Some("password"));
+    // a refused or ignored answer leaves nothing behind
+    let mut pam = MockPam {
+        user: "root".into(),
+        answers: [b"hunter2".to_vec()].into(),
+        ..MockPam::default()
+    };
+    stages::authenticate(&mut pam, &[&log.arg()], &opener(), NOW as u64);
+    assert!(pam.data.is_empty());
+    // garbage under the name is not trusted as a method
+    pam.data
+        .push((crate::auth::METHOD_DATA.into(), b"x\ny".to_vec()));
+    let mut r = Record::default();
+    crate::auth::context(&pam, &mut r);
+    assert_eq!(r.method, None);
+}
+
+#[test]
+fn the_data_cleanup_frees_and_never_unwinds() {
+    let p = Box::into_raw(Box::new(b"token".to_vec()));
+    let fake = std::ptr::NonNull::<crate::ffi::PamHandleT>::dangling().as_ptr();
+    // SAFETY: p is a boxed Vec<u8> handed over once, as libpam would.
+    unsafe {
+        crate::ffi::free_data(fake, p.cast(), 0);
+        crate::ffi::free_data(fake, std::ptr::null_mut(), 0);
+    }
 }
 
 // ---- account ----
