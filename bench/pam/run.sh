@@ -68,13 +68,13 @@ mount --bind "$T/passwd" /etc/passwd
 mount --bind "$T/shadow" /etc/shadow
 tok=$(cat "$T/token")
 # one of each first: a failure here means the numbers would be meaningless
-pamtester zt-bench-token zbench authenticate acct_mgmt <<<"$tok" >/dev/null
-pamtester zt-bench-unix zbunix authenticate acct_mgmt <<<"benchpass" >/dev/null
+pamtester zt-bench-token zbench authenticate acct_mgmt <<<"$tok" >/dev/null 2>&1
+pamtester zt-bench-unix zbunix authenticate acct_mgmt <<<"benchpass" >/dev/null 2>&1
 for ((i = 0; i < N; i++)); do
     t0=$EPOCHREALTIME
-    pamtester zt-bench-token zbench authenticate acct_mgmt <<<"$tok" >/dev/null
+    pamtester zt-bench-token zbench authenticate acct_mgmt <<<"$tok" >/dev/null 2>&1
     t1=$EPOCHREALTIME
-    pamtester zt-bench-unix zbunix authenticate acct_mgmt <<<"benchpass" >/dev/null
+    pamtester zt-bench-unix zbunix authenticate acct_mgmt <<<"benchpass" >/dev/null 2>&1
     t2=$EPOCHREALTIME
     echo "$t0 $t1" >> "$T/token.times"
     echo "$t1 $t2" >> "$T/unix.times"
