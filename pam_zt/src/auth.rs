@@ -8,22 +8,118 @@ use crate::handler::{Item, PamHandler, Secret};
 use crate::status::Failure;
 use crate::token::{self, Facts, Verified};
 
+/// The prompt for the rest of a token that arrived cut or in pieces.
+pub const CONTINUE_PROMPT: &str = "Token (continued, empty line to finish): ";
+/// Answer lengths at which a client is known to cut silently: 511 bytes
+/// (sudo's answer buffer, measured in tests/e2e) and 1,023 bytes (the
+/// OpenSSH client's keyboard-interactive and password answers). An answer of
+/// exactly such a length may have lost its tail even if it looks complete.
+pub const CUT_LENGTHS: [usize; 2] = [511, 1023];
+/// At most this many continuation prompts (32 x 511 bytes is past the size
+/// cap anyway; the cap bounds a conversation that never sends an empty line).
+pub const MAX_CONTINUATIONS: usize = 32;
+/// The whole token, all pieces together, is capped like a one-shot token.
+pub const MAX_JOINED: usize = token::MAX_TOKEN_LEN;
+
 /// Gets the answer: the stored PAM_AUTHTOK with `use_first_pass` (and with
 /// `try_first_pass` when there is one), else one echo-off prompt, whose
 /// answer is then stored as PAM_AUTHTOK so a following
 /// `pam_unix.so try_first_pass` checks the same answer as a password.
+/// A token that arrived incomplete is completed with continuation prompts
+/// (see `complete`); PAM_AUTHTOK then holds the whole token.
 pub fn answer(pam: &mut dyn PamHandler, args: &Args) -> Result<Secret, Failure> {
-    if args.use_first_pass || args.try_first_pass {
-        if let Some(stored) = pam.item_authtok()? {
-            return Ok(stored);
+    let first = 'first: {
+        if args.use_first_pass || args.try_first_pass {
+            if let Some(stored) = pam.item_authtok()? {
+                break 'first stored;
+            }
+            if args.use_first_pass {
+                return Err(Failure::Ignore("no earlier answer (use_first_pass)"));
+            }
         }
-        if args.use_first_pass {
-            return Err(Failure::Ignore("no earlier answer (use_first_pass)"));
+        let answer = pam.prompt_secret(&args.prompt)?;
+        pam.set_authtok(&answer)?;
+        answer
+    };
+    if !token::looks_like_jwt(first.bytes()) || !incomplete(trim(first.bytes()), first.len()) {
+        return Ok(first);
+    }
+    if args.use_first_pass {
+        // No conversation allowed: say why rather than fail on "truncated".
+        return Err(Failure::Refused(format!(
+            "incomplete token in PAM_AUTHTOK ({} bytes; use_first_pass never \
+             prompts for the rest)",
+            first.len()
+        )));
+    }
+    let whole = complete(pam, first)?;
+    pam.set_authtok(&whole)?;
+    Ok(whole)
+}
+
+/// Is this token text (surrounding whitespace already trimmed) possibly
+/// only a prefix? `raw_len` is the length of the last answer as received:
+/// an answer of exactly a cut length may have been cut after a dot-complete
+/// looking prefix (e.g. inside the signature).
+pub fn incomplete(token: &[u8], raw_len: usize) -> bool {
+    let mut parts = token.split(|&b| b == b'.');
+    let (_, _, third) = (parts.next(), parts.next(), parts.next());
+    match third {
+        None => true,
+        Some(sig) => sig.is_empty() || CUT_LENGTHS.contains(&raw_len),
+    }
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
+/// Asks `CONTINUE_PROMPT` (echo off) and appends each trimmed answer until
+/// an empty answer, or until the whole is a complete token whose last piece
+/// is not of a cut length. Bounded by `MAX_JOINED` bytes and
+/// `MAX_CONTINUATIONS` prompts.
+pub fn complete(pam: &mut dyn PamHandler, first: Secret) -> Result<Secret, Failure> {
+    let mut whole = Secret::new(trim(first.bytes()).to_vec());
+    for _ in 0..MAX_CONTINUATIONS {
+        let piece = pam.prompt_secret(CONTINUE_PROMPT)?;
+        // sshd's password authentication answers every echo-off prompt with
+        // the one password it has: the same text again means nobody can send
+        // the rest, so stop instead of doubling the input 32 times.
+        if piece.bytes() == first.bytes() {
+            // A token of exactly a cut length may well be whole: let the
+            // signature decide rather than refuse it unseen.
+            if !incomplete(whole.bytes(), 0) {
+                return Ok(whole);
+            }
+            return Err(Failure::Refused(format!(
+                "incomplete token ({} bytes) and the application repeats the \
+                 first answer to every prompt (sshd password authentication \
+                 has one password): no way to send the rest",
+                whole.len()
+            )));
+        }
+        let part = trim(piece.bytes());
+        if part.is_empty() {
+            return Ok(whole);
+        }
+        if whole.len() + part.len() > MAX_JOINED {
+            return Err(Failure::Refused(format!(
+                "token pieces exceed {MAX_JOINED} bytes"
+            )));
+        }
+        let mut joined = Vec::with_capacity(whole.len() + part.len());
+        joined.extend_from_slice(whole.bytes());
+        joined.extend_from_slice(part);
+        // `whole` (and its copy of the secret) is wiped on drop.
+        whole = Secret::new(joined);
+        if !incomplete(whole.bytes(), piece.len()) && !CUT_LENGTHS.contains(&whole.len()) {
+            return Ok(whole);
         }
     }
-    let answer = pam.prompt_secret(&args.prompt)?;
-    pam.set_authtok(&answer)?;
-    Ok(answer)
+    Err(Failure::Refused(format!(
+        "token still incomplete after {MAX_CONTINUATIONS} continuation prompts ({} bytes)",
+        whole.len()
+    )))
 }
 
 /// The whole stage. `open` gives the directory (the published files) only
@@ -112,6 +208,19 @@ pub fn match_identity(
     Ok(u)
 }
 
+/// The pam_set_data name under which the auth stage leaves the method of a
+/// successful login for the account and session stages of the same handle.
+pub const METHOD_DATA: &str = "pam_zt_method";
+
+/// Tells the later stages how the user got in. Only the auth stage knows a
+/// token from a password; sshd's SSH_AUTH_INFO_0 says "keyboard-interactive"
+/// for both. Where the later stages run in another process (sshd runs the
+/// keyboard-interactive conversation in a child), they fall back to the
+/// SSH_AUTH_INFO_0 guess.
+pub fn remember_method(pam: &mut dyn PamHandler, method: &str) -> Result<(), Failure> {
+    pam.set_data(METHOD_DATA, method.as_bytes())
+}
+
 /// Fills in the request's context for the audit record.
 pub fn context(pam: &dyn PamHandler, record: &mut Record) {
     let s = |i| {
@@ -123,7 +232,13 @@ pub fn context(pam: &dyn PamHandler, record: &mut Record) {
     record.service = s(Item::Service);
     record.rhost = s(Item::Rhost);
     record.tty = s(Item::Tty);
-    if let Some(info) = pam.env("SSH_AUTH_INFO_0") {
+    let known = pam
+        .data(METHOD_DATA)
+        .and_then(|m| String::from_utf8(m).ok())
+        .filter(|m| ["token", "password", "key", "certificate"].contains(&m.as_str()));
+    if let Some(m) = known {
+        record.method = Some(m);
+    } else if let Some(info) = pam.env("SSH_AUTH_INFO_0") {
         record.method = ssh_method(&info).map(Into::into);
     }
 }

@@ -70,6 +70,38 @@ unsafe extern "C" {
     fn pam_get_item(pamh: *const PamHandleT, item_type: c_int, item: *mut *const c_void) -> c_int;
     fn pam_set_item(pamh: *mut PamHandleT, item_type: c_int, item: *const c_void) -> c_int;
     fn pam_getenv(pamh: *mut PamHandleT, name: *const c_char) -> *const c_char;
+    fn pam_set_data(
+        pamh: *mut PamHandleT,
+        module_data_name: *const c_char,
+        data: *mut c_void,
+        cleanup: Option<CleanupFn>,
+    ) -> c_int;
+    fn pam_get_data(
+        pamh: *const PamHandleT,
+        module_data_name: *const c_char,
+        data: *mut *const c_void,
+    ) -> c_int;
+}
+
+/// `void (*cleanup)(pam_handle_t *, void *data, int error_status)`.
+type CleanupFn = unsafe extern "C" fn(*mut PamHandleT, *mut c_void, c_int);
+
+/// Frees a value stored by `set_data` (a `Box<Vec<u8>>`). libpam calls it
+/// from pam_end or when the name is set again, outside any `pam_sm_*`
+/// entry, so it carries its own guard: a panic must neither unwind into
+/// libpam (an abort of sshd) nor print anything.
+///
+/// # Safety
+/// `data` is null or a pointer made by `Box::into_raw` in `set_data`, and
+/// libpam calls this once per stored value.
+pub unsafe extern "C" fn free_data(_pamh: *mut PamHandleT, data: *mut c_void, _status: c_int) {
+    let _ = zt_published::guard(|| {
+        if !data.is_null() {
+            // SAFETY: per this function's contract, we own the box now.
+            drop(unsafe { Box::from_raw(data.cast::<Vec<u8>>()) });
+        }
+        Ok::<(), Failure>(())
+    });
 }
 
 /// The module arguments as strings (non-UTF-8 ones become a config error).
@@ -220,6 +252,34 @@ impl PamHandler for Handle {
         answer
             .map(Secret::new)
             .ok_or(Failure::Conversation("conversation gave no answer"))
+    }
+
+    fn set_data(&mut self, name: &str, value: &[u8]) -> Result<(), Failure> {
+        let n = CString::new(name).map_err(|_| Failure::System("NUL in data name".into()))?;
+        let data = Box::into_raw(Box::new(value.to_vec()));
+        // SAFETY: a live handle; libpam copies the name and keeps `data`
+        // until it calls `free_data` (pam_end, or a later set of this name).
+        let r = unsafe { pam_set_data(self.pamh, n.as_ptr(), data.cast(), Some(free_data)) };
+        if r != code::SUCCESS {
+            // libpam did not take it: free it here.
+            // SAFETY: made by Box::into_raw just above, not stored.
+            drop(unsafe { Box::from_raw(data) });
+            return Err(Failure::System(format!("pam_set_data failed: {r}")));
+        }
+        Ok(())
+    }
+
+    fn data(&self, name: &str) -> Option<Vec<u8>> {
+        let n = CString::new(name).ok()?;
+        let mut p: *const c_void = std::ptr::null();
+        // SAFETY: a live handle, a valid out pointer.
+        let r = unsafe { pam_get_data(self.pamh, n.as_ptr(), &mut p) };
+        if r != code::SUCCESS || p.is_null() {
+            return None;
+        }
+        // SAFETY: names under this module's prefix are only ever set by
+        // `set_data`, so `p` is the `Vec<u8>` it boxed, alive until pam_end.
+        Some(unsafe { &*p.cast::<Vec<u8>>() }.clone())
     }
 
     fn env(&self, name: &str) -> Option<Vec<u8>> {

@@ -23,6 +23,12 @@ impl Secret {
     pub fn bytes(&self) -> &[u8] {
         &self.0
     }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Drop for Secret {
@@ -54,4 +60,9 @@ pub trait PamHandler {
     fn prompt_secret(&mut self, prompt: &str) -> Result<Secret, Failure>;
     /// pam_getenv (the PAM environment, where sshd puts SSH_AUTH_INFO_0).
     fn env(&self, name: &str) -> Option<Vec<u8>>;
+    /// pam_set_data: a value kept with the handle for this module's later
+    /// stages (account, session) in the same process.
+    fn set_data(&mut self, name: &str, value: &[u8]) -> Result<(), Failure>;
+    /// pam_get_data: a value an earlier stage stored with `set_data`.
+    fn data(&self, name: &str) -> Option<Vec<u8>>;
 }

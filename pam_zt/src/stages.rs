@@ -89,6 +89,12 @@ pub fn authenticate(
     auth::context(pam, &mut record);
     let now_i = i64::try_from(now).unwrap_or(i64::MAX);
     let outcome = auth::authenticate(pam, &args, || opener.open(&args), now_i, &mut record);
+    if outcome.is_ok() {
+        // A token login the later stages cannot record is still a login.
+        if let Err(f) = auth::remember_method(pam, "token") {
+            audit::syslog(&format!("pam_zt: {}", f.reason()), false);
+        }
+    }
     // Every attempt is recorded, including answers left to pam_unix.
     finish(record, outcome, &args, true)
 }

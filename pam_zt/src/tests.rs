@@ -442,6 +442,7 @@ struct MockPam {
     answers: VecDeque<Vec<u8>>,
     prompts: Vec<String>,
     env: Vec<(String, Vec<u8>)>,
+    data: Vec<(String, Vec<u8>)>,
 }
 
 impl PamHandler for MockPam {
@@ -472,6 +473,17 @@ impl PamHandler for MockPam {
     }
     fn env(&self, name: &str) -> Option<Vec<u8>> {
         self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn set_data(&mut self, name: &str, value: &[u8]) -> Result<(), Failure> {
+        self.data.retain(|(k, _)| k != name);
+        self.data.push((name.into(), value.to_vec()));
+        Ok(())
+    }
+    fn data(&self, name: &str) -> Option<Vec<u8>> {
+        self.data
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
@@ -670,6 +682,186 @@ fn refused_tokens_are_auth_err_with_a_reason_and_no_snapshot_is_unavailable() {
     );
 }
 
+// ---- continuation prompts for tokens that arrive in pieces ----
+
+/// Runs the auth stage with these answers; the code, the handle (prompts,
+/// PAM_AUTHTOK) and the audit reason.
+fn auth_with(answers: &[&[u8]], argv: &[&str]) -> (i32, MockPam, String) {
+    // one log per call: tests run in parallel
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = TempLog::new(&format!("auth-cont-{n}"));
+    let mut pam = MockPam {
+        user: "alice".into(),
+        answers: answers.iter().map(|a| a.to_vec()).collect(),
+        ..MockPam::default()
+    };
+    let mut argv = argv.to_vec();
+    let arg = log.arg();
+    argv.push(&arg);
+    let c = stages::authenticate(&mut pam, &argv, &opener(), NOW as u64);
+    let reason = log.lines()[0]["reason"].as_str().unwrap().to_owned();
+    (c, pam, reason)
+}
+
+const CONT: &str = crate::auth::CONTINUE_PROMPT;
+const FIRST: &str = crate::args::DEFAULT_PROMPT;
+
+#[test]
+fn a_one_shot_token_gets_no_extra_prompt() {
+    let t = cf(&cf_claims("alice@example.com"));
+    assert!(!crate::auth::CUT_LENGTHS.contains(&t.len()));
+    let (c, pam, _) = auth_with(&[t.as_bytes()], &[]);
+    assert_eq!(c, code::SUCCESS);
+    assert_eq!(pam.prompts, [FIRST]);
+    assert_eq!(pam.authtok.as_deref(), Some(t.as_bytes()));
+}
+
+#[test]
+fn a_token_in_two_and_three_pieces_is_joined() {
+    let t = cf(&cf_claims("alice@example.com"));
+    // two: cut inside the payload
+    let (a, b) = t.split_at(300);
+    let (c, pam, _) = auth_with(&[a.as_bytes(), b.as_bytes()], &[]);
+    assert_eq!(c, code::SUCCESS);
+    assert_eq!(pam.prompts, [FIRST, CONT]);
+    assert_eq!(
+        pam.authtok.as_deref(),
+        Some(t.as_bytes()),
+        "the whole token"
+    );
+    // three, with the newlines and spaces a paste brings; the first piece
+    // ends right after the second dot (an empty third part)
+    let sig = t.rfind('.').unwrap() + 1;
+    let pieces = [
+        format!("{}\n", &t[..200]),
+        format!("  {}\r\n", &t[200..sig]),
+        format!("{} ", &t[sig..]),
+    ];
+    let p: Vec<&[u8]> = pieces.iter().map(|p| p.as_bytes()).collect();
+    let (c, pam, _) = auth_with(&p, &["try_first_pass"]);
+    assert_eq!(c, code::SUCCESS);
+    assert_eq!(pam.prompts, [FIRST, CONT, CONT]);
+    assert_eq!(pam.authtok.as_deref(), Some(t.as_bytes()));
+}
+
+#[test]
+fn a_first_piece_of_a_cut_length_ending_in_the_signature_asks_for_more() {
+    let t = cf(&cf_claims("alice@example.com"));
+    assert!(t.rfind('.').unwrap() < 500 && t.len() > 511, "{}", t.len());
+    let (a, b) = t.split_at(511);
+    // looks complete (three parts) but 511 bytes is where sudo cuts
+    assert!(crate::auth::incomplete(a.as_bytes(), 511));
+    let (c, pam, _) = auth_with(&[a.as_bytes(), b.as_bytes()], &[]);
+    assert_eq!(c, code::SUCCESS);
+    assert_eq!(pam.prompts, [FIRST, CONT]);
+    // a complete-looking piece of exactly a cut length asks again, and the
+    // empty line then ends it
+    assert!(crate::auth::incomplete(t.as_bytes(), 1023));
+    assert!(!crate::auth::incomplete(t.as_bytes(), t.len()));
+    let (a, b) = t.split_at(200);
+    let (c, pam, _) = auth_with(&[a.as_bytes(), b.as_bytes()], &[]);
+    assert_eq!(c, code::SUCCESS);
+    assert_eq!(
+        pam.prompts,
+        [FIRST, CONT],
+        "{} bytes: done at once",
+        b.len()
+    );
+}
+
+#[test]
+fn an_empty_continuation_ends_the_token() {
+    let t = cf(&cf_claims("alice@example.com"));
+    let (c, pam, reason) = auth_with(&[&t.as_bytes()[..300], b"", b"never asked"], &[]);
+    assert_eq!(c, code::AUTH_ERR);
+    assert_eq!(pam.prompts, [FIRST, CONT]);
+    assert!(reason.contains("truncated"), "{reason}");
+    assert_eq!(pam.authtok.as_deref(), Some(&t.as_bytes()[..300]));
+}
+
+#[test]
+fn continuation_is_capped_in_prompts_and_bytes() {
+    let t = cf(&cf_claims("alice@example.com"));
+    let head = &t[..t.find('.').unwrap() + 1];
+    // 32 continuation prompts, each answered with more payload: refused
+    let mut answers: Vec<&[u8]> = vec![head.as_bytes()];
+    answers.extend(std::iter::repeat_n(&b"QUFB"[..], 40));
+    let (c, pam, reason) = auth_with(&answers, &[]);
+    assert_eq!(c, code::AUTH_ERR);
+    assert_eq!(pam.prompts.len(), 1 + crate::auth::MAX_CONTINUATIONS);
+    assert!(reason.contains("after 32 continuation prompts"), "{reason}");
+    // 16 KiB in all: refused at the piece that crosses it
+    let big = vec![b'Q'; 6000];
+    let answers: Vec<&[u8]> = vec![head.as_bytes(), &big, &big, &big, &big];
+    let (c, pam, reason) = auth_with(&answers, &[]);
+    assert_eq!(c, code::AUTH_ERR);
+    assert_eq!(pam.prompts.len(), 1 + 3);
+    assert!(reason.contains("exceed 16384 bytes"), "{reason}");
+}
+
+#[test]
+fn use_first_pass_refuses_an_incomplete_token_without_prompting() {
+    let t = cf(&cf_claims("alice@example.com"));
+    let log = TempLog::new("auth-cont-fp");
+    let mut pam = MockPam {
+        user: "alice".into(),
+        authtok: Some(t.as_bytes()[..300].to_vec()),
+        answers: [t.as_bytes()[300..].to_vec()].into(),
+        ..MockPam::default()
+    };
+    let c = stages::authenticate(
+        &mut pam,
+        &["use_first_pass", &log.arg()],
+        &opener(),
+        NOW as u64,
+    );
+    assert_eq!(c, code::AUTH_ERR);
+    assert!(pam.prompts.is_empty());
+    let r = &log.lines()[0];
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("use_first_pass never prompts"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_conversation_that_repeats_the_first_answer_stops_at_once() {
+    // sshd's password authentication answers every prompt with its one
+    // password: the rest of the token can never come.
+    let t = cf(&cf_claims("alice@example.com"));
+    let a = &t.as_bytes()[..400];
+    let (c, pam, reason) = auth_with(&[a, a, a], &[]);
+    assert_eq!(c, code::AUTH_ERR);
+    assert_eq!(pam.prompts, [FIRST, CONT]);
+    assert!(reason.contains("sshd password authentication"), "{reason}");
+    // a three-part answer that happens to be of a cut length is passed on
+    // whole (the signature check decides), not refused unseen
+    let t = cf(&cf_claims("alice@example.com"));
+    let padded = format!("{t}{}", "A".repeat(1023 - t.len()));
+    let mut pam = MockPam {
+        answers: [padded.clone().into_bytes()].into(),
+        ..MockPam::default()
+    };
+    let first = Secret::new(padded.clone().into_bytes());
+    let whole = crate::auth::complete(&mut pam, first).unwrap();
+    assert_eq!(whole.bytes(), padded.as_bytes());
+    assert_eq!(pam.prompts, [CONT]);
+}
+
+#[test]
+fn passwords_never_get_a_continuation_prompt() {
+    for p in [&b"hunter2"[..], &[b'x'; 511], &[b'y'; 1023]] {
+        let (c, pam, _) = auth_with(&[p], &[]);
+        assert_eq!(c, code::IGNORE);
+        assert_eq!(pam.prompts, [FIRST]);
+        assert_eq!(pam.authtok.as_deref(), Some(p), "unchanged for pam_unix");
+    }
+}
+
 #[test]
 fn method_comes_from_ssh_auth_info() {
     use crate::auth::ssh_method;
@@ -691,6 +883,63 @@ fn method_comes_from_ssh_auth_info() {
     };
     crate::auth::context(&pam, &mut r);
     assert_eq!(r.method.as_deref(), Some("certificate"));
+}
+
+#[test]
+fn the_method_of_a_token_login_reaches_account_and_session() {
+    let log = TempLog::new("method-data");
+    let t = cf(&cf_claims("alice@example.com"));
+    let mut pam = MockPam {
+        user: "alice".into(),
+        answers: [t.into_bytes()].into(),
+        // what sshd says after keyboard-interactive, token or password alike
+        env: vec![("SSH_AUTH_INFO_0".into(), b"keyboard-interactive\n".to_vec())],
+        ..MockPam::default()
+    };
+    let c = stages::authenticate(&mut pam, &[&log.arg()], &opener(), NOW as u64);
+    assert_eq!(c, code::SUCCESS);
+    assert_eq!(
+        pam.data(crate::auth::METHOD_DATA).as_deref(),
+        Some(&b"token"[..])
+    );
+    let passwd = std::env::temp_dir().join(format!("pam-zt-md-passwd-{}", std::process::id()));
+    std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
+    let c = stages::account(&mut pam, &[&log.arg()], &opener(), &passwd, NOW as u64);
+    std::fs::remove_file(&passwd).unwrap();
+    assert_eq!(c, code::SUCCESS);
+    let lines = log.lines();
+    assert_eq!(lines[1]["stage"], "account");
+    assert_eq!(lines[1]["method"], "token", "not the SSH_AUTH_INFO_0 guess");
+    // without the data (another process, or a password login): the guess
+    let mut r = Record::default();
+    pam.data.clear();
+    crate::auth::context(&pam, &mut r);
+    assert_eq!(r.method.as_deref(), Some("password"));
+    // a refused or ignored answer leaves nothing behind
+    let mut pam = MockPam {
+        user: "root".into(),
+        answers: [b"hunter2".to_vec()].into(),
+        ..MockPam::default()
+    };
+    stages::authenticate(&mut pam, &[&log.arg()], &opener(), NOW as u64);
+    assert!(pam.data.is_empty());
+    // garbage under the name is not trusted as a method
+    pam.data
+        .push((crate::auth::METHOD_DATA.into(), b"x\ny".to_vec()));
+    let mut r = Record::default();
+    crate::auth::context(&pam, &mut r);
+    assert_eq!(r.method, None);
+}
+
+#[test]
+fn the_data_cleanup_frees_and_never_unwinds() {
+    let p = Box::into_raw(Box::new(b"token".to_vec()));
+    let fake = std::ptr::NonNull::<crate::ffi::PamHandleT>::dangling().as_ptr();
+    // SAFETY: p is a boxed Vec<u8> handed over once, as libpam would.
+    unsafe {
+        crate::ffi::free_data(fake, p.cast(), 0);
+        crate::ffi::free_data(fake, std::ptr::null_mut(), 0);
+    }
 }
 
 // ---- account ----
