@@ -717,7 +717,7 @@ fn sudo_takes_a_token_that_fits_its_answer() {
 }
 
 /// sudo cuts answers at 511 bytes: the module must ask for the rest ("Token (continued,
-/// empty line to finish): "). Passed against wt-i6e's pam_zt at ff8f289 (not yet merged).
+/// empty line to finish): ").
 #[test]
 fn sudo_takes_a_long_token_in_two_answers() {
     let h = sudo_host();
