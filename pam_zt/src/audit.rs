@@ -33,6 +33,10 @@ pub struct Record {
     pub issuer: Option<String>,
     pub kid: Option<String>,
     pub jti: Option<String>,
+    /// From a token whose signature did not verify: what it claims, not
+    /// facts. Written only when set; `email`/`issuer`/`jti` stay null then.
+    pub claimed_email: Option<String>,
+    pub claimed_issuer: Option<String>,
     pub rhost: Option<String>,
     pub tty: Option<String>,
     /// "success", "failure", "ignored".
@@ -63,6 +67,14 @@ impl Record {
         opt("jti", &self.jti);
         opt("rhost", &self.rhost);
         opt("tty", &self.tty);
+        for (k, v) in [
+            ("claimed_email", &self.claimed_email),
+            ("claimed_issuer", &self.claimed_issuer),
+        ] {
+            if v.is_some() {
+                opt(k, v);
+            }
+        }
         m.insert("result".into(), self.result.into());
         m.insert("reason".into(), cap(&self.reason, 512).into());
         Value::Object(m).to_string()

@@ -143,10 +143,16 @@ pub fn authenticate<D: Directory>(
     let mut dir = open()?;
     let mut facts = Facts::default();
     let verified = token::verify(answer.bytes(), &mut dir, now, &mut facts);
-    record.issuer = facts.issuer;
     record.kid = facts.kid;
-    record.jti = facts.jti;
-    record.email = facts.email;
+    if facts.verified {
+        record.issuer = facts.issuer;
+        record.jti = facts.jti;
+        record.email = facts.email;
+    } else {
+        // Anyone can write these into a payload: not facts until signed.
+        record.claimed_issuer = facts.issuer;
+        record.claimed_email = facts.email;
+    }
     let verified = verified?;
     let found = match_identity(&dir, &verified, &user)?;
     record.email = Some(String::from_utf8_lossy(&found.email).into_owned());
@@ -156,12 +162,13 @@ pub fn authenticate<D: Directory>(
 
 /// The person the token names must be the directory user PAM_USER.
 ///
-/// - `email` (and `preferred_username`/`upn` values with an `@`): looked up
-///   through the private file's email index, ASCII case-insensitively (the
-///   agent stores emails lowercased the same way); the user found must be
-///   named PAM_USER.
-/// - `preferred_username`/`upn` without `@`: must be PAM_USER itself, and
-///   PAM_USER must be a directory user.
+/// - `email` (and `preferred_username`/`upn` values with an `@`, trusted
+///   as the person's email): looked up through the private file's email
+///   index, ASCII case-insensitively (the agent stores emails lowercased the
+///   same way); the user found must be named PAM_USER.
+/// - `preferred_username`/`upn` without `@`: refused. The IdP's user names
+///   are its own namespace (often self-chosen, not unique per OIDC), never
+///   zt's user names.
 /// - `sub`: must equal the IdP id of the directory user PAM_USER exactly.
 pub fn match_identity(
     dir: &dyn Directory,
@@ -170,8 +177,19 @@ pub fn match_identity(
 ) -> Result<DirUser, Failure> {
     let value = v.identity.as_bytes();
     let shown = token::cap(&v.identity, 128);
-    let by_email = matches!(v.issuer.claim, Claim::Email)
-        || matches!(v.issuer.claim, Claim::PreferredUsername | Claim::Upn) && value.contains(&b'@');
+    let by_email = match v.issuer.claim {
+        Claim::Email => true,
+        Claim::PreferredUsername | Claim::Upn if value.contains(&b'@') => true,
+        Claim::PreferredUsername | Claim::Upn => {
+            return Err(Failure::Refused(format!(
+                "claim {} = {:?} has no '@': zt can only tie an email-shaped \
+                 identity or the IdP object id (claim = \"sub\") to a directory user",
+                v.issuer.claim.name(),
+                shown
+            )));
+        }
+        Claim::Sub => false,
+    };
     if by_email {
         let email = value.to_ascii_lowercase();
         let Some(u) = dir.user_by_email(&email)? else {
@@ -194,11 +212,7 @@ pub fn match_identity(
             String::from_utf8_lossy(pam_user)
         )));
     };
-    let matches = match v.issuer.claim {
-        Claim::Sub => u.idp_id == value,
-        _ => u.name == value,
-    };
-    if !matches {
+    if u.idp_id != value {
         return Err(Failure::Refused(format!(
             "token's {} {shown} is not {}",
             v.issuer.claim.name(),

@@ -12,8 +12,9 @@ use crate::status::Failure;
 pub enum Claim {
     /// `email`, through the email index, case-insensitively (ASCII).
     Email,
-    /// `preferred_username`: with an `@`, like an email; without, it must be
-    /// the directory user's name itself.
+    /// `preferred_username`: with an `@`, trusted as the person's email and
+    /// matched like one; without, refused (the IdP's user names are not
+    /// zt's).
     PreferredUsername,
     /// `upn`: as `preferred_username`.
     Upn,

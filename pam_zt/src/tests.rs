@@ -411,13 +411,101 @@ fn other_claims_match_as_documented() {
     assert!(crate::auth::match_identity(&d, &v, b"bob").is_err());
     d.issuers[1].claim = Claim::PreferredUsername;
     let mut c = oidc_claims("x@y");
-    c["preferred_username"] = json!("bob");
-    let v = check(&sign(Algorithm::ES256, "test-ec-1", &c), &mut d).unwrap();
-    assert!(crate::auth::match_identity(&d, &v, b"bob").is_ok());
-    assert!(crate::auth::match_identity(&d, &v, b"alice").is_err());
     c["preferred_username"] = json!("BOB@example.com");
     let v = check(&sign(Algorithm::ES256, "test-ec-1", &c), &mut d).unwrap();
     assert!(crate::auth::match_identity(&d, &v, b"bob").is_ok());
+    assert!(crate::auth::match_identity(&d, &v, b"alice").is_err());
+}
+
+#[test]
+fn a_bare_username_claim_never_names_a_directory_user() {
+    // The IdP's user names are its own namespace (often chosen by the user
+    // at self-registration): "alice" there is not zt's alice.
+    for (claim, name) in [
+        (Claim::PreferredUsername, "preferred_username"),
+        (Claim::Upn, "upn"),
+    ] {
+        let mut d = directory();
+        d.issuers[1].claim = claim;
+        let mut c = oidc_claims("x@y");
+        c[name] = json!("alice");
+        let v = check(&sign(Algorithm::ES256, "test-ec-1", &c), &mut d).unwrap();
+        let why = crate::auth::match_identity(&d, &v, b"alice")
+            .map(|u| String::from_utf8_lossy(&u.name).into_owned())
+            .expect_err("a bare IdP user name must not log in as alice");
+        let why = why.reason().to_owned();
+        assert!(
+            why.contains(&format!("claim {name} = \"alice\" has no '@'")),
+            "{why}"
+        );
+        assert!(why.contains("claim = \"sub\""), "{why}");
+        assert_eq!(
+            crate::auth::match_identity(&d, &v, b"bob")
+                .map(|_| ())
+                .unwrap_err()
+                .reason(),
+            why
+        );
+    }
+}
+
+#[test]
+fn email_verified_must_be_true_when_present() {
+    for bad in [
+        json!("false"),
+        json!("true"),
+        json!(0),
+        json!(1),
+        json!(null),
+        json!([]),
+    ] {
+        let mut c = oidc_claims("alice@example.com");
+        c["email_verified"] = bad.clone();
+        refused(
+            &sign(Algorithm::ES256, "test-ec-1", &c),
+            "alice",
+            "email_verified is not true",
+        );
+    }
+    // absent (Cloudflare Access never sends it) and true are fine
+    assert!(login(&cf(&cf_claims("alice@example.com")), "alice").is_ok());
+    let c = oidc_claims("alice@example.com");
+    assert!(login(&sign(Algorithm::ES256, "test-ec-1", &c), "alice").is_ok());
+}
+
+#[test]
+fn extreme_time_claims_are_refused_without_overflow() {
+    let with = |k: &str, v: Value| {
+        let mut c = cf_claims("alice@example.com");
+        c[k] = v;
+        cf(&c)
+    };
+    refused(&with("exp", json!(i64::MIN)), "alice", "expired");
+    refused(&with("exp", json!(-1e300)), "alice", "expired");
+    refused(&with("nbf", json!(i64::MAX)), "alice", "not valid yet");
+    refused(
+        &with("iat", json!(i64::MAX)),
+        "alice",
+        "issued in the future",
+    );
+    refused(&with("iat", json!(1e300)), "alice", "issued in the future");
+    // and at the ends of the clock itself
+    let mut c = cf_claims("alice@example.com");
+    c["exp"] = json!(i64::MIN);
+    let mut facts = Facts::default();
+    let r = token::verify(cf(&c).as_bytes(), &mut directory(), i64::MAX, &mut facts);
+    assert!(r.unwrap_err().reason().contains("expired"));
+    let mut c = cf_claims("alice@example.com");
+    c["exp"] = json!(i64::MAX);
+    c["nbf"] = json!(i64::MAX);
+    let r = token::verify(cf(&c).as_bytes(), &mut directory(), i64::MIN, &mut facts);
+    assert!(r.unwrap_err().reason().contains("not valid yet"));
+    let mut c = cf_claims("alice@example.com");
+    c["exp"] = json!(i64::MAX);
+    c.as_object_mut().unwrap().remove("nbf");
+    c["iat"] = json!(i64::MAX);
+    let r = token::verify(cf(&c).as_bytes(), &mut directory(), i64::MIN, &mut facts);
+    assert!(r.unwrap_err().reason().contains("issued in the future"));
 }
 
 #[test]
@@ -680,6 +768,61 @@ fn refused_tokens_are_auth_err_with_a_reason_and_no_snapshot_is_unavailable() {
         stages::authenticate(&mut pam, &["state_dir=relative"], &none, NOW as u64),
         code::SERVICE_ERR
     );
+}
+
+#[test]
+fn a_forged_token_is_audited_with_claimed_values_only() {
+    let log = TempLog::new("auth-forged");
+    let mut c = cf_claims("alice@example.com");
+    c["jti"] = json!("forged-jti");
+    let t = cf(&c);
+    // Same header and signature, another payload: the signature fails.
+    let mut parts: Vec<String> = t.split('.').map(Into::into).collect();
+    c["email"] = json!("bob@example.com");
+    parts[1] = b64(&c);
+    let forged = parts.join(".");
+    let mut pam = MockPam {
+        user: "bob".into(),
+        answers: [forged.into_bytes()].into(),
+        ..MockPam::default()
+    };
+    assert_eq!(
+        stages::authenticate(&mut pam, &[&log.arg()], &opener(), NOW as u64),
+        code::AUTH_ERR
+    );
+    let r = &log.lines()[0];
+    assert!(
+        r["reason"].as_str().unwrap().contains("bad signature"),
+        "{r}"
+    );
+    assert!(r.get("email").is_none_or(Value::is_null), "{r}");
+    assert!(r.get("issuer").is_none_or(Value::is_null), "{r}");
+    assert!(r.get("jti").is_none_or(Value::is_null), "{r}");
+    assert_eq!(r["claimed_email"], "bob@example.com", "{r}");
+    assert_eq!(r["claimed_issuer"], CF_ISS, "{r}");
+    assert_eq!(r["kid"], "test-rsa-1", "{r}");
+
+    // Once the signature holds, the values are facts even if a later check
+    // refuses the token.
+    let mut c = cf_claims("alice@example.com");
+    c["jti"] = json!("real-jti");
+    c["exp"] = json!(NOW - 3600);
+    let mut pam = MockPam {
+        user: "alice".into(),
+        answers: [cf(&c).into_bytes()].into(),
+        ..MockPam::default()
+    };
+    assert_eq!(
+        stages::authenticate(&mut pam, &[&log.arg()], &opener(), NOW as u64),
+        code::AUTH_ERR
+    );
+    let r = &log.lines()[1];
+    assert!(r["reason"].as_str().unwrap().contains("expired"), "{r}");
+    assert_eq!(r["email"], "alice@example.com", "{r}");
+    assert_eq!(r["issuer"], CF_ISS, "{r}");
+    assert_eq!(r["jti"], "real-jti", "{r}");
+    assert!(r.get("claimed_email").is_none(), "{r}");
+    assert!(r.get("claimed_issuer").is_none(), "{r}");
 }
 
 // ---- continuation prompts for tokens that arrive in pieces ----

@@ -23,9 +23,12 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 pub const LEEWAY_SECS: i64 = 60;
 
 /// What the audit log records about a token, filled in as checks pass.
-/// Never the token itself.
+/// Never the token itself. Until `verified`, the payload values (`issuer`,
+/// `jti`, `email`, `sub`) are only what the token claims.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
+    /// The signature verified: the payload values are the issuer's word.
+    pub verified: bool,
     pub issuer: Option<String>,
     pub kid: Option<String>,
     pub jti: Option<String>,
@@ -211,7 +214,7 @@ pub fn verify(
     let signature = std::str::from_utf8(s64)
         .map_err(|_| Failure::Refused("signature is not base64url".into()))?;
     match jsonwebtoken::crypto::verify(signature, message, &decoding, algorithm) {
-        Ok(true) => {}
+        Ok(true) => facts.verified = true,
         Ok(false) => return refuse("bad signature"),
         Err(_) => return refuse("signature is not valid for this key"),
     }
@@ -221,23 +224,32 @@ pub fn verify(
     Ok(Verified { issuer, identity })
 }
 
-/// Time, audience, service tokens, `email_verified`.
+/// Time, audience, service tokens, `email_verified` (when present, it must
+/// be the JSON boolean `true`).
 fn check_claims(c: &Map<String, Value>, issuer: &Issuer, now: i64) -> Result<(), Failure> {
     let Some(exp) = time_claim(c, "exp")? else {
         return refuse("token has no exp");
     };
+    // Token times are attacker-sized (i64::MIN, 1e300): saturate, never
+    // overflow.
     if now > exp.saturating_add(LEEWAY_SECS) {
-        return refuse(format!("expired {} s ago", now - exp));
+        return refuse(format!("expired {} s ago", now.saturating_sub(exp)));
     }
     if let Some(nbf) = time_claim(c, "nbf")?
         && nbf > now.saturating_add(LEEWAY_SECS)
     {
-        return refuse(format!("not valid yet (nbf in {} s)", nbf - now));
+        return refuse(format!(
+            "not valid yet (nbf in {} s)",
+            nbf.saturating_sub(now)
+        ));
     }
     if let Some(iat) = time_claim(c, "iat")?
         && iat > now.saturating_add(LEEWAY_SECS)
     {
-        return refuse(format!("issued in the future (iat in {} s)", iat - now));
+        return refuse(format!(
+            "issued in the future (iat in {} s)",
+            iat.saturating_sub(now)
+        ));
     }
     let auds: Vec<&str> = match c.get("aud") {
         Some(Value::String(a)) => vec![a.as_str()],
@@ -265,8 +277,15 @@ fn check_claims(c: &Map<String, Value>, issuer: &Issuer, now: i64) -> Result<(),
     {
         return refuse("service token (empty sub)");
     }
-    if c.get("email_verified") == Some(&Value::Bool(false)) {
-        return refuse("email not verified");
+    // Present means it counts: only a JSON `true` vouches for the email
+    // ("false" as a string, 0 or null must not read as "not false").
+    if let Some(v) = c.get("email_verified")
+        && v != &Value::Bool(true)
+    {
+        return refuse(format!(
+            "email not verified (email_verified is not true: {})",
+            cap(&v.to_string(), 32)
+        ));
     }
     Ok(())
 }
