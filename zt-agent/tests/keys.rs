@@ -83,11 +83,12 @@ impl Server {
     }
 }
 
-/// Test-only JWKs: the agent checks their shape, never their numbers.
+/// Test-only JWKs: the agent checks their shape and an RSA modulus's size,
+/// never their numbers (a 2048-bit `n`, test-only text then zero bits).
 fn rsa_jwk(kid: &str) -> String {
-    format!(
-        r#"{{"kid":"{kid}","kty":"RSA","alg":"RS256","use":"sig","e":"AQAB","n":"test-only-not-a-real-modulus-{kid}"}}"#
-    )
+    let n = format!("test-only-not-a-real-modulus-{kid}");
+    let n = format!("{n}{}", "A".repeat(342 - n.len()));
+    format!(r#"{{"kid":"{kid}","kty":"RSA","alg":"RS256","use":"sig","e":"AQAB","n":"{n}"}}"#)
 }
 
 fn ec_jwk(kid: &str) -> String {
