@@ -7,8 +7,10 @@
 //! ```text
 //! -> refresh-keys <iss>\n
 //! <- ok <generation>\n              the pair now published (keys refetched, or
-//!                                   refetched less than 30 s ago: as published)
-//! <- unavailable <reason>\n         nothing refreshed; verify with what is published
+//!                                   refetched less than 30 s ago, or a sync
+//!                                   holding the state lock: as published)
+//! <- unavailable <reason>\n         nothing refreshed (fetch failed, rate
+//!                                   limited...); verify with what is published
 //! ```
 //!
 //! Lines are at most `MAX_LINE` bytes, newline included.
