@@ -5,13 +5,16 @@
 //!
 //! `<run_dir>/control.sock`: the directory 0700 and the socket 0600, both
 //! root's; every peer is checked with SO_PEERCRED and only uid 0 is served.
-//! One request per connection, read with a 2 s timeout; a refresh refetches
-//! that issuer's keys (at most once per 30 s per issuer; a request inside that
-//! window is answered at once with what is published) and publishes them with
-//! a full sync, under the state lock like every sync; when that sync fails
-//! (directory down), with the published users and groups unchanged
-//! (`sync::publish_keys_only`).
-
+//! One request per connection, read with a 2 s timeout; a connection whose
+//! peer has already hung up (its caller gave up while it was queued) is
+//! dropped unanswered. A refresh refetches that issuer's keys and publishes
+//! them with the published users and groups (`sync::publish_keys_only`: the
+//! directory is never read, `synced_at` is kept, no heartbeat), waiting at
+//! most `LOCK_WAIT` for the state lock (busy: the published generation is the
+//! answer). At most one refetch per issuer per 30 s (a request inside that
+//! window, or during a refresh, gets that refresh's result) and one of any
+//! issuer per 10 s (a request inside it is answered `unavailable`): a forged
+//! token with a random kid cannot make the agent do more than that.
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -24,12 +27,17 @@ use std::time::{Duration, Instant};
 use zt_published::control as proto;
 use zt_snapshot::StateDir;
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, IssuerSpec};
 use crate::keys;
 use crate::sync::{self, Paths};
 
 /// At most one refetch per issuer in this window.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// At most one refetch of any issuer in this window.
+pub const GLOBAL_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// Bound on a refresh's wait for the state lock (a sync holding it fetches
+/// the keys itself); past it, the answer is the generation published.
+pub const LOCK_WAIT: Duration = Duration::from_millis(500);
 /// Bound on reading a request and writing an answer.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -92,13 +100,34 @@ pub fn peer_allowed(uid: u32) -> bool {
     uid == 0
 }
 
+/// One refresh's outcome, kept to answer the requests that follow it.
+struct Recent {
+    at: Instant,
+    result: Result<u64, String>,
+}
+
+#[derive(Default)]
+struct Limits {
+    /// The last refresh of each issuer (configured issuers only).
+    per_issuer: HashMap<String, Recent>,
+    /// When the last refresh of any issuer ended.
+    any: Option<Instant>,
+}
+
 /// What serves refresh requests: the live config (the daemon swaps it on
-/// reload), the paths, and when each issuer was last refetched.
+/// reload), the paths, the rate limits and the last refreshes.
 pub struct Refresher {
     pub config: Arc<RwLock<AgentConfig>>,
     pub paths: Paths,
+    /// At most one refetch per issuer in this window.
     pub interval: Duration,
-    last: Mutex<HashMap<String, Instant>>,
+    /// At most one refetch of any issuer in this window.
+    pub global_interval: Duration,
+    /// Bound on waiting for the state lock before publishing.
+    pub lock_wait: Duration,
+    /// Held through a whole refresh: one at a time, and a request arriving
+    /// during a refresh is answered with its result.
+    limits: Mutex<Limits>,
 }
 
 impl Refresher {
@@ -107,7 +136,9 @@ impl Refresher {
             config,
             paths,
             interval: REFRESH_INTERVAL,
-            last: Mutex::new(HashMap::new()),
+            global_interval: GLOBAL_REFRESH_INTERVAL,
+            lock_wait: LOCK_WAIT,
+            limits: Mutex::new(Limits::default()),
         }
     }
 
@@ -118,8 +149,9 @@ impl Refresher {
             .ok_or_else(|| "nothing published yet".into())
     }
 
-    /// Refetches `iss`'s keys and publishes them: the generation now
-    /// published, or why not.
+    /// Refetches `iss`'s keys and publishes them with the published users
+    /// and groups (`sync::publish_keys_only`; the directory is never read):
+    /// the generation now published, or why not.
     pub fn refresh(&self, iss: &str) -> Result<u64, String> {
         let config = self
             .config
@@ -129,23 +161,49 @@ impl Refresher {
         let Some(spec) = config.issuer_specs.iter().find(|s| s.iss == iss) else {
             return Err("unknown issuer".into());
         };
+        let mut limits = self
+            .limits
+            .lock()
+            .map_err(|_| "agent state poisoned".to_string())?;
+        if let Some(recent) = limits.per_issuer.get(iss)
+            && recent.at.elapsed() < self.interval
         {
-            let mut last = self
-                .last
-                .lock()
-                .map_err(|_| "agent state poisoned".to_string())?;
-            if let Some(at) = last.get(iss)
-                && at.elapsed() < self.interval
-            {
-                tracing::info!(
-                    "key refresh for {iss} asked again within {:?}: answered with what is published",
-                    self.interval
-                );
-                drop(last);
-                return self.published_generation();
-            }
-            last.insert(iss.to_string(), Instant::now());
+            tracing::info!(
+                "key refresh for {iss} asked again within {:?}: answered with the last refresh's result",
+                self.interval
+            );
+            return match &recent.result {
+                Ok(generation) => self.published_generation().or(Ok(*generation)),
+                Err(why) => Err(why.clone()),
+            };
         }
+        if let Some(at) = limits.any
+            && at.elapsed() < self.global_interval
+        {
+            tracing::warn!(
+                "key refresh for {iss} refused: another issuer was refreshed less than {:?} ago",
+                self.global_interval
+            );
+            return Err(format!(
+                "rate limited (one key refresh per {} s); verify with what is published",
+                self.global_interval.as_secs()
+            ));
+        }
+        let result = self.fetch_and_publish(&config, spec);
+        let now = Instant::now();
+        limits.any = Some(now);
+        limits.per_issuer.insert(
+            iss.to_string(),
+            Recent {
+                at: now,
+                result: result.clone(),
+            },
+        );
+        result
+    }
+
+    fn fetch_and_publish(&self, config: &AgentConfig, spec: &IssuerSpec) -> Result<u64, String> {
+        let iss = &spec.iss;
         let fetched = vec![keys::Fetched {
             iss: spec.iss.clone(),
             result: keys::Http::new(&config.http).and_then(|h| keys::fetch(&h, spec)),
@@ -154,31 +212,60 @@ impl Refresher {
             tracing::warn!("key refresh for {iss}: {e}");
             return Err(e.to_string());
         }
-        let generation = match sync::sync_fetched(&config, &self.paths, false, &fetched) {
-            Ok(report) => report.generation,
-            Err(e) => {
-                // the directory (or the config) failing must not keep a
-                // rotated key out: publish the keys alone
-                tracing::warn!(
-                    "sync for a key refresh of {iss} failed ({e}); publishing the keys only"
-                );
-                sync::publish_keys_only(&config, &self.paths, &fetched)
-                    .map_err(|e2| format!("sync failed: {e}; keys-only publish failed: {e2}"))?
+        match sync::publish_keys_only(config, &self.paths, &fetched, Some(self.lock_wait)) {
+            Ok(Some(generation)) => {
+                tracing::info!("keys of {iss} refreshed on request (generation {generation})");
+                Ok(generation)
             }
-        };
-        tracing::info!("keys of {iss} refreshed on request (generation {generation})");
-        Ok(generation)
+            Ok(None) => {
+                // a sync holds the lock; it fetches every issuer's keys itself
+                tracing::info!(
+                    "key refresh for {iss}: the state lock is busy (a sync running); answered with what is published"
+                );
+                self.published_generation()
+            }
+            Err(e) => {
+                tracing::warn!("key refresh for {iss}: {e}");
+                Err(format!("keys-only publish failed: {e}"))
+            }
+        }
     }
 }
 
+/// Whether the peer has hung up (closed, or shut down its side): its caller
+/// gave up waiting, so its request is not worth any work.
+pub fn peer_gone(stream: &UnixStream) -> bool {
+    let mut p = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: p is one valid pollfd for an fd open during the call; timeout 0.
+    let rc = unsafe { libc::poll(&raw mut p, 1, 0) };
+    rc > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
 /// Serves one connection: checks the peer, reads one request line, answers.
+/// A connection whose peer has already hung up (queued while the agent was
+/// busy, its caller gone) is dropped without any work.
 pub fn handle(mut stream: UnixStream, refresher: &Refresher) {
+    let gone = |stream: &UnixStream| {
+        let gone = peer_gone(stream);
+        if gone {
+            tracing::debug!("control socket: the peer hung up; request skipped");
+        }
+        gone
+    };
+    if gone(&stream) {
+        return;
+    }
     let answer = match peer_uid(&stream) {
         Ok(uid) if peer_allowed(uid) => {
             let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
             match proto::read_line(&mut stream)
                 .and_then(|l| proto::parse_request(&l).map(str::to_string))
             {
+                Ok(_) if gone(&stream) => return,
                 Ok(iss) => refresher.refresh(&iss),
                 Err(why) => Err(why),
             }

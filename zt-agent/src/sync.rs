@@ -138,20 +138,28 @@ pub fn sync_fetched(
     result
 }
 
-/// Republishes the current pair with fresh issuer keys only: for a key
-/// refresh at login time while the directory cannot be read. Users and groups
+/// Republishes the current pair with fresh issuer keys only: a key refresh
+/// at login time, which never reads the directory. Users and groups
 /// are the published ones (rebuilt from the pair); the header's `synced_at`
 /// keeps its value and the heartbeat is not written, because the directory
 /// was not synced: `max_offline` must not be extended by a key refresh.
-/// Returns the generation published (unchanged when the keys are).
+/// Waits at most `lock_wait` for the state lock (`None`: as long as it
+/// takes). Returns the generation published (unchanged when the keys are),
+/// or `None` when the lock stayed busy (a sync running, nothing published).
 pub fn publish_keys_only(
     config: &AgentConfig,
     paths: &Paths,
     fetched: &[keys::Fetched],
-) -> Result<u64, SyncError> {
+    lock_wait: Option<std::time::Duration>,
+) -> Result<Option<u64>, SyncError> {
     let state =
         StateDir::open_or_create(&paths.state_dir).map_err(|e| SyncError::host(e.to_string()))?;
-    let _lock = state.lock().map_err(|e| SyncError::host(e.to_string()))?;
+    let Some(_lock) = state
+        .lock_within(lock_wait)
+        .map_err(|e| SyncError::host(e.to_string()))?
+    else {
+        return Ok(None);
+    };
     let read = |name| {
         state
             .read_trusted(name)
@@ -171,7 +179,7 @@ pub fn publish_keys_only(
     let mut built = zt_snapshot::build(&content)
         .map_err(|e| SyncError::host(format!("cannot build snapshot: {e}")))?;
     if built.private == private && built.public == public {
-        return Ok(generation);
+        return Ok(Some(generation));
     }
     let announced = state.read_generation().ok().flatten().unwrap_or(0);
     let next = generation.max(announced) + 1;
@@ -187,7 +195,7 @@ pub fn publish_keys_only(
         .publish(&built)
         .map_err(|e| SyncError::host(format!("publishing snapshot: {e}")))?;
     tracing::info!("published generation {next}: issuer keys only (the directory was not read)");
-    Ok(next)
+    Ok(Some(next))
 }
 
 /// Logs skips and problems once, when they first appear, not every minute.

@@ -83,11 +83,12 @@ impl Server {
     }
 }
 
-/// Test-only JWKs: the agent checks their shape, never their numbers.
+/// Test-only JWKs: the agent checks their shape and an RSA modulus's size,
+/// never their numbers (a 2048-bit `n`, test-only text then zero bits).
 fn rsa_jwk(kid: &str) -> String {
-    format!(
-        r#"{{"kid":"{kid}","kty":"RSA","alg":"RS256","use":"sig","e":"AQAB","n":"test-only-not-a-real-modulus-{kid}"}}"#
-    )
+    let n = format!("test-only-not-a-real-modulus-{kid}");
+    let n = format!("{n}{}", "A".repeat(342 - n.len()));
+    format!(r#"{{"kid":"{kid}","kty":"RSA","alg":"RS256","use":"sig","e":"AQAB","n":"{n}"}}"#)
 }
 
 fn ec_jwk(kid: &str) -> String {
@@ -334,8 +335,9 @@ fn the_control_socket_refreshes_keys_at_once_and_rate_limits() {
     let h = Host::new();
     let first = sync(&h.config, &h.paths, false).unwrap();
     let shared = Arc::new(RwLock::new(h.config.clone()));
-    let refresher = Arc::new(Refresher::new(shared, h.paths.clone()));
-    control::spawn(&h.run_dir(), refresher).unwrap();
+    let mut refresher = Refresher::new(shared, h.paths.clone());
+    refresher.global_interval = Duration::ZERO;
+    control::spawn(&h.run_dir(), Arc::new(refresher)).unwrap();
     let timeout = Duration::from_secs(10);
 
     // a key rotated since the last sync
@@ -378,6 +380,110 @@ fn a_refresh_that_cannot_fetch_says_unavailable() {
         ["cf-a", "cf-b"],
         "published keys untouched"
     );
+    // asked again at once: the same answer, no second fetch
+    let fetches = h.server.hits("/cf/certs");
+    let again = request_key_refresh(&h.run_dir(), h.cf_iss, Duration::from_secs(10)).unwrap_err();
+    assert_eq!(again, e);
+    assert_eq!(h.server.hits("/cf/certs"), fetches);
+}
+
+fn refresher(h: &Host) -> Refresher {
+    Refresher::new(Arc::new(RwLock::new(h.config.clone())), h.paths.clone())
+}
+
+#[test]
+fn refreshes_are_rate_limited_across_issuers() {
+    let h = Host::new();
+    sync(&h.config, &h.paths, false).unwrap();
+    let r = refresher(&h);
+    r.refresh(h.cf_iss).unwrap();
+    let jwks = h.server.hits("/realms/zt/jwks");
+    let e = r.refresh(&h.oidc_iss).unwrap_err();
+    assert!(e.contains("rate limited"), "{e}");
+    assert_eq!(h.server.hits("/realms/zt/jwks"), jwks, "no fetch");
+}
+
+#[test]
+fn a_request_whose_caller_hung_up_is_skipped() {
+    let h = Host::new();
+    sync(&h.config, &h.paths, false).unwrap();
+    let r = refresher(&h);
+    let fetches = h.server.hits("/cf/certs");
+    let (mut client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    client
+        .write_all(format!("refresh-keys {}\n", h.cf_iss).as_bytes())
+        .unwrap();
+    drop(client);
+    control::handle(server, &r);
+    assert_eq!(
+        h.server.hits("/cf/certs"),
+        fetches,
+        "no fetch for a gone caller"
+    );
+    // a caller still there is served
+    let (mut client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    client
+        .write_all(format!("refresh-keys {}\n", h.cf_iss).as_bytes())
+        .unwrap();
+    control::handle(server, &r);
+    assert_eq!(h.server.hits("/cf/certs"), fetches + 1);
+    let answer = zt_published::control::read_line(&mut client).unwrap();
+    assert!(answer.starts_with("ok "), "{answer}");
+}
+
+#[test]
+fn a_refresh_publishes_keys_only_and_never_reads_the_directory() {
+    let h = Host::new();
+    let first = sync(&h.config, &h.paths, false).unwrap();
+    let public_before = std::fs::read(h.paths.state_dir.join("snapshot")).unwrap();
+    let beat = 1_600_000_000u64;
+    std::fs::write(h.paths.state_dir.join("synced"), beat.to_le_bytes()).unwrap();
+    // the directory readable but changed: a refresh must not pick that up
+    let dir = h.config.directory.path.clone().unwrap();
+    let text = std::fs::read_to_string(&dir).unwrap();
+    std::fs::write(&dir, text.replace("Alice", "Alicia")).unwrap();
+    h.server
+        .answer("/cf/certs", 200, &cloudflare_certs(&["cf-rotated"]));
+    let generation = refresher(&h).refresh(h.cf_iss).unwrap();
+    assert!(generation > first.generation);
+    assert_eq!(h.kids(h.cf_iss), ["cf-rotated"]);
+    let public_after = std::fs::read(h.paths.state_dir.join("snapshot")).unwrap();
+    assert_eq!(
+        public_after[32..],
+        public_before[32..],
+        "synced_at and users kept"
+    );
+    let state = StateDir::open(&h.paths.state_dir).unwrap();
+    assert_eq!(
+        state.read_last_good_sync().unwrap(),
+        Some(beat),
+        "no heartbeat"
+    );
+
+    // the directory file gone: still a keys-only publish and an ok
+    std::fs::remove_file(&dir).unwrap();
+    h.server
+        .answer("/cf/certs", 200, &cloudflare_certs(&["cf-again"]));
+    let again = refresher(&h).refresh(h.cf_iss).unwrap();
+    assert!(again > generation);
+    assert_eq!(h.kids(h.cf_iss), ["cf-again"]);
+}
+
+#[test]
+fn a_busy_state_lock_answers_with_what_is_published() {
+    let h = Host::new();
+    let first = sync(&h.config, &h.paths, false).unwrap();
+    let state = StateDir::open(&h.paths.state_dir).unwrap();
+    let held = state.lock().unwrap();
+    let mut r = refresher(&h);
+    r.lock_wait = Duration::from_millis(100);
+    h.server
+        .answer("/cf/certs", 200, &cloudflare_certs(&["cf-rotated"]));
+    let start = std::time::Instant::now();
+    assert_eq!(r.refresh(h.cf_iss).unwrap(), first.generation);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(h.kids(h.cf_iss), ["cf-a", "cf-b"]);
+    drop(held);
 }
 
 #[test]

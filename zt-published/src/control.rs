@@ -7,8 +7,10 @@
 //! ```text
 //! -> refresh-keys <iss>\n
 //! <- ok <generation>\n              the pair now published (keys refetched, or
-//!                                   refetched less than 30 s ago: as published)
-//! <- unavailable <reason>\n         nothing refreshed; verify with what is published
+//!                                   refetched less than 30 s ago, or a sync
+//!                                   holding the state lock: as published)
+//! <- unavailable <reason>\n         nothing refreshed (fetch failed, rate
+//!                                   limited...); verify with what is published
 //! ```
 //!
 //! Lines are at most `MAX_LINE` bytes, newline included.
@@ -89,18 +91,75 @@ pub fn read_line(stream: &mut impl Read) -> Result<String, String> {
     String::from_utf8(buf).map_err(|_| "line is not UTF-8".into())
 }
 
+/// Connects to `path` without ever waiting: a full listen queue (the agent
+/// serves one connection at a time) is an immediate "busy" error, as is a
+/// missing socket or a refused connection. The stream returned is blocking.
+fn connect_nonblocking(path: &Path) -> Result<UnixStream, String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+
+    // SAFETY: sockaddr_un is plain old data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    // room for the terminating NUL, which the zeroed tail provides
+    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err("path unusable for a unix socket".into());
+    }
+    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: socket takes no pointers; the result is checked below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("socket: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    loop {
+        // SAFETY: fd is open; addr is an initialised sockaddr_un of `len` bytes.
+        let rc = unsafe { libc::connect(fd.as_raw_fd(), (&raw const addr).cast(), len) };
+        if rc == 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => {
+                return Err("zt-agent busy (its queue is full)".into());
+            }
+            // AF_UNIX stream connects complete or fail at once; anything
+            // else (ENOENT, ECONNREFUSED, EINPROGRESS...) is "unavailable"
+            _ => return Err(format!("unavailable: {e}")),
+        }
+    }
+    let stream = UnixStream::from(fd);
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| format!("making the socket blocking: {e}"))?;
+    Ok(stream)
+}
+
 /// Asks the agent under `run_dir` to refetch the keys of `iss` now, and
 /// returns the generation published afterwards. Blocking, bounded by
 /// `timeout` in all (a missing agent fails at once). An `Err` is a reason to
 /// log ("unavailable"); the caller then verifies with the published keys.
 ///
 /// The socket is root's (0600 in a 0700 directory), so only root can reach
-/// it at all; a connect to a live listener does not wait on the agent.
+/// it at all. The connect never waits on the agent: a full listen queue (the
+/// agent busy with other connections) fails at once, like a missing agent.
 pub fn request_key_refresh(run_dir: &Path, iss: &str, timeout: Duration) -> Result<u64, String> {
     let deadline = Instant::now() + timeout;
     let request = refresh_request(iss)?;
     let path = socket_path(run_dir);
-    let mut stream = UnixStream::connect(&path)
+    let mut stream = connect_nonblocking(&path)
         .map_err(|e| format!("zt-agent control socket {}: {e}", path.display()))?;
     let left = || {
         deadline
@@ -190,6 +249,36 @@ mod tests {
         let e = request_key_refresh(&t, "https://i", Duration::from_secs(5)).unwrap_err();
         assert!(e.contains("control socket"), "{e}");
         assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_full_listen_queue_fails_at_once() {
+        use std::os::fd::AsRawFd;
+        let dir = std::env::temp_dir().join(format!("zt-control-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = UnixListener::bind(socket_path(&dir)).unwrap();
+        // SAFETY: listen on a bound socket we own; Linux lets it shrink the backlog.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 1) }, 0);
+        // never accepted: two connections fill a backlog of 1
+        let _held: Vec<UnixStream> = (0..2)
+            .map(|_| UnixStream::connect(socket_path(&dir)).unwrap())
+            .collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let r = request_key_refresh(&d, "https://i", Duration::from_secs(2));
+            let _ = tx.send((r, start.elapsed()));
+        });
+        let (r, took) = rx
+            .recv_timeout(Duration::from_secs(4))
+            .expect("request_key_refresh hung on a full listen queue");
+        let e = r.unwrap_err();
+        assert!(e.contains("busy"), "{e}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -461,6 +461,17 @@ impl StateDir {
 
     /// Takes the writer's lock (blocking until a concurrent writer is done).
     pub fn lock(&self) -> Result<StateLock, StateError> {
+        self.lock_within(None).and_then(|l| {
+            l.ok_or_else(|| self.io_err(names::LOCK, "flock", io::ErrorKind::WouldBlock.into()))
+        })
+    }
+
+    /// Takes the writer's lock, waiting at most `wait` (`None`: as long as it
+    /// takes); `Ok(None)` when a concurrent writer still holds it then.
+    pub fn lock_within(
+        &self,
+        wait: Option<std::time::Duration>,
+    ) -> Result<Option<StateLock>, StateError> {
         let name = names::LOCK;
         let fd = self
             .openat(name, libc::O_RDWR | libc::O_CREAT, modes::PRIVATE)
@@ -472,13 +483,32 @@ impl StateDir {
                 why: "not a regular file".into(),
             });
         }
-        // SAFETY: flock on an fd we own for the duration of the call.
-        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(self.io_err(name, "flock", io::Error::last_os_error()));
+        let deadline = wait.map(|w| std::time::Instant::now() + w);
+        let op = if wait.is_some() {
+            libc::LOCK_EX | libc::LOCK_NB
+        } else {
+            libc::LOCK_EX
+        };
+        loop {
+            // SAFETY: flock on an fd we own for the duration of the call.
+            if unsafe { libc::flock(fd.as_raw_fd(), op) } == 0 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            match (e.raw_os_error(), deadline) {
+                (Some(libc::EINTR), _) => continue,
+                (Some(libc::EWOULDBLOCK), Some(d)) => {
+                    if std::time::Instant::now() >= d {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                _ => return Err(self.io_err(name, "flock", e)),
+            }
         }
-        Ok(StateLock {
+        Ok(Some(StateLock {
             _file: File::from(fd),
-        })
+        }))
     }
 
     /// Removes temp files an interrupted writer left behind. Needs the lock, or

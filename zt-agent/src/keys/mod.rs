@@ -17,6 +17,8 @@ pub use http::Http;
 
 /// Keys kept per issuer; Cloudflare publishes two, IdPs a handful.
 pub const MAX_KEYS: usize = 32;
+/// RSA keys with a smaller modulus are skipped.
+pub const MIN_RSA_BITS: usize = 2048;
 /// Bound on one JWK's JSON text.
 pub const MAX_JWK_LEN: usize = 16 * 1024;
 
@@ -117,7 +119,46 @@ fn usable(jwk: &JwkFields) -> Result<(String, String), String> {
     if !complete {
         return Err(format!("{kid}: key parameters missing"));
     }
+    if kty == "RSA" {
+        let bits = jwk
+            .n
+            .as_deref()
+            .and_then(modulus_bits)
+            .ok_or_else(|| format!("{kid}: RSA modulus n is not base64url"))?;
+        if bits < MIN_RSA_BITS {
+            return Err(format!(
+                "{kid}: RSA key of {bits} bits (at least {MIN_RSA_BITS} required)"
+            ));
+        }
+    }
     Ok((kid, (*alg).to_string()))
+}
+
+/// The size in bits of a big-endian unsigned integer in base64url (padding
+/// tolerated), leading zeroes not counted; `None` when not base64url.
+fn modulus_bits(b64: &str) -> Option<usize> {
+    let mut bytes = Vec::with_capacity(b64.len() * 3 / 4 + 1);
+    let (mut acc, mut have) = (0u32, 0u32);
+    for c in b64.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        have += 6;
+        if have >= 8 {
+            have -= 8;
+            bytes.push((acc >> have) as u8);
+            acc &= (1 << have) - 1;
+        }
+    }
+    let first = bytes.iter().position(|&b| b != 0)?;
+    let top = bytes[first];
+    Some((bytes.len() - first - 1) * 8 + (8 - top.leading_zeros() as usize))
 }
 
 /// The usable keys of a JWKS document (`{"keys": [...]}`; Cloudflare's certs
@@ -185,9 +226,22 @@ pub fn parse_discovery(body: &[u8], iss: &str, origin: &str) -> Result<String, K
             format!("{origin}: names issuer {:?}, configured {iss:?}", d.issuer),
         ));
     }
-    crate::config::check_key_url(&d.jwks_uri).map_err(|why| {
-        KeysError::new(KeysFailure::Refused, format!("{origin}: jwks_uri: {why}"))
-    })?;
+    let refused =
+        |why: String| KeysError::new(KeysFailure::Refused, format!("{origin}: jwks_uri: {why}"));
+    crate::config::check_key_url(&d.jwks_uri).map_err(refused)?;
+    // the loopback exception (plain http, a local host) is for tests: a
+    // document may use it only when the configured issuer is itself local
+    let https = d
+        .jwks_uri
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    let local = crate::config::is_loopback_url(&d.jwks_uri);
+    if (!https || local) && !crate::config::is_loopback_url(iss) {
+        return Err(refused(format!(
+            "{:?} must be https off loopback for issuer {iss:?}",
+            d.jwks_uri
+        )));
+    }
     Ok(d.jwks_uri)
 }
 
@@ -295,8 +349,17 @@ pub fn issuer_entries(
 mod tests {
     use super::*;
 
-    const RSA: &str =
-        r#"{"kid":"r1","kty":"RSA","alg":"RS256","use":"sig","n":"0vx7agoebGc","e":"AQAB"}"#;
+    /// 2048 bits: 342 base64url characters, the first with its top bit set.
+    fn n_of(chars: usize) -> String {
+        format!("w{}", "A".repeat(chars - 1))
+    }
+
+    static RSA: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"{{"kid":"r1","kty":"RSA","alg":"RS256","use":"sig","n":"{}","e":"AQAB"}}"#,
+            n_of(342)
+        )
+    });
     const EC: &str = r#"{"kty":"EC","crv":"P-256","kid":"e1","x":"f83OJ3D2","y":"x_FEzRu9"}"#;
     const ED: &str = r#"{"kty":"OKP","crv":"Ed25519","kid":"d1","x":"11qYAYKx","alg":"EdDSA"}"#;
 
@@ -311,7 +374,8 @@ mod tests {
     #[test]
     fn allowed_keys_are_kept_as_fetched_and_sorted() {
         let body = format!(
-            r#"{{"keys":[{RSA},{EC},{ED}],"public_cert":{{"kid":"r1","cert":"x"}},"public_certs":[]}}"#
+            r#"{{"keys":[{},{EC},{ED}],"public_cert":{{"kid":"r1","cert":"x"}},"public_certs":[]}}"#,
+            *RSA
         );
         assert_eq!(
             kids(&body),
@@ -322,7 +386,7 @@ mod tests {
             ]
         );
         let keys = parse_jwks(body.as_bytes(), "t").unwrap();
-        assert_eq!(keys[2].jwk, RSA, "the JSON text as fetched");
+        assert_eq!(keys[2].jwk, *RSA, "the JSON text as fetched");
     }
 
     #[test]
@@ -339,10 +403,32 @@ mod tests {
             {{"kty":"RSA","alg":"RS256","n":"a","e":"AQAB"}},
             {{"kid":"short","kty":"RSA","alg":"RS256","e":"AQAB"}},
             "not an object",
-            {RSA}, {RSA}
-            ]}}"#
+            {rsa}, {rsa}
+            ]}}"#,
+            rsa = *RSA
         );
         assert_eq!(kids(&body), [("r1".into(), "RS256".into())]);
+    }
+
+    #[test]
+    fn rsa_keys_under_2048_bits_are_skipped() {
+        assert_eq!(modulus_bits(&n_of(342)), Some(2048));
+        assert_eq!(modulus_bits("AQAB"), Some(17));
+        assert_eq!(modulus_bits("AAAB"), Some(1), "leading zeroes not counted");
+        assert_eq!(modulus_bits("a+b/"), None);
+        let rsa = |kid: &str, n: &str| {
+            format!(r#"{{"kid":"{kid}","kty":"RSA","alg":"RS256","n":"{n}","e":"AQAB"}}"#)
+        };
+        // 1024 bits: 128 bytes, 171 characters
+        let body = format!(
+            r#"{{"keys":[{},{},{},{}]}}"#,
+            rsa("r1024", &n_of(171)),
+            rsa("r2040", &format!("AA{}", n_of(340))),
+            rsa("bad", "not base64!"),
+            rsa("r2048", &n_of(342)),
+        );
+        assert_eq!(modulus_bits(&n_of(171)), Some(1024));
+        assert_eq!(kids(&body), [("r2048".into(), "RS256".into())]);
     }
 
     #[test]
@@ -376,5 +462,31 @@ mod tests {
         let e = parse_discovery(doc(iss, "http://id.example.com/jwks").as_bytes(), iss, "d")
             .unwrap_err();
         assert_eq!(e.kind, KeysFailure::Refused);
+    }
+
+    #[test]
+    fn a_loopback_jwks_uri_only_for_a_loopback_issuer() {
+        let doc = |iss: &str, jwks: &str| format!(r#"{{"issuer":"{iss}","jwks_uri":"{jwks}"}}"#);
+        let iss = "https://id.example.com";
+        for jwks in [
+            "http://127.0.0.1:8080/jwks",
+            "http://localhost/jwks",
+            "http://[::1]/jwks",
+            "https://127.0.0.1/jwks",
+            "https://localhost:8443/jwks",
+        ] {
+            let e = parse_discovery(doc(iss, jwks).as_bytes(), iss, "d").unwrap_err();
+            assert_eq!(e.kind, KeysFailure::Refused, "{jwks}");
+        }
+        let local = "http://127.0.0.1:8080/realms/zt";
+        for jwks in [
+            "http://127.0.0.1:8080/realms/zt/jwks",
+            "https://id.example.com/jwks",
+        ] {
+            assert_eq!(
+                parse_discovery(doc(local, jwks).as_bytes(), local, "d").unwrap(),
+                jwks
+            );
+        }
     }
 }
