@@ -30,7 +30,9 @@ pub mod tokens;
 pub use keys_server::KeysServer;
 pub use net::Net;
 pub use oidc::OidcProvider;
-pub use pam::{PAM_ZT_STANDIN, PamResult, SUDO_MAX_ANSWER, clock_shift_lib, standin_module};
+pub use pam::{
+    PAM_ZT_STANDIN, PamResult, SU_MAX_ANSWER, SUDO_MAX_ANSWER, clock_shift_lib, standin_module,
+};
 pub use sshd::{SSH_MAX_ANSWER, SshAuth, Sshd};
 
 /// target/debug (or wherever this test binary was built).

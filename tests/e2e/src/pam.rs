@@ -15,6 +15,8 @@
 //! - sshd (client side): 1,023 bytes, keyboard-interactive and password alike.
 //! - pam-driver: any length (1 MiB tested).
 //! - sudo -S: 511 bytes; from 512 on sudo's conversation fails ([`SUDO_MAX_ANSWER`]).
+//! - su on a pseudo-terminal: 4,095 bytes; longer lines arrive cut to 4,095
+//!   ([`SU_MAX_ANSWER`], measured by pam_zt.rs's `su_takes_a_token`).
 //! - ssh keyboard-interactive and password: see `sshd::SSH_MAX_ANSWER`.
 
 //!
@@ -46,6 +48,14 @@ pub const PAM_ZT_STANDIN: &str = "pam_zt_standin.so";
 /// module gets no answer at all (PAM_CONV_ERR): a token over 511 bytes needs several
 /// prompts ([`Host::sudo_answers`] answers each with its own line).
 pub const SUDO_MAX_ANSWER: usize = 511;
+
+/// Longest answer su (util-linux 2.38.1) hands to a PAM module from its terminal
+/// (measured, [`Host::su_answers`]): 4,095 bytes, the canonical tty line. su has no
+/// -S; libpam_misc's conversation reads the answer from the tty. A longer line arrives
+/// cut to its first 4,095 bytes and the conversation does not fail (unlike sudo's,
+/// which fails from 512 bytes on): 4,094, 4,095, 4,096 and 5,000 bytes sent gave the
+/// module 4,094, 4,095, 4,095 and 4,095.
+pub const SU_MAX_ANSWER: usize = 4095;
 
 /// Exit code and combined stdout + stderr of a PAM-driving program.
 #[derive(Debug, Clone)]
@@ -314,6 +324,57 @@ impl Host {
              sudo -S -k -p 'sudo-prompt: ' -u root id -u"
         );
         self.run_with_stdin(&["bash", "-c", &script], input.as_bytes())
+    }
+
+    /// As `user` (uid, gid and groups from NSS in the host, through `setpriv`), runs
+    /// `su TARGET -c 'COMMAND'` on a pseudo-terminal driven by `expect`: su has no -S,
+    /// it reads each answer from its terminal through libpam_misc's conversation. Each
+    /// prompt that ends in ": " gets the next of `answers` and Enter (answers are sent
+    /// echo off and never appear in the output); a prompt beyond the last answer ends
+    /// the run with exit code 97 (98: a 20 s timeout). Returns su's exit code (1:
+    /// refused, "su: Authentication failure") and the transcript (prompts, then the
+    /// command's output; `\r\n` made `\n`). See [`SU_MAX_ANSWER`].
+    pub fn su_answers(
+        &self,
+        user: &str,
+        target: &str,
+        command: &str,
+        answers: &[&str],
+    ) -> PamResult {
+        assert!(!command.contains('\''), "no ' in the command: {command}");
+        let script = r#"
+set timeout 20
+log_user 1
+set n 0
+spawn -noecho bash -c $env(ZT_SU)
+expect {
+  -re {: $} {
+    if {$n >= $env(ZT_ANSWERS)} { exit 97 }
+    send -- "$env(ZT_ANSWER_$n)\r"
+    incr n
+    exp_continue
+  }
+  timeout { exit 98 }
+  eof
+}
+lassign [wait] pid spawnid os_error code
+exit $code
+"#;
+        let su = format!(
+            "cd / && exec setpriv --reuid=$(id -u {user}) --regid=$(id -g {user}) --init-groups \
+             su {target} -c '{command}'"
+        );
+        let mut c = self.command(&["expect", "-c", script]);
+        c.env("ZT_SU", su)
+            .env("ZT_ANSWERS", answers.len().to_string());
+        for (i, a) in answers.iter().enumerate() {
+            c.env(format!("ZT_ANSWER_{i}"), a);
+        }
+        let o = c.output().expect("expect (package expect)");
+        PamResult {
+            code: o.status.code().unwrap_or(-1),
+            output: format!("{}{}", text(&o.stdout), text(&o.stderr)).replace("\r\n", "\n"),
+        }
     }
 
     /// The shared network namespace (always [`Net::shared`]).

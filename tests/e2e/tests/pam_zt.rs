@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use zt_e2e::tokens::{self, CF_CERTS_PATH, TEST_AUD, TestKey};
 use zt_e2e::{
-    CONFIG, Host, KeysServer, OidcProvider, PamResult, SSH_MAX_ANSWER, SUDO_MAX_ANSWER, SshAuth,
-    Sshd, clock_shift_lib,
+    CONFIG, Host, KeysServer, OidcProvider, PAM_ZT_STANDIN, PamResult, SSH_MAX_ANSWER,
+    SU_MAX_ANSWER, SUDO_MAX_ANSWER, SshAuth, Sshd, clock_shift_lib,
 };
 
 const TEAM: &str = "acme";
@@ -729,4 +729,101 @@ fn sudo_takes_a_long_token_in_two_answers() {
     // Positive control's negative: bob cannot use it.
     let r = h.sudo_answers("bob", &[a, b, ""]);
     assert!(!became_root(&r), "{}", short(&r));
+}
+
+/// su (util-linux 2.38.1) reads each answer from its terminal through libpam_misc's
+/// conversation: at most [`SU_MAX_ANSWER`] = 4,095 bytes (the canonical tty line); a
+/// longer line arrives cut to its first 4,095 bytes, with no error. So a Cloudflare
+/// token goes in one answer (no 511-byte pieces as with sudo). The limit is measured at
+/// the end, with the stand-in module.
+#[test]
+fn su_takes_a_token() {
+    let h = host("");
+    h.pam_service("su", &format!("auth     sufficient pam_rootok.so\n{STACK}"));
+    h.add_local_user_with_password("carol", 4300, "carol's password");
+    let jwt = cf_token("alice@example.com");
+    assert!(
+        jwt.len() > SUDO_MAX_ANSWER && jwt.len() <= SU_MAX_ANSWER,
+        "a Cloudflare-sized token: {}",
+        jwt.len()
+    );
+    let su_alice = |answers: &[&str]| h.su_answers("carol", "alice", "id -un", answers);
+    let n = audit(&h).len();
+    let t = Instant::now();
+    let r = su_alice(&[&jwt]);
+    assert_eq!(r.code, 0, "{}", short(&r));
+    assert!(r.output.lines().any(|l| l.trim() == "alice"), "{r:?}");
+    assert!(
+        r.output.contains("Access token or password: ") && !r.output.contains("continued"),
+        "one prompt: {r:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let recs = since(&h, n);
+    let a = stage(&recs, "auth");
+    assert_eq!(a["service"], "su", "{a}");
+    assert_eq!(a["result"], "success", "{a}");
+    assert_eq!(a["user"], "alice", "{a}");
+    assert_eq!(a["email"], "alice@example.com", "{a}");
+    assert_eq!(a["method"], "token", "{a}");
+    assert!(
+        a["tty"].as_str().is_some_and(|t| t.contains("pts/")),
+        "su's terminal: {a}"
+    );
+    for s in ["account", "session"] {
+        let r = stage(&recs, s);
+        assert_eq!(
+            (&r["service"], &r["result"]),
+            (&json!("su"), &json!("success")),
+            "{r}"
+        );
+    }
+
+    // Pasted in two pieces (the first cut inside the payload): pam_zt asks for the rest.
+    let (head, tail) = jwt.split_at(jwt.find('.').unwrap() + 40);
+    let r = su_alice(&[head, tail]);
+    assert_eq!(r.code, 0, "{}", short(&r));
+    assert!(
+        r.output
+            .contains("Token (continued, empty line to finish): "),
+        "{r:?}"
+    );
+    assert!(r.output.lines().any(|l| l.trim() == "alice"), "{r:?}");
+
+    // Positive control's negative: bob's token is no use for alice.
+    let bobs = cf_token("bob@example.com");
+    let n = audit(&h).len();
+    let r = su_alice(&[&bobs]);
+    assert_eq!(r.code, 1, "{}", short(&r));
+    assert!(r.output.contains("su: Authentication failure"), "{r:?}");
+    assert!(!r.output.lines().any(|l| l.trim() == "alice"), "{r:?}");
+    let a = stage(&since(&h, n), "auth").clone();
+    assert_eq!(
+        (&a["service"], &a["result"]),
+        (&json!("su"), &json!("failure")),
+        "{a}"
+    );
+    assert_eq!(a["email"], "bob@example.com", "{a}");
+    assert_token_not_logged(&h, &jwt);
+    assert_token_not_logged(&h, &bobs);
+
+    // su's answer limit, through the stand-in module (it logs each answer's length):
+    // 4,095 bytes arrive whole, a longer line arrives cut to its first 4,095.
+    let log = h.path("var/log/zt/standin.log");
+    let secret = h.path("etc/zt/standin-secret");
+    let long = "abcdefghij".repeat(500);
+    std::fs::write(&secret, &long[..SU_MAX_ANSWER]).unwrap();
+    h.pam_service(
+        "su",
+        &format!(
+            "auth required {PAM_ZT_STANDIN} expect={} log=/var/log/zt/standin.log\n\
+             account required pam_permit.so\nsession required pam_permit.so\n",
+            secret.display()
+        ),
+    );
+    for answer in [&long[..SU_MAX_ANSWER], &long[..]] {
+        let r = su_alice(&[answer]);
+        assert_eq!(r.code, 0, "{}: {}", answer.len(), short(&r));
+    }
+    let lengths = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(lengths, "len=4095\nlen=4095\n", "su's limit moved");
 }
