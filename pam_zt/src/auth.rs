@@ -11,10 +11,11 @@ use crate::token::{self, Facts, Verified};
 /// The prompt for the rest of a token that arrived cut or in pieces.
 pub const CONTINUE_PROMPT: &str = "Token (continued, empty line to finish): ";
 /// Answer lengths at which a client is known to cut silently: 511 bytes
-/// (sudo's answer buffer, measured in tests/e2e) and 1,023 bytes (the
-/// OpenSSH client's keyboard-interactive and password answers). An answer of
-/// exactly such a length may have lost its tail even if it looks complete.
-pub const CUT_LENGTHS: [usize; 2] = [511, 1023];
+/// (sudo's answer buffer), 1,023 bytes (the OpenSSH client's
+/// keyboard-interactive and password answers) and 4,095 bytes (su on a tty,
+/// pamtester), all measured in tests/e2e. An answer of exactly such a length
+/// may have lost its tail even if it looks complete.
+pub const CUT_LENGTHS: [usize; 3] = [511, 1023, 4095];
 /// At most this many continuation prompts (32 x 511 bytes is past the size
 /// cap anyway; the cap bounds a conversation that never sends an empty line).
 pub const MAX_CONTINUATIONS: usize = 32;

@@ -1266,3 +1266,17 @@ fn boundary_turns_panics_and_bad_handles_into_codes() {
         ));
     }
 }
+
+/// su on a terminal and pamtester cut a line at 4,095 bytes (measured in
+/// tests/e2e): a token of exactly that length may have lost its tail.
+#[test]
+fn an_answer_cut_at_su_s_4095_bytes_counts_as_incomplete() {
+    let head = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsifQ";
+    let body = "A".repeat(3000);
+    let sig_len = 4095 - head.len() - body.len() - 2;
+    let t = format!("{head}.{body}.{}", "B".repeat(sig_len));
+    assert_eq!(t.len(), 4095);
+    assert!(crate::auth::incomplete(t.as_bytes(), t.len()));
+    let shorter = &t[..4094];
+    assert!(!crate::auth::incomplete(shorter.as_bytes(), shorter.len()));
+}
