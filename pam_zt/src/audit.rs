@@ -37,6 +37,16 @@ pub struct Record {
     /// facts. Written only when set; `email`/`issuer`/`jti` stay null then.
     pub claimed_email: Option<String>,
     pub claimed_issuer: Option<String>,
+    /// The key or certificate sshd accepted (SSH_AUTH_INFO_0); written
+    /// only when set.
+    pub key_fingerprint: Option<String>,
+    pub cert_key_id: Option<String>,
+    pub cert_serial: Option<u64>,
+    pub cert_principals: Option<Vec<String>>,
+    pub cert_ca: Option<String>,
+    /// The directory user a certificate names, where that is not `user`
+    /// (a login to a shared account); written only when set.
+    pub person: Option<String>,
     pub rhost: Option<String>,
     pub tty: Option<String>,
     /// "success", "failure", "ignored".
@@ -70,10 +80,25 @@ impl Record {
         for (k, v) in [
             ("claimed_email", &self.claimed_email),
             ("claimed_issuer", &self.claimed_issuer),
+            ("key_fingerprint", &self.key_fingerprint),
+            ("cert_key_id", &self.cert_key_id),
+            ("cert_ca", &self.cert_ca),
+            ("person", &self.person),
         ] {
             if v.is_some() {
                 opt(k, v);
             }
+        }
+        if let Some(s) = self.cert_serial {
+            m.insert("cert_serial".into(), s.into());
+        }
+        if let Some(ps) = &self.cert_principals {
+            let ps: Vec<Value> = ps
+                .iter()
+                .take(crate::sshkey::PRINCIPALS_MAX)
+                .map(|p| Value::String(cap(p, FIELD_MAX)))
+                .collect();
+            m.insert("cert_principals".into(), Value::Array(ps));
         }
         m.insert("result".into(), self.result.into());
         m.insert("reason".into(), cap(&self.reason, 512).into());

@@ -251,10 +251,30 @@ pub fn context(pam: &dyn PamHandler, record: &mut Record) {
         .data(METHOD_DATA)
         .and_then(|m| String::from_utf8(m).ok())
         .filter(|m| ["token", "password", "key", "certificate"].contains(&m.as_str()));
+    let info = pam.env("SSH_AUTH_INFO_0");
     if let Some(m) = known {
         record.method = Some(m);
-    } else if let Some(info) = pam.env("SSH_AUTH_INFO_0") {
-        record.method = ssh_method(&info).map(Into::into);
+    } else if let Some(info) = &info {
+        record.method = ssh_method(info).map(Into::into);
+    }
+    if let Some(info) = &info {
+        ssh_key(info, record);
+    }
+}
+
+/// The key or certificate of SSH_AUTH_INFO_0's last `publickey` line.
+pub fn ssh_key(info: &[u8], record: &mut Record) {
+    match crate::sshkey::from_auth_info(info) {
+        Some(crate::sshkey::AuthKey::Key { fingerprint }) => {
+            record.key_fingerprint = Some(fingerprint);
+        }
+        Some(crate::sshkey::AuthKey::Certificate(c)) => {
+            record.cert_key_id = Some(c.key_id);
+            record.cert_serial = Some(c.serial);
+            record.cert_principals = Some(c.principals);
+            record.cert_ca = Some(c.ca);
+        }
+        None => {}
     }
 }
 

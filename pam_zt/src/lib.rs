@@ -28,6 +28,7 @@ pub mod ffi;
 pub mod handler;
 pub mod home;
 pub mod live;
+pub mod sshkey;
 pub mod stages;
 pub mod status;
 pub mod token;

@@ -1280,3 +1280,75 @@ fn an_answer_cut_at_su_s_4095_bytes_counts_as_incomplete() {
     let shorter = &t[..4094];
     assert!(!crate::auth::incomplete(shorter.as_bytes(), shorter.len()));
 }
+
+/// An ed25519 user certificate blob in OpenSSH's wire format (signature
+/// not checked by the parser: sshd did that).
+fn cert_blob(key_id: &str, serial: u64, principals: &[&str], ca_key: &[u8]) -> Vec<u8> {
+    fn s(b: &mut Vec<u8>, v: &[u8]) {
+        b.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        b.extend_from_slice(v);
+    }
+    let mut b = Vec::new();
+    s(&mut b, b"ssh-ed25519-cert-v01@openssh.com");
+    s(&mut b, &[7; 32]); // nonce
+    s(&mut b, &[9; 32]); // the user's key
+    b.extend_from_slice(&serial.to_be_bytes());
+    b.extend_from_slice(&1u32.to_be_bytes());
+    s(&mut b, key_id.as_bytes());
+    let mut p = Vec::new();
+    for x in principals {
+        s(&mut p, x.as_bytes());
+    }
+    s(&mut b, &p);
+    b.extend_from_slice(&0u64.to_be_bytes());
+    b.extend_from_slice(&u64::MAX.to_be_bytes());
+    for _ in 0..3 {
+        s(&mut b, b"");
+    }
+    s(&mut b, ca_key);
+    s(&mut b, b"sig");
+    b
+}
+
+#[test]
+fn account_records_the_certificate_or_key_sshd_accepted() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let log = TempLog::new("account-cert");
+    let passwd = std::env::temp_dir().join(format!("pam-zt-cert-passwd-{}", std::process::id()));
+    std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
+    let ca = b"\0\0\0\x0bssh-ed25519\0\0\0\x20ABCDEFGHABCDEFGHABCDEFGHABCDEFGH";
+    let cert = cert_blob("0123456789abcdef0123456789abcdef", 77, &["alice"], ca);
+    let key = b"\0\0\0\x0bssh-ed25519\0\0\0\x20abcdefghabcdefghabcdefghabcdefgh";
+    for info in [
+        format!(
+            "publickey ssh-ed25519-cert-v01@openssh.com {}\n",
+            b64(&cert)
+        ),
+        format!("publickey ssh-ed25519 {}\n", b64(key)),
+    ] {
+        let mut pam = MockPam {
+            user: "alice".into(),
+            env: vec![("SSH_AUTH_INFO_0".into(), info.into_bytes())],
+            ..MockPam::default()
+        };
+        let c = stages::account(&mut pam, &[&log.arg()], &opener(), &passwd, NOW as u64);
+        assert_eq!(c, code::SUCCESS);
+    }
+    std::fs::remove_file(&passwd).unwrap();
+    let lines = log.lines();
+    let (c, k) = (&lines[0], &lines[1]);
+    assert_eq!(c["stage"], "account");
+    assert_eq!(c["user"], "alice");
+    assert_eq!(c["method"], "certificate");
+    assert_eq!(c["cert_key_id"], "0123456789abcdef0123456789abcdef");
+    assert_eq!(c["cert_serial"], 77);
+    assert_eq!(c["cert_principals"], serde_json::json!(["alice"]));
+    assert_eq!(c["cert_ca"], crate::sshkey::fingerprint(ca));
+    assert!(c["cert_ca"].as_str().unwrap().starts_with("SHA256:"));
+    assert!(!c["cert_ca"].as_str().unwrap().ends_with('='));
+    assert!(c.get("key_fingerprint").is_none());
+    assert_eq!(k["method"], "key");
+    assert_eq!(k["key_fingerprint"], crate::sshkey::fingerprint(key));
+    assert!(k.get("cert_key_id").is_none() && k.get("cert_ca").is_none());
+}
