@@ -48,39 +48,8 @@ impl Sshd {
     /// (write it with [`Host::pam_service`]). Panics with `sshd -t`'s message on a bad config.
     pub fn start(host: &Host, extra: &str) -> Sshd {
         assert!(host.pam, "Sshd::start needs a Host::new_pam()");
-        let net = Net::shared();
-        let port = net.port();
-        let dir = host.path("ssh");
-        let key = dir.join(format!("host_ed25519_{port}"));
-        let o = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key)
-            .output()
-            .expect("ssh-keygen (openssh-client)");
-        assert!(o.status.success(), "ssh-keygen: {}", text(&o.stderr));
-        let config = dir.join(format!("sshd_config_{port}"));
-        let log = host.path(&format!("var/log/sshd-{port}.log"));
-        let run = host.path("run").display().to_string();
-        std::fs::write(
-            &config,
-            format!(
-                "{extra}\n\
-                 Port {port}\n\
-                 ListenAddress 127.0.0.1\n\
-                 HostKey {key}\n\
-                 PidFile {run}/sshd-{port}.pid\n\
-                 AuthorizedKeysFile none\n\
-                 UsePAM yes\n\
-                 KbdInteractiveAuthentication yes\n\
-                 PasswordAuthentication yes\n\
-                 PubkeyAuthentication yes\n\
-                 ExposeAuthInfo yes\n\
-                 PermitRootLogin no\n\
-                 LogLevel VERBOSE\n",
-                key = key.display()
-            ),
-        )
-        .expect("sshd_config");
+        let port = Net::shared().port();
+        let config = Self::write_config(host, extra, port);
         let cfg = config.to_str().expect("utf8");
         let t = host.run(&["/usr/sbin/sshd", "-t", "-f", cfg]);
         assert!(
@@ -88,6 +57,7 @@ impl Sshd {
             "sshd -t refused the config: {}",
             text(&t.stderr)
         );
+        let log = host.path(&format!("var/log/sshd-{port}.log"));
         let logs = log.to_str().expect("utf8");
         // By absolute path: sshd re-executes itself.
         let nsenter = host
@@ -121,6 +91,55 @@ impl Sshd {
             std::thread::sleep(Duration::from_millis(10));
         }
         sshd
+    }
+
+    /// Writes the sshd_config [`Sshd::start`] uses (`extra` first, then the defaults
+    /// listed there, with a fresh host key) for `port`, and returns its path.
+    pub fn write_config(host: &Host, extra: &str, port: u16) -> std::path::PathBuf {
+        let dir = host.path("ssh");
+        let key = dir.join(format!("host_ed25519_{port}"));
+        let o = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .output()
+            .expect("ssh-keygen (openssh-client)");
+        assert!(o.status.success(), "ssh-keygen: {}", text(&o.stderr));
+        let config = dir.join(format!("sshd_config_{port}"));
+        let run = host.path("run").display().to_string();
+        std::fs::write(
+            &config,
+            format!(
+                "{extra}\n\
+                 Port {port}\n\
+                 ListenAddress 127.0.0.1\n\
+                 HostKey {key}\n\
+                 PidFile {run}/sshd-{port}.pid\n\
+                 AuthorizedKeysFile none\n\
+                 UsePAM yes\n\
+                 KbdInteractiveAuthentication yes\n\
+                 PasswordAuthentication yes\n\
+                 PubkeyAuthentication yes\n\
+                 ExposeAuthInfo yes\n\
+                 PermitRootLogin no\n\
+                 LogLevel VERBOSE\n",
+                key = key.display()
+            ),
+        )
+        .expect("sshd_config");
+        config
+    }
+
+    /// `sshd -t` and `sshd -T` (the effective settings for a connection by `user`) of
+    /// the config [`Sshd::start`] would write for `extra`, without starting sshd.
+    /// Returns (`sshd -t` succeeded, its stderr, `sshd -T`'s lines "keyword value").
+    pub fn check_config(host: &Host, extra: &str, user: &str) -> (bool, String, String) {
+        assert!(host.pam, "Sshd::check_config needs a Host::new_pam()");
+        let config = Self::write_config(host, extra, Net::shared().port());
+        let cfg = config.to_str().expect("utf8");
+        let t = host.run(&["/usr/sbin/sshd", "-t", "-f", cfg]);
+        let spec = format!("user={user},host=client.test,addr=127.0.0.1");
+        let big_t = host.run(&["/usr/sbin/sshd", "-T", "-f", cfg, "-C", &spec]);
+        (t.status.success(), text(&t.stderr), text(&big_t.stdout))
     }
 
     /// sshd's log so far.
