@@ -117,6 +117,8 @@ pub(crate) mod tests {
             shell: "/bin/bash".into(),
             email: format!("{name}@example.com"),
             idp_id: format!("oid-{name}"),
+            principals: Vec::new(),
+            ssh_keys: Vec::new(),
         }
     }
 

@@ -1195,6 +1195,7 @@ fn live_directory_reads_issuers_users_and_policy() {
         policy: PolicyEntry {
             max_offline_secs: 3600,
         },
+        shared_accounts: Vec::new(),
     };
     d.publish(&content);
     let mut live = crate::live::Live::open(

@@ -123,6 +123,7 @@ fn token_login_through_linux_pam() {
         policy: PolicyEntry {
             max_offline_secs: 3600,
         },
+        shared_accounts: Vec::new(),
     });
     std::fs::create_dir_all(tmp.join("pam.d")).unwrap();
     let so = module();

@@ -421,6 +421,8 @@ fn published_content(
                 shell: text(u.shell),
                 email,
                 idp_id,
+                principals: Vec::new(),
+                ssh_keys: Vec::new(),
             })
         })
         .collect();

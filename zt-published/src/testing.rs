@@ -107,6 +107,8 @@ pub fn user(name: &str, uid: u32) -> UserEntry {
         shell: "/bin/bash".into(),
         email: format!("{name}@example.com"),
         idp_id: format!("oid-{name}"),
+        principals: Vec::new(),
+        ssh_keys: Vec::new(),
     }
 }
 

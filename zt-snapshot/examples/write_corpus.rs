@@ -15,6 +15,8 @@ fn user(name: &str, uid: u32) -> UserEntry {
         shell: "/bin/bash".into(),
         email: format!("{name}@example.com"),
         idp_id: format!("id-{name}"),
+        principals: Vec::new(),
+        ssh_keys: Vec::new(),
     }
 }
 
@@ -70,6 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             policy: PolicyEntry {
                 max_offline_secs: 3 * 86_400,
             },
+            shared_accounts: Vec::new(),
         });
     }
     for (i, c) in sets.iter().enumerate() {

@@ -6,10 +6,10 @@
 //!   uids/gids, gecos, home, shell, memberships and the indexes over them.
 //!   Nothing else goes in: a compromised `www-data` must not learn who has
 //!   access to the host, their emails or IdP object ids.
-//! - `private` (0600 root): everything else, keyed by the public file's user
+//! - `private` (0600 root, or 0640 root:zt when the host has a `zt` group): everything else, keyed by the public file's user
 //!   and group indexes: emails, IdP ids, group flags (login groups), the email
-//!   index, token issuers and their keys, host policy (2.1), and later
-//!   principals, public keys, sudo-relevant groups, a signature.
+//!   index, token issuers and their keys, host policy (2.1), SSH principals, public keys and shared accounts (2.2),
+//!   and later sudo-relevant groups, a signature.
 //!
 //! Both files share one container layout and differ in their magic, so a
 //! private file can never be parsed as a public one or the other way round.
@@ -83,6 +83,26 @@
 //! MUST_UNDERSTAND: a reader that ignored it would let in logins the policy
 //! forbids.
 //!
+//! ### SSH (2.2)
+//!
+//! | kind | contents |
+//! |---|---|
+//! | USER_PRINCIPALS (2.2) | one `(start: u32, count: u32)` pair per public user index, into PRINCIPALS |
+//! | PRINCIPALS (2.2) | flat array of `StrRef`s: each user's SSH certificate principals (lowercase) |
+//! | USER_KEYS (2.2) | one `(start: u32, count: u32)` pair per public user index, into KEYS |
+//! | KEYS (2.2) | flat array of `StrRef`s: each user's OpenSSH public key lines from the directory |
+//! | SHARED_ACCOUNTS (2.2) | `SHARED_ACCOUNT_RECORD_LEN`-byte records: `name: StrRef, groups_start: u32, groups_count: u32` |
+//! | SHARED_ACCOUNT_GROUPS (2.2) | flat array of `StrRef`s: each shared account's allowed IdP group ids, a slice per account |
+//!
+//! All six are optional and carry flags 0: a 2.0/2.1 file has none, which
+//! reads as "no principals, no keys, no shared accounts" (an old reader that
+//! ignores them grants less, never more). When USER_PRINCIPALS or USER_KEYS is
+//! present it holds exactly one pair per public user. Shared accounts name
+//! their groups by IdP group id (not by public group index): a reader finds the
+//! private group records with those ids and takes the public groups' members at
+//! the same indexes; an id no published group has simply has no members.
+//! Shared accounts are few, so lookup by name scans.
+//!
 //! The last *successful* sync (distinct from `synced_at`, which is when the
 //! content last changed) is not in the pair: it is the 8-byte `synced` file
 //! beside it (`StateDir::write_last_good_sync`), rewritten after every good
@@ -94,12 +114,6 @@
 //!   go after `max_offline_secs`, in the reserved bytes or a longer section.
 //! - SUDO_GROUPS: group indexes that carry sudo rules or local group grants.
 //! - SYNC_INFO: a *signed* last-successful-sync time, once snapshots are signed.
-//! - Per-user lists (principals, public keys): a `USER_PRINCIPALS` section of
-//!   one `(start: u32, count: u32)` pair per public user index, pointing into a
-//!   `PRINCIPALS` section that is a flat array of `StrRef`s; public keys the
-//!   same way (`USER_KEYS` -> `KEYS`, each key a `StrRef` to its OpenSSH text
-//!   form). The same shape as USER_GROUPS: one bounds check per list, no
-//!   allocation in the reader.
 //! - SIGNATURE (MUST_UNDERSTAND once hosts require signed snapshots): a
 //!   signature over the file's *content*: every byte of the file with the
 //!   header's `generation` and `synced_at` fields (bytes 24..40) zeroed and
@@ -127,7 +141,8 @@ pub const MAGIC: [u8; 8] = PUBLIC_MAGIC;
 pub const VERSION_MAJOR: u16 = 2;
 /// Bumped when sections are added; old readers skip unknown sections.
 /// 1: token issuers and their keys, host policy.
-pub const VERSION_MINOR: u16 = 1;
+/// 2: SSH principals, public keys and shared accounts.
+pub const VERSION_MINOR: u16 = 2;
 pub const HEADER_LEN: usize = 64;
 pub const SECTION_ENTRY_LEN: usize = 16;
 /// Bound on the section table, so a corrupt count cannot make a reader walk far.
@@ -140,6 +155,9 @@ pub const PRIVATE_GROUP_RECORD_LEN: usize = 16;
 pub const ISSUER_RECORD_LEN: usize = 40;
 pub const ISSUER_KEY_RECORD_LEN: usize = 24;
 pub const STR_REF_LEN: usize = 8;
+/// A `(start: u32, count: u32)` pair of USER_PRINCIPALS / USER_KEYS.
+pub const LIST_REF_LEN: usize = 8;
+pub const SHARED_ACCOUNT_RECORD_LEN: usize = 16;
 /// The HOST_POLICY section's length as written; readers need its first 8 bytes.
 pub const HOST_POLICY_LEN: usize = 16;
 pub const INDEX_HEADER_LEN: usize = 8;
@@ -175,6 +193,18 @@ pub mod private_section {
     pub const ISSUER_KEYS: u32 = 0x107;
     /// Since 2.1; optional (absent = no limit); written MUST_UNDERSTAND.
     pub const HOST_POLICY: u32 = 0x108;
+    /// Since 2.2; optional (absent = nobody has principals).
+    pub const USER_PRINCIPALS: u32 = 0x109;
+    /// Since 2.2; optional.
+    pub const PRINCIPALS: u32 = 0x10a;
+    /// Since 2.2; optional (absent = nobody has keys).
+    pub const USER_KEYS: u32 = 0x10b;
+    /// Since 2.2; optional.
+    pub const KEYS: u32 = 0x10c;
+    /// Since 2.2; optional (absent = no shared accounts).
+    pub const SHARED_ACCOUNTS: u32 = 0x10d;
+    /// Since 2.2; optional.
+    pub const SHARED_ACCOUNT_GROUPS: u32 = 0x10e;
 }
 
 /// `kind` of an issuer record.
@@ -250,6 +280,13 @@ pub(crate) mod issuer_key {
     pub const KID: usize = 0;
     pub const ALG: usize = 8;
     pub const JWK: usize = 16;
+}
+
+/// Shared account record field offsets.
+pub(crate) mod shared_account {
+    pub const NAME: usize = 0;
+    pub const GROUPS_START: usize = 8;
+    pub const GROUPS_COUNT: usize = 12;
 }
 
 /// Private group record field offsets. Bytes 12..16 are reserved (0).

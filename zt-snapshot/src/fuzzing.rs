@@ -101,5 +101,25 @@ fn exercise_private(bytes: &[u8]) {
         let _ = iss.key_by_kid(b"no-such-kid");
     }
     let _ = p.issuer(p.issuer_count());
+    for i in 0..p.user_count().min(64) {
+        for list in [p.principals(i), p.keys(i)].into_iter().flatten() {
+            for s in list.iter().take(16) {
+                let _ = s;
+            }
+            let _ = list.get(list.len());
+        }
+    }
+    let _ = p.principals(p.user_count());
+    let _ = p.keys(p.user_count());
+    for i in 0..p.shared_account_count().min(16) {
+        if let Ok(a) = p.shared_account_at(i) {
+            let _ = p.shared_account(a.name);
+            for g in a.groups.iter().take(16) {
+                let _ = g;
+            }
+        }
+    }
+    let _ = p.shared_account_at(p.shared_account_count());
+    let _ = p.shared_account(b"sysadmin");
     let _ = p.issuer_by_iss(b"https://acme.cloudflareaccess.com");
 }

@@ -18,10 +18,10 @@ pub mod writer;
 pub use format::{GENERATION_PATH, PRIVATE_PATH, SNAPSHOT_PATH};
 pub use reader::{
     FormatError, Group, Issuer, IssuerKey, Layout, Pair, Policy, Private, PrivateGroup,
-    PrivateUser, Snapshot, User,
+    PrivateUser, SharedAccount, Snapshot, StrList, User,
 };
 pub use state::{StateDir, StateError, StateLock, last_good_sync};
 pub use writer::{
-    BuildError, Built, Content, GroupEntry, IssuerEntry, KeyEntry, PolicyEntry, UserEntry, build,
-    restamp,
+    BuildError, Built, Content, GroupEntry, IssuerEntry, KeyEntry, PolicyEntry, SharedAccountEntry,
+    UserEntry, build, restamp,
 };

@@ -10,7 +10,7 @@
 
 use crate::format::{
     self, group, header, issuer, issuer_key, private_group, private_section, private_user, section,
-    user,
+    shared_account, user,
 };
 
 /// What is wrong with a snapshot, and where.
@@ -572,6 +572,12 @@ pub struct Private<'a> {
     issuer_audiences: Span,
     issuer_keys: Span,
     policy: Policy,
+    user_principals: Span,
+    principals: Span,
+    user_keys: Span,
+    keys: Span,
+    shared_accounts: Span,
+    shared_account_groups: Span,
 }
 
 /// Counts only: a `{:?}` in a log line must not dump emails.
@@ -600,6 +606,12 @@ impl<'a> Private<'a> {
                 private_section::ISSUER_AUDIENCES,
                 private_section::ISSUER_KEYS,
                 private_section::HOST_POLICY,
+                private_section::USER_PRINCIPALS,
+                private_section::PRINCIPALS,
+                private_section::USER_KEYS,
+                private_section::KEYS,
+                private_section::SHARED_ACCOUNTS,
+                private_section::SHARED_ACCOUNT_GROUPS,
             ],
             4,
         )?;
@@ -612,6 +624,12 @@ impl<'a> Private<'a> {
             issuer_audiences,
             issuer_keys,
             policy,
+            user_principals,
+            principals,
+            user_keys,
+            keys,
+            shared_accounts,
+            shared_account_groups,
         ] = c.spans;
         if !users.len.is_multiple_of(format::PRIVATE_USER_RECORD_LEN)
             || !groups.len.is_multiple_of(format::PRIVATE_GROUP_RECORD_LEN)
@@ -620,9 +638,27 @@ impl<'a> Private<'a> {
             || !issuer_keys
                 .len
                 .is_multiple_of(format::ISSUER_KEY_RECORD_LEN)
+            || !principals.len.is_multiple_of(format::STR_REF_LEN)
+            || !keys.len.is_multiple_of(format::STR_REF_LEN)
+            || !shared_accounts
+                .len
+                .is_multiple_of(format::SHARED_ACCOUNT_RECORD_LEN)
+            || !shared_account_groups
+                .len
+                .is_multiple_of(format::STR_REF_LEN)
         {
             return err(
                 "section length is not a whole number of records",
+                format::HEADER_LEN,
+            );
+        }
+        // A per-user list section, when present, has one pair per user.
+        let user_lists_len = users.len / format::PRIVATE_USER_RECORD_LEN * format::LIST_REF_LEN;
+        if (c.present[8] && user_principals.len != user_lists_len)
+            || (c.present[10] && user_keys.len != user_lists_len)
+        {
+            return err(
+                "per-user list section does not have one entry per user",
                 format::HEADER_LEN,
             );
         }
@@ -648,7 +684,89 @@ impl<'a> Private<'a> {
             issuer_audiences,
             issuer_keys,
             policy,
+            user_principals,
+            principals,
+            user_keys,
+            keys,
+            shared_accounts,
+            shared_account_groups,
         })
+    }
+
+    /// The `StrRef` list of user `index` in a USER_* / list section pair; an
+    /// absent pair (a 2.0/2.1 file) is an empty list.
+    fn user_list(&self, refs: Span, items: Span, index: usize) -> Result<StrList<'a>, FormatError> {
+        let s = self.sections();
+        if index >= self.user_count() {
+            return err("user index out of range", self.users.offset);
+        }
+        if refs.len == 0 {
+            return Ok(StrList {
+                sections: s,
+                span: Span::default(),
+            });
+        }
+        let at = refs.offset + index * format::LIST_REF_LEN;
+        let r: &[u8; format::LIST_REF_LEN] = s.record(at)?;
+        let span = s.sub_span(
+            items,
+            field_u32(r, 0),
+            field_u32(r, 4),
+            format::STR_REF_LEN,
+            at,
+        )?;
+        Ok(StrList { sections: s, span })
+    }
+
+    /// The SSH certificate principals that may log in as the public user at
+    /// `index` (lowercase). Empty in files without the section.
+    pub fn principals(&self, index: usize) -> Result<StrList<'a>, FormatError> {
+        self.user_list(self.user_principals, self.principals, index)
+    }
+
+    /// The OpenSSH public key lines the directory holds for the user at `index`.
+    pub fn keys(&self, index: usize) -> Result<StrList<'a>, FormatError> {
+        self.user_list(self.user_keys, self.keys, index)
+    }
+
+    pub fn shared_account_count(&self) -> usize {
+        self.shared_accounts.len / format::SHARED_ACCOUNT_RECORD_LEN
+    }
+
+    /// The shared account at `index` (in configuration order).
+    pub fn shared_account_at(&self, index: usize) -> Result<SharedAccount<'a>, FormatError> {
+        if index >= self.shared_account_count() {
+            return err(
+                "shared account index out of range",
+                self.shared_accounts.offset,
+            );
+        }
+        let s = self.sections();
+        let at = self.shared_accounts.offset + index * format::SHARED_ACCOUNT_RECORD_LEN;
+        let r: &[u8; format::SHARED_ACCOUNT_RECORD_LEN] = s.record(at)?;
+        let span = s.sub_span(
+            self.shared_account_groups,
+            field_u32(r, shared_account::GROUPS_START),
+            field_u32(r, shared_account::GROUPS_COUNT),
+            format::STR_REF_LEN,
+            at + shared_account::GROUPS_START,
+        )?;
+        Ok(SharedAccount {
+            index,
+            name: s.record_string(r, at, shared_account::NAME)?,
+            groups: StrList { sections: s, span },
+        })
+    }
+
+    /// The shared account named exactly `name` (a short scan: they are few).
+    pub fn shared_account(&self, name: &[u8]) -> Result<Option<SharedAccount<'a>>, FormatError> {
+        for i in 0..self.shared_account_count() {
+            let a = self.shared_account_at(i)?;
+            if a.name == name {
+                return Ok(Some(a));
+            }
+        }
+        Ok(None)
     }
 
     /// The host login policy; a file without the section (2.0) has no limit.
@@ -789,6 +907,26 @@ impl<'a> Private<'a> {
         for i in 0..self.group_count() {
             if self.group(i)?.idp_id.contains(&0) {
                 return err("NUL byte inside a string", i);
+            }
+        }
+        for i in 0..self.user_count() {
+            for list in [self.principals(i)?, self.keys(i)?] {
+                for p in list.iter() {
+                    if p?.contains(&0) {
+                        return err("NUL byte inside a string", i);
+                    }
+                }
+            }
+        }
+        for i in 0..self.shared_account_count() {
+            let a = self.shared_account_at(i)?;
+            if self.shared_account(a.name)?.map(|f| f.index) != Some(i) {
+                return err("shared account listed twice", i);
+            }
+            for g in a.groups.iter() {
+                if g?.contains(&0) {
+                    return err("NUL byte inside a string", i);
+                }
             }
         }
         for i in 0..self.issuer_count() {
@@ -942,6 +1080,56 @@ pub struct PrivateGroup<'a> {
     pub idp_id: &'a [u8],
     /// `format::group_flags`.
     pub flags: u32,
+}
+
+/// A list of strings of the private file (principals, keys, group ids).
+#[derive(Clone, Copy)]
+pub struct StrList<'a> {
+    sections: Sections<'a>,
+    span: Span,
+}
+
+/// Counts only: a `{:?}` in a log line stays short.
+impl std::fmt::Debug for StrList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StrList")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> StrList<'a> {
+    pub fn len(&self) -> usize {
+        self.span.len / format::STR_REF_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.span.len == 0
+    }
+
+    pub fn get(&self, index: usize) -> Result<&'a [u8], FormatError> {
+        if index >= self.len() {
+            return err("list index out of range", self.span.offset);
+        }
+        self.sections
+            .string(self.span.offset + index * format::STR_REF_LEN)
+    }
+
+    /// Each string; a damaged reference is an error item.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Result<&'a [u8], FormatError>> + 'a {
+        let me = *self;
+        (0..self.len()).map(move |i| me.get(i))
+    }
+}
+
+/// A shared account of the private file; `index` is its position.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedAccount<'a> {
+    pub index: usize,
+    /// The login name.
+    pub name: &'a [u8],
+    /// IdP group ids whose members may log in as it.
+    pub groups: StrList<'a>,
 }
 
 /// The host login policy of the private file.

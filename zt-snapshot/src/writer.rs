@@ -18,6 +18,11 @@ pub struct UserEntry {
     pub email: String,
     /// The IdP's immutable object id. Private file only.
     pub idp_id: String,
+    /// SSH certificate principals that may log in as this user (lowercase,
+    /// already checked by the agent's rules). Private file only.
+    pub principals: Vec<String>,
+    /// OpenSSH public key lines from the directory. Private file only.
+    pub ssh_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +62,16 @@ pub struct KeyEntry {
     pub jwk: String,
 }
 
+/// An account several people log in to with their own certificates: the
+/// members of any of `groups` (IdP group ids). Private file only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedAccountEntry {
+    /// The login name (a local account or a directory user).
+    pub name: String,
+    /// IdP group ids whose members may log in as it.
+    pub groups: Vec<String>,
+}
+
 /// Host login policy (private file only, a MUST_UNDERSTAND section).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PolicyEntry {
@@ -76,6 +91,8 @@ pub struct Content {
     pub issuers: Vec<IssuerEntry>,
     /// Host login policy. Private file only.
     pub policy: PolicyEntry,
+    /// Shared accounts reachable by IdP group. Private file only.
+    pub shared_accounts: Vec<SharedAccountEntry>,
 }
 
 /// Why content cannot become a snapshot. The agent's rules should make these
@@ -93,6 +110,8 @@ pub enum BuildError {
     },
     /// Two issuers with the same `iss`, or an empty `iss`.
     DuplicateIssuer(String),
+    /// Two shared accounts with the same name, or an empty name.
+    DuplicateSharedAccount(String),
     /// One issuer lists a `kid` twice, or an empty `kid`.
     DuplicateKid {
         iss: String,
@@ -121,6 +140,9 @@ impl std::fmt::Display for BuildError {
             }
             BuildError::DuplicateIssuer(i) => {
                 write!(f, "two issuers (or an empty one) named {i:?}")
+            }
+            BuildError::DuplicateSharedAccount(n) => {
+                write!(f, "two shared accounts (or an empty one) named {n:?}")
             }
             BuildError::DuplicateKid { iss, kid } => {
                 write!(
@@ -240,6 +262,12 @@ pub fn build(content: &Content) -> Result<Built, BuildError> {
         check_field("shell", &u.shell, false)?;
         check_field("email", &u.email, false)?;
         check_field("idp id", &u.idp_id, true)?;
+        for p in &u.principals {
+            check_field("principal", p, true)?;
+        }
+        for k in &u.ssh_keys {
+            check_field("ssh key", k, true)?;
+        }
         if u.name.is_empty() || user_index.insert(&u.name, i as u32).is_some() {
             return Err(BuildError::DuplicateUserName(u.name.clone()));
         }
@@ -292,6 +320,7 @@ pub fn build(content: &Content) -> Result<Built, BuildError> {
         group_members.push(members);
     }
     check_issuers(&content.issuers)?;
+    check_shared_accounts(&content.shared_accounts)?;
     let public = build_public(content, &mut user_groups, &group_members)?;
     let private = build_private(content)?;
     Ok(Built { public, private })
@@ -416,6 +445,61 @@ fn check_issuers(issuers: &[IssuerEntry]) -> Result<(), BuildError> {
     Ok(())
 }
 
+fn check_shared_accounts(accounts: &[SharedAccountEntry]) -> Result<(), BuildError> {
+    let mut seen = HashMap::with_capacity(accounts.len());
+    for a in accounts {
+        check_field("shared account", &a.name, false)?;
+        for g in &a.groups {
+            check_field("shared account group", g, true)?;
+        }
+        if a.name.is_empty() || seen.insert(a.name.as_str(), ()).is_some() {
+            return Err(BuildError::DuplicateSharedAccount(a.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// A per-user list section pair (USER_PRINCIPALS -> PRINCIPALS, USER_KEYS -> KEYS).
+fn build_user_lists<'c>(
+    users: &'c [UserEntry],
+    list: impl Fn(&'c UserEntry) -> &'c [String],
+    strings: &mut Strings<'c>,
+) -> Result<[Vec<u8>; 2], BuildError> {
+    let mut refs = Vec::with_capacity(users.len() * format::LIST_REF_LEN);
+    let mut items = Vec::new();
+    let mut count = 0usize;
+    for u in users {
+        let l = list(u);
+        put_u32(&mut refs, count_u32(count)?);
+        put_u32(&mut refs, count_u32(l.len())?);
+        for s in l {
+            put_str(&mut items, strings.add(s)?);
+        }
+        count += l.len();
+    }
+    Ok([refs, items])
+}
+
+/// The SHARED_ACCOUNTS and SHARED_ACCOUNT_GROUPS section bodies.
+fn build_shared_accounts<'c>(
+    accounts: &'c [SharedAccountEntry],
+    strings: &mut Strings<'c>,
+) -> Result<[Vec<u8>; 2], BuildError> {
+    let mut records = Vec::with_capacity(accounts.len() * format::SHARED_ACCOUNT_RECORD_LEN);
+    let mut groups = Vec::new();
+    let mut count = 0usize;
+    for a in accounts {
+        put_str(&mut records, strings.add(&a.name)?);
+        put_u32(&mut records, count_u32(count)?);
+        put_u32(&mut records, count_u32(a.groups.len())?);
+        for g in &a.groups {
+            put_str(&mut groups, strings.add(g)?);
+        }
+        count += a.groups.len();
+    }
+    Ok([records, groups])
+}
+
 fn count_u32(n: usize) -> Result<u32, BuildError> {
     u32::try_from(n).map_err(|_| BuildError::TooLarge)
 }
@@ -477,6 +561,10 @@ fn build_private(content: &Content) -> Result<Vec<u8>, BuildError> {
         .map(|(i, u)| (i, format::hash_bytes(u.email.as_bytes())))
         .collect();
     let [issuers, audiences, keys] = build_issuers(&content.issuers, &mut strings)?;
+    let [user_principals, principals] =
+        build_user_lists(&content.users, |u| &u.principals, &mut strings)?;
+    let [user_keys, keys_list] = build_user_lists(&content.users, |u| &u.ssh_keys, &mut strings)?;
+    let [shared, shared_groups] = build_shared_accounts(&content.shared_accounts, &mut strings)?;
     let mut policy = Vec::with_capacity(format::HOST_POLICY_LEN);
     policy.extend_from_slice(&content.policy.max_offline_secs.to_le_bytes());
     policy.resize(format::HOST_POLICY_LEN, 0);
@@ -493,6 +581,12 @@ fn build_private(content: &Content) -> Result<Vec<u8>, BuildError> {
         (private_section::ISSUER_AUDIENCES, audiences, 0),
         (private_section::ISSUER_KEYS, keys, 0),
         (private_section::HOST_POLICY, policy, flags),
+        (private_section::USER_PRINCIPALS, user_principals, 0),
+        (private_section::PRINCIPALS, principals, 0),
+        (private_section::USER_KEYS, user_keys, 0),
+        (private_section::KEYS, keys_list, 0),
+        (private_section::SHARED_ACCOUNTS, shared, 0),
+        (private_section::SHARED_ACCOUNT_GROUPS, shared_groups, 0),
         (private_section::STRINGS, strings.bytes, 0),
     ];
     assemble(format::PRIVATE_MAGIC, content, &sections)

@@ -21,6 +21,8 @@ fn user(name: &str, uid: u32, email: &str) -> UserEntry {
         shell: "/bin/bash".into(),
         email: email.into(),
         idp_id: format!("id-{name}"),
+        principals: Vec::new(),
+        ssh_keys: Vec::new(),
     }
 }
 
@@ -53,6 +55,7 @@ fn sample() -> Content {
         policy: PolicyEntry {
             max_offline_secs: 3 * 86_400,
         },
+        shared_accounts: Vec::new(),
     }
 }
 
@@ -537,6 +540,8 @@ fn arb_content() -> impl Strategy<Value = Content> {
                         shell: "/bin/sh".into(),
                         email: format!("{n}@example.com"),
                         idp_id: format!("id:{n}"),
+                        principals: Vec::new(),
+                        ssh_keys: Vec::new(),
                     })
                     .collect();
                 let groups = gnames
@@ -574,6 +579,7 @@ fn arb_content() -> impl Strategy<Value = Content> {
                     policy: PolicyEntry {
                         max_offline_secs: generation % 1000,
                     },
+                    shared_accounts: Vec::new(),
                 }
             })
     })
@@ -794,4 +800,147 @@ fn reach(bytes: &[u8]) -> Reach {
         Ok(s) if s.verify_all().is_ok() => Reach::Verified,
         Ok(_) => Reach::Parsed,
     }
+}
+
+fn ssh_sample() -> Content {
+    let mut c = sample();
+    c.users[0].principals = vec!["alice".into(), "alice@example.com".into()];
+    c.users[0].ssh_keys = vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice@laptop".into()];
+    c.users[1].principals = vec!["bob".into()];
+    c.shared_accounts = vec![
+        zt_snapshot::SharedAccountEntry {
+            name: "sysadmin".into(),
+            groups: vec!["g-sre".into(), "g-none".into()],
+        },
+        zt_snapshot::SharedAccountEntry {
+            name: "deploy".into(),
+            groups: vec![],
+        },
+    ];
+    c
+}
+
+fn strs(l: zt_snapshot::StrList<'_>) -> Vec<Vec<u8>> {
+    l.iter().map(|s| s.unwrap().to_vec()).collect()
+}
+
+#[test]
+fn principals_keys_and_shared_accounts_round_trip() {
+    let built = build(&ssh_sample()).unwrap();
+    let pair = Pair::parse(&built.public, &built.private).unwrap();
+    pair.verify_all().unwrap();
+    let p = pair.private;
+    assert_eq!(
+        strs(p.principals(0).unwrap()),
+        [b"alice".to_vec(), b"alice@example.com".to_vec()]
+    );
+    assert_eq!(strs(p.principals(1).unwrap()), [b"bob".to_vec()]);
+    assert!(p.principals(2).unwrap().is_empty());
+    assert!(p.principals(3).is_err());
+    assert_eq!(p.keys(0).unwrap().len(), 1);
+    assert!(p.keys(1).unwrap().is_empty());
+    let a = p.shared_account(b"sysadmin").unwrap().unwrap();
+    assert_eq!(a.name, b"sysadmin");
+    assert_eq!(strs(a.groups), [b"g-sre".to_vec(), b"g-none".to_vec()]);
+    assert!(
+        p.shared_account(b"deploy")
+            .unwrap()
+            .unwrap()
+            .groups
+            .is_empty()
+    );
+    assert!(p.shared_account(b"alice").unwrap().is_none());
+    // none of it is public
+    let contains = |needle: &[u8]| built.public.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(b"sysadmin") && !contains(b"ssh-ed25519"));
+    exercise(&pair_input(&built.public, &built.private));
+}
+
+#[test]
+fn a_2_1_private_file_has_no_principals_keys_or_shared_accounts() {
+    use format::private_section;
+    let built = build(&ssh_sample()).unwrap();
+    let mut b = built.private.clone();
+    for (n, kind) in [
+        private_section::USER_PRINCIPALS,
+        private_section::PRINCIPALS,
+        private_section::USER_KEYS,
+        private_section::KEYS,
+        private_section::SHARED_ACCOUNTS,
+        private_section::SHARED_ACCOUNT_GROUPS,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (i, _) = table_entry(&b, kind);
+        assert_eq!(
+            u32::from_le_bytes(
+                b[format::HEADER_LEN + i * format::SECTION_ENTRY_LEN + 12..][..4]
+                    .try_into()
+                    .unwrap()
+            ),
+            0
+        );
+        set_entry(&mut b, i, 0x1e0 + n as u32, 0);
+    }
+    let p = Private::parse(&b).unwrap();
+    p.verify_all().unwrap();
+    assert!(p.principals(0).unwrap().is_empty());
+    assert!(p.keys(0).unwrap().is_empty());
+    assert_eq!(p.shared_account_count(), 0);
+    assert!(p.shared_account(b"sysadmin").unwrap().is_none());
+}
+
+#[test]
+fn damaged_ssh_sections_are_errors_not_panics() {
+    use format::private_section;
+    let built = build(&ssh_sample()).unwrap();
+    // alice's principal count far past PRINCIPALS
+    let (_, up) = table_entry(&built.private, private_section::USER_PRINCIPALS);
+    let mut b = built.private.clone();
+    b[up + 4..up + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+    let p = Private::parse(&b).unwrap();
+    assert_eq!(
+        p.principals(0).unwrap_err().what,
+        "list outside its section"
+    );
+    assert!(p.verify_all().is_err());
+    exercise(&b);
+    // a principal's string past the string section
+    let (_, pr) = table_entry(&built.private, private_section::PRINCIPALS);
+    let mut b = built.private.clone();
+    b[pr..pr + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let p = Private::parse(&b).unwrap();
+    assert!(p.principals(0).unwrap().iter().next().unwrap().is_err());
+    assert!(p.verify_all().is_err());
+    // USER_KEYS one pair short of one per user: refused at parse
+    let (i, _) = table_entry(&built.private, private_section::USER_KEYS);
+    let mut b = built.private.clone();
+    let at = format::HEADER_LEN + i * format::SECTION_ENTRY_LEN + 8;
+    b[at..at + 4].copy_from_slice(&16u32.to_le_bytes());
+    assert!(Private::parse(&b).is_err());
+    // a shared account's group list past its section
+    let (_, sa) = table_entry(&built.private, private_section::SHARED_ACCOUNTS);
+    let mut b = built.private.clone();
+    b[sa + 12..sa + 16].copy_from_slice(&u32::MAX.to_le_bytes());
+    let p = Private::parse(&b).unwrap();
+    assert!(p.shared_account(b"sysadmin").is_err());
+    assert!(p.verify_all().is_err());
+    exercise(&b);
+}
+
+#[test]
+fn writer_refuses_bad_shared_accounts_and_principals() {
+    let mut c = ssh_sample();
+    c.shared_accounts[1].name = "sysadmin".into();
+    assert!(matches!(
+        build(&c),
+        Err(BuildError::DuplicateSharedAccount(_))
+    ));
+    let mut c = ssh_sample();
+    c.users[0].principals.push("a\nb".into());
+    assert!(matches!(build(&c), Err(BuildError::BadString { .. })));
+    let mut c = ssh_sample();
+    c.users[0].ssh_keys.push("ssh-ed25519 A\0".into());
+    assert!(matches!(build(&c), Err(BuildError::BadString { .. })));
 }

@@ -43,6 +43,8 @@ fn main() {
             shell: "/bin/sh".into(),
             email: "zbench@example.com".into(),
             idp_id: "oid-zbench".into(),
+            principals: Vec::new(),
+            ssh_keys: Vec::new(),
         }],
         groups: vec![
             GroupEntry {
@@ -74,6 +76,7 @@ fn main() {
         policy: PolicyEntry {
             max_offline_secs: 86_400,
         },
+        shared_accounts: Vec::new(),
     };
     let mut built = zt_snapshot::build(&content).expect("build");
     built.restamp(content.generation, content.synced_at);

@@ -56,6 +56,8 @@ fn users_from(passwd: &str) -> Result<Vec<UserEntry>, String> {
             shell: shell.to_string(),
             email: String::new(),
             idp_id: format!("files:{name}"),
+            principals: Vec::new(),
+            ssh_keys: Vec::new(),
         });
     }
     Ok(users)

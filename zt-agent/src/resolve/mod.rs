@@ -478,6 +478,8 @@ pub fn user_ids<'a>(
             shell: policy.shell.clone(),
             email: c.email.clone(),
             idp_id: c.user.id.clone(),
+            principals: Vec::new(),
+            ssh_keys: Vec::new(),
         });
     }
     users.sort_by(|a, b| a.name.cmp(&b.name));
