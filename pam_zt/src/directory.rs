@@ -96,6 +96,11 @@ pub trait Directory {
     fn max_offline_secs(&self) -> Result<u64, Failure>;
     /// Unix seconds of the last good sync.
     fn last_good_sync(&self) -> Result<u64, Failure>;
+    /// The directory user whose SSH principals include one of `principals`
+    /// (a certificate's): `user` itself when it is one, else the first such
+    /// user in directory order. For the audit record of a login to a shared
+    /// account.
+    fn person(&self, user: &[u8], principals: &[String]) -> Result<Option<Vec<u8>>, Failure>;
 }
 
 /// An in-memory directory for tests (and for anyone driving the logic
@@ -113,6 +118,8 @@ pub struct Fixture {
     /// None: the agent answers; Some(why): it does not.
     pub agent_down: Option<String>,
     pub refreshes: u32,
+    /// (user name, its SSH principals)
+    pub principals: Vec<(Vec<u8>, Vec<String>)>,
 }
 
 impl Directory for Fixture {
@@ -145,5 +152,16 @@ impl Directory for Fixture {
     }
     fn last_good_sync(&self) -> Result<u64, Failure> {
         Ok(self.last_sync)
+    }
+    fn person(&self, user: &[u8], principals: &[String]) -> Result<Option<Vec<u8>>, Failure> {
+        let has = |ps: &[String]| ps.iter().any(|p| principals.contains(p));
+        if let Some((n, _)) = self.principals.iter().find(|(n, ps)| n == user && has(ps)) {
+            return Ok(Some(n.clone()));
+        }
+        Ok(self
+            .principals
+            .iter()
+            .find(|(_, ps)| has(ps))
+            .map(|(n, _)| n.clone()))
     }
 }

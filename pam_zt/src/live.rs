@@ -139,6 +139,32 @@ impl Directory for Live {
         }
     }
 
+    fn person(&self, user: &[u8], principals: &[String]) -> Result<Option<Vec<u8>>, Failure> {
+        let pair = self.pair()?;
+        let carries = |index: usize| -> Result<bool, Failure> {
+            let list = pair.private.principals(index)?;
+            for i in 0..list.len() {
+                let p = list.get(i)?;
+                if principals.iter().any(|c| c.as_bytes() == p) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        // The usual case first: a person logging in as themselves.
+        if let Some(u) = pair.public.user_by_name(user)?
+            && carries(u.index)?
+        {
+            return Ok(Some(u.name.to_vec()));
+        }
+        for index in 0..pair.public.user_count() {
+            if carries(index)? {
+                return Ok(Some(pair.public.user(index)?.name.to_vec()));
+            }
+        }
+        Ok(None)
+    }
+
     fn max_offline_secs(&self) -> Result<u64, Failure> {
         Ok(self.pair()?.private.policy().max_offline_secs)
     }

@@ -130,8 +130,11 @@ pub fn account(
         record.email = Some(String::from_utf8_lossy(&u.email).into_owned());
         record.idp_id = Some(String::from_utf8_lossy(&u.idp_id).into_owned());
     });
-    // Local users are not recorded (not this module's business) unless debug.
-    finish(record, outcome, &args, false)
+    person(&mut record, opener, &args);
+    // Local users are not recorded (not this module's business) unless debug,
+    // or a directory person's certificate got them in (a shared account).
+    let always = record.person.is_some();
+    finish(record, outcome, &args, always)
 }
 
 /// pam_sm_open_session: the home directory on first login.
@@ -175,10 +178,26 @@ pub fn open_session(
         // Only a creation is worth a record; an existing home is the usual case.
         Ok(false) => code::SUCCESS,
         Ok(true) => {
+            person(&mut record, opener, &args);
             record.reason = "home directory created".into();
             finish(record, Ok(()), &args, true)
         }
         Err(f) => finish(record, Err(f), &args, false),
+    }
+}
+
+/// After a certificate login: the directory user whose principal it
+/// carries (the real person behind a shared account). Best effort: an
+/// unreadable directory leaves `person` unset.
+fn person(record: &mut Record, opener: &impl Opener, args: &Args) {
+    let (Some(user), Some(principals)) = (&record.user, &record.cert_principals) else {
+        return;
+    };
+    let Ok(dir) = opener.open(args) else {
+        return;
+    };
+    if let Ok(Some(p)) = dir.person(user.as_bytes(), principals) {
+        record.person = Some(String::from_utf8_lossy(&p).into_owned());
     }
 }
 

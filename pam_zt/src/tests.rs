@@ -1353,3 +1353,51 @@ fn account_records_the_certificate_or_key_sshd_accepted() {
     assert_eq!(k["key_fingerprint"], crate::sshkey::fingerprint(key));
     assert!(k.get("cert_key_id").is_none() && k.get("cert_ca").is_none());
 }
+
+#[test]
+fn a_certificate_login_to_a_shared_account_names_the_real_person() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let log = TempLog::new("account-person");
+    let passwd = std::env::temp_dir().join(format!("pam-zt-person-passwd-{}", std::process::id()));
+    std::fs::write(
+        &passwd,
+        "root:x:0:0::/root:/bin/sh\nsysadmin:x:1500:1500::/home/sysadmin:/bin/sh\n",
+    )
+    .unwrap();
+    let mut dir = directory();
+    dir.principals = vec![
+        (b"alice".to_vec(), vec!["alice".into()]),
+        (b"bob".to_vec(), vec!["bob".into()]),
+    ];
+    let o = FixtureOpener(RefCell::new(Some(dir)));
+    let ca = b"\0\0\0\x0bssh-ed25519\0\0\0\x20ABCDEFGHABCDEFGHABCDEFGHABCDEFGH";
+    let run = |user: &str, principal: &str| {
+        let cert = cert_blob("fedcba9876543210fedcba9876543210", 5, &[principal], ca);
+        let mut pam = MockPam {
+            user: user.into(),
+            env: vec![(
+                "SSH_AUTH_INFO_0".into(),
+                format!("publickey ssh-ed25519-cert-v01@openssh.com {}", b64(&cert)).into_bytes(),
+            )],
+            ..MockPam::default()
+        };
+        stages::account(&mut pam, &[&log.arg()], &o, &passwd, NOW as u64)
+    };
+    // bob's certificate as the local shared account: pam_zt leaves the
+    // decision to pam_unix (ignore) but records who it was
+    assert_eq!(run("sysadmin", "bob"), code::IGNORE);
+    // alice as herself
+    assert_eq!(run("alice", "alice"), code::SUCCESS);
+    // a principal nobody in the directory carries: a local login as before, no record
+    assert_eq!(run("sysadmin", "mallory"), code::IGNORE);
+    std::fs::remove_file(&passwd).unwrap();
+    let lines = log.lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["user"], "sysadmin");
+    assert_eq!(lines[0]["person"], "bob");
+    assert_eq!(lines[0]["cert_key_id"], "fedcba9876543210fedcba9876543210");
+    assert_eq!(lines[0]["method"], "certificate");
+    assert_eq!(lines[1]["user"], "alice");
+    assert_eq!(lines[1]["person"], "alice");
+}
