@@ -168,21 +168,36 @@ pub fn open_session(
         let Some(u) = dir.user_by_name(&user)? else {
             return Err(Failure::Ignore("not a directory user"));
         };
+        record.email = Some(String::from_utf8_lossy(&u.email).into_owned());
+        record.idp_id = Some(String::from_utf8_lossy(&u.idp_id).into_owned());
         match home::create_home(&u.home, u.uid, u.gid, args.home_mode, &args.skel) {
             Ok(Home::Created) => Ok(true),
             Ok(Home::Existed) => Ok(false),
             Err(e) => Err(Failure::Session(e)),
         }
     })();
+    // sshd (OpenSSH 9.2, measured) exposes SSH_AUTH_INFO_0 to PAM only from
+    // here on after a publickey login: the session record is the one that
+    // carries the key or certificate.
+    let ssh_key = record.cert_ca.is_some() || record.key_fingerprint.is_some();
     match outcome {
-        // Only a creation is worth a record; an existing home is the usual case.
-        Ok(false) => code::SUCCESS,
-        Ok(true) => {
+        // Otherwise only a creation is worth a record; an existing home is the
+        // usual case.
+        Ok(false) if !ssh_key => code::SUCCESS,
+        Ok(created) => {
             person(&mut record, opener, &args);
-            record.reason = "home directory created".into();
+            if created {
+                record.reason = "home directory created".into();
+            }
             finish(record, Ok(()), &args, true)
         }
-        Err(f) => finish(record, Err(f), &args, false),
+        Err(f) => {
+            // A local (shared) account reached with a directory person's
+            // certificate is recorded, naming the person.
+            person(&mut record, opener, &args);
+            let always = record.person.is_some();
+            finish(record, Err(f), &args, always)
+        }
     }
 }
 

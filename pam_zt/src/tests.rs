@@ -1401,3 +1401,45 @@ fn a_certificate_login_to_a_shared_account_names_the_real_person() {
     assert_eq!(lines[1]["user"], "alice");
     assert_eq!(lines[1]["person"], "alice");
 }
+
+#[test]
+fn the_session_record_carries_the_key_and_names_the_person_of_a_shared_account() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let log = TempLog::new("session-person");
+    let passwd = std::env::temp_dir().join(format!("pam-zt-sess-passwd-{}", std::process::id()));
+    std::fs::write(&passwd, "sysadmin:x:1500:1500::/home/sysadmin:/bin/sh\n").unwrap();
+    let mut dir = directory();
+    dir.principals = vec![(b"bob".to_vec(), vec!["bob".into()])];
+    let o = FixtureOpener(RefCell::new(Some(dir)));
+    let ca = b"\0\0\0\x0bssh-ed25519\0\0\0\x20ABCDEFGHABCDEFGHABCDEFGHABCDEFGH";
+    let session = |user: &str, info: Option<String>| {
+        let mut pam = MockPam {
+            user: user.into(),
+            env: info
+                .map(|i| vec![("SSH_AUTH_INFO_0".into(), i.into_bytes())])
+                .unwrap_or_default(),
+            ..MockPam::default()
+        };
+        stages::open_session(&mut pam, &[&log.arg()], &o, &passwd, NOW as u64)
+    };
+    let cert = |p: &str| {
+        let c = cert_blob("0123456789abcdef0123456789abcdef", 3, &[p], ca);
+        Some(format!(
+            "publickey ssh-ed25519-cert-v01@openssh.com {}",
+            b64(&c)
+        ))
+    };
+    assert_eq!(session("sysadmin", cert("bob")), code::IGNORE);
+    // no key, or a certificate naming nobody in the directory: nothing recorded
+    assert_eq!(session("sysadmin", None), code::IGNORE);
+    assert_eq!(session("sysadmin", cert("mallory")), code::IGNORE);
+    std::fs::remove_file(&passwd).unwrap();
+    let lines = log.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["stage"], "session");
+    assert_eq!(lines[0]["user"], "sysadmin");
+    assert_eq!(lines[0]["person"], "bob");
+    assert_eq!(lines[0]["cert_key_id"], "0123456789abcdef0123456789abcdef");
+    assert_eq!(lines[0]["result"], "ignored");
+}

@@ -203,6 +203,58 @@ exit $code
     }
 }
 
+impl Sshd {
+    /// `ssh -i KEY [-o CertificateFile=CERT] USER@127.0.0.1 COMMAND` from inside `host`,
+    /// public key authentication only (`BatchMode yes`: no prompts). Returns ssh's exit
+    /// code (255: refused) and its output.
+    pub fn ssh_key(
+        &self,
+        host: &Host,
+        user: &str,
+        key: &std::path::Path,
+        cert: Option<&std::path::Path>,
+        command: &str,
+    ) -> PamResult {
+        let port = self.port.to_string();
+        let key = key.to_str().expect("utf8");
+        let cert_opt = cert.map(|c| format!("CertificateFile={}", c.display()));
+        let dest = format!("{user}@127.0.0.1");
+        let mut argv = vec![
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-T",
+            "-p",
+            &port,
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "PreferredAuthentications=publickey",
+            "-o",
+            "ConnectTimeout=10",
+            "-i",
+            key,
+        ];
+        if let Some(c) = &cert_opt {
+            argv.extend(["-o", c]);
+        }
+        argv.extend([dest.as_str(), command]);
+        let o = host.command(&argv).output().expect("ssh (openssh-client)");
+        PamResult {
+            code: o.status.code().unwrap_or(-1),
+            output: format!("{}{}", text(&o.stdout), text(&o.stderr)).replace("\r\n", "\n"),
+        }
+    }
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         // SAFETY: kill(2) on the pid of the sshd this struct started.

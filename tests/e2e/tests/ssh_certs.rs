@@ -2,8 +2,145 @@
 //! (packaging/sshd/zt.conf) with real sshd inside a PAM host ([`Host::new_pam`]).
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use zt_e2e::{Host, Sshd};
+use serde_json::{Value, json};
+use zt_e2e::{CONFIG, Host, PamResult, Sshd};
+
+/// The README's stack: a token, with a local break-glass password.
+const STACK: &str = "\
+auth     [success=done ignore=ignore default=die]  pam_zt.so
+auth     required                                   pam_unix.so try_first_pass
+account  required   pam_zt.so
+account  required   pam_unix.so
+session  required   pam_zt.so
+session  required   pam_unix.so
+";
+
+/// Cloudflare's key id shape: 32 hex digits.
+const KEY_ID: &str = "5f0c4a1e9b7d2c3a8e6f1b0d4c2a9e7f";
+
+fn people(with_alice: bool) -> Value {
+    let mut users = vec![
+        json!({"id": "u-bob", "email": "bob@example.com", "display_name": "Bob"}),
+        json!({"id": "u-eve", "email": "eve@example.com", "display_name": "Eve"}),
+    ];
+    let mut sre = vec!["u-bob"];
+    if with_alice {
+        users.push(json!({"id": "u-alice", "email": "alice@example.com", "display_name": "Alice"}));
+        sre.push("u-alice");
+    }
+    json!({
+        "users": users,
+        "groups": [
+            {"id": "g-sre", "name": "SRE", "members": sre},
+            {"id": "g-dev", "name": "Developers", "members": ["u-eve", "u-bob"]}
+        ]
+    })
+}
+
+fn keygen(args: &[&str]) {
+    let o = Command::new("ssh-keygen")
+        .args(args)
+        .output()
+        .expect("ssh-keygen");
+    assert!(o.status.success(), "ssh-keygen {args:?}: {o:?}");
+}
+
+/// `ssh-keygen -l`'s SHA256 fingerprint of a public key file.
+fn fingerprint(pubfile: &Path) -> String {
+    let o = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(pubfile)
+        .output()
+        .expect("ssh-keygen -l");
+    assert!(o.status.success());
+    String::from_utf8_lossy(&o.stdout)
+        .split(' ')
+        .nth(1)
+        .expect("fingerprint")
+        .to_owned()
+}
+
+/// Key material for one test under the host's ssh/ directory.
+struct Keys(PathBuf);
+
+impl Keys {
+    fn new(h: &Host) -> Keys {
+        let d = h.path("ssh/t");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        Keys(d)
+    }
+    fn p(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn s(&self, name: &str) -> String {
+        self.p(name).to_str().expect("utf8").to_owned()
+    }
+    /// An ECDSA P-256 key pair (Cloudflare's shape) named `name`.
+    fn key(&self, name: &str) -> PathBuf {
+        keygen(&[
+            "-q",
+            "-t",
+            "ecdsa",
+            "-b",
+            "256",
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            &self.s(name),
+        ]);
+        self.p(name)
+    }
+    /// A certificate for `key`'s public half signed by `ca`: `-I KEY_ID -n principal
+    /// -V validity -z serial`. Returns the certificate file.
+    fn cert(&self, ca: &str, key: &str, principal: &str, validity: &str, serial: &str) -> PathBuf {
+        keygen(&[
+            "-q",
+            "-s",
+            &self.s(ca),
+            "-I",
+            KEY_ID,
+            "-n",
+            principal,
+            "-V",
+            validity,
+            "-z",
+            serial,
+            &self.s(&format!("{key}.pub")),
+        ]);
+        self.p(&format!("{key}-cert.pub"))
+    }
+}
+
+fn audit(h: &Host) -> Vec<Value> {
+    std::fs::read_to_string(h.path("var/log/zt/auth.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line"))
+        .collect()
+}
+
+fn short(r: &PamResult) -> String {
+    let mut s = r.output.clone();
+    s.truncate(2000);
+    format!("exit {}: {s}", r.code)
+}
+
+/// A root-owned 0755 directory (sshd's StrictModes and principals-file checks).
+fn root_dir(p: &Path) {
+    std::fs::create_dir_all(p).expect("mkdir");
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+fn root_file(p: &Path, text: &str) {
+    std::fs::write(p, text).expect("write");
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+}
 
 /// packaging/sshd/zt.conf of this checkout.
 fn dropin() -> String {
@@ -104,4 +241,127 @@ fn sshd_accepts_the_dropin_and_it_changes_nothing_for_local_accounts() {
         "root",
     );
     assert!(!ok, "sshd -t accepted an unknown keyword");
+}
+
+/// Certificates and keys through real sshd with principals from a file (the part that
+/// does not need `zt-agent principals`): what pam_zt records, and what sshd and pam_zt
+/// refuse.
+#[test]
+fn certificate_and_key_logins_through_sshd_are_audited_and_refusals_hold() {
+    assert!(
+        Host::pam_zt_built().is_some(),
+        "target/debug/libpam_zt.so is missing: run `cargo build --workspace`"
+    );
+    let h = Host::new_pam();
+    h.write_config(CONFIG);
+    h.write_directory(&people(true));
+    h.sync();
+    h.pam_service("sshd", STACK);
+    h.add_local_user_with_password("localkey", 1600, "break-glass-pw");
+    let k = Keys::new(&h);
+    k.key("ca");
+    k.key("other_ca");
+    for u in ["alice", "eve", "bob", "old", "rogue", "plain", "local"] {
+        k.key(u);
+    }
+    let alice = k.cert("ca", "alice", "alice", "+3m", "7");
+    let eve = k.cert("ca", "eve", "eve", "+3m", "8");
+    let for_bob = k.cert("ca", "bob", "bob", "+3m", "9");
+    let expired = k.cert("ca", "old", "alice", "-20m:-10m", "10");
+    let rogue = k.cert("other_ca", "rogue", "alice", "+3m", "11");
+    // principals files and authorized_keys, root-owned under the host's /home
+    let home = h.path("home");
+    root_dir(&home.join("principals"));
+    for u in ["alice", "eve", "bob"] {
+        root_file(&home.join("principals").join(u), &format!("{u}\n"));
+    }
+    for (u, key) in [("alice", "plain"), ("localkey", "local")] {
+        root_dir(&home.join(u).join(".ssh"));
+        let pubkey = std::fs::read_to_string(k.p(&format!("{key}.pub"))).expect("pub");
+        root_file(&home.join(u).join(".ssh/authorized_keys"), &pubkey);
+    }
+    let d = Sshd::start(
+        &h,
+        &format!(
+            "TrustedUserCAKeys {}\n\
+             AuthorizedPrincipalsFile /home/principals/%u\n\
+             AuthorizedKeysFile .ssh/authorized_keys\n\
+             PasswordAuthentication no\n",
+            k.s("ca.pub")
+        ),
+    );
+    let login =
+        |user: &str, key: &str, cert: Option<&Path>| d.ssh_key(&h, user, &k.p(key), cert, "id");
+
+    // a directory user with a Cloudflare-shaped certificate: in, with IdP groups
+    let n = audit(&h).len();
+    let r = login("alice", "alice", Some(&alice));
+    assert_eq!(r.code, 0, "{}\n{}", short(&r), d.log());
+    assert!(
+        r.output.contains("uid=") && r.output.contains("(sre)"),
+        "{}",
+        short(&r)
+    );
+    let recs: Vec<Value> = audit(&h).into_iter().skip(n).collect();
+    // sshd (9.2) sets SSH_AUTH_INFO_0 for PAM only from the session on after a
+    // publickey login: the session record carries the certificate
+    let acct = recs
+        .iter()
+        .find(|r| r["stage"] == "session")
+        .unwrap_or_else(|| panic!("no session record: {recs:#?}"));
+    assert_eq!(acct["user"], "alice");
+    assert_eq!(acct["result"], "success");
+    assert_eq!(acct["method"], "certificate", "{recs:#?}");
+    assert_eq!(acct["cert_key_id"], KEY_ID);
+    assert_eq!(acct["cert_serial"], 7);
+    assert_eq!(acct["cert_principals"], json!(["alice"]));
+    assert_eq!(acct["cert_ca"], fingerprint(&k.p("ca.pub")));
+    assert_eq!(acct["idp_id"], "u-alice");
+    assert!(acct.get("key_fingerprint").is_none());
+
+    // a directory key (authorized_keys file here): method key and its fingerprint
+    let n = audit(&h).len();
+    let r = login("alice", "plain", None);
+    assert_eq!(r.code, 0, "{}", short(&r));
+    let recs: Vec<Value> = audit(&h).into_iter().skip(n).collect();
+    let acct = recs
+        .iter()
+        .find(|r| r["stage"] == "session")
+        .expect("session record");
+    assert_eq!(acct["method"], "key", "{recs:#?}");
+    assert_eq!(acct["email"], "alice@example.com");
+    assert_eq!(acct["key_fingerprint"], fingerprint(&k.p("plain.pub")));
+    assert!(acct.get("cert_key_id").is_none());
+
+    // a local user with an authorized_keys file logs in as before (not audited)
+    let r = d.ssh_key(&h, "localkey", &k.p("local"), None, "id -un");
+    assert_eq!(r.code, 0, "{}", short(&r));
+    assert_eq!(r.output.trim(), "localkey");
+
+    // refused: not in a login group (zt does not publish eve to NSS, so sshd has no
+    // such user), with a certificate that is otherwise fine
+    let n = audit(&h).len();
+    let r = login("eve", "eve", Some(&eve));
+    assert_eq!(r.code, 255, "{}", short(&r));
+    let recs: Vec<Value> = audit(&h).into_iter().skip(n).collect();
+    assert!(!recs.iter().any(|r| r["result"] == "success"), "{recs:#?}");
+    assert!(!recs.iter().any(|r| r["stage"] == "session"), "{recs:#?}");
+    // bob's own certificate works for bob (control) but not for alice
+    assert_eq!(login("bob", "bob", Some(&for_bob)).code, 0);
+    assert_eq!(login("alice", "bob", Some(&for_bob)).code, 255);
+    // expired, and signed by an untrusted CA
+    assert_eq!(login("alice", "old", Some(&expired)).code, 255);
+    assert_eq!(login("alice", "rogue", Some(&rogue)).code, 255);
+
+    // removed from the directory after the next sync, the certificate still valid
+    assert_eq!(login("alice", "alice", Some(&alice)).code, 0, "control");
+    h.write_directory(&people(false));
+    h.sync();
+    let r = login("alice", "alice", Some(&alice));
+    assert_eq!(r.code, 255, "{}", short(&r));
+    assert_eq!(
+        login("bob", "bob", Some(&for_bob)).code,
+        0,
+        "others still in"
+    );
 }
