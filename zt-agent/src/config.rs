@@ -27,6 +27,13 @@ pub struct AgentConfig {
     pub login: LoginConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    /// `[ssh]`: what people's SSH certificates carry as principals.
+    #[serde(default)]
+    pub ssh: SshConfig,
+    /// `[[shared_accounts]]`: accounts the members of IdP groups log in to
+    /// with their own certificates.
+    #[serde(default)]
+    pub shared_accounts: Vec<SharedAccountConfig>,
     /// `issuers`, checked and resolved (iss, key source) by `parse`.
     #[serde(skip)]
     pub issuer_specs: Vec<IssuerSpec>,
@@ -88,6 +95,39 @@ pub struct LoginConfig {
     /// None: no limit.
     #[serde(default, deserialize_with = "max_offline")]
     pub max_offline: Option<Duration>,
+}
+
+/// `[ssh]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    /// The principal forms a person's certificate may carry; each published
+    /// user gets one principal per form. Default: the email's local part
+    /// (what Cloudflare Access puts in its short-lived certificates).
+    #[serde(default = "default_principals")]
+    pub principals: Spanned<Vec<NameFrom>>,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            principals: default_principals(),
+        }
+    }
+}
+
+fn default_principals() -> Spanned<Vec<NameFrom>> {
+    Spanned::new(0..0, vec![NameFrom::EmailLocalPart])
+}
+
+/// `[[shared_accounts]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedAccountConfig {
+    /// The login name: a local account or a directory user.
+    pub name: Spanned<String>,
+    /// IdP group ids (each one of the `[[groups]]` ids) whose members may log in as it.
+    pub groups: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -444,6 +484,55 @@ impl AgentConfig {
                     "groups.name",
                     format!("{:?} is used twice", g.name.get_ref()),
                 ));
+            }
+        }
+        let forms = &config.ssh.principals;
+        if forms.get_ref().is_empty() {
+            return Err(fail(
+                forms.span(),
+                "ssh.principals",
+                "list at least one of \"email-local-part\", \"email\", \"username\"".into(),
+            ));
+        }
+        for (i, f) in forms.get_ref().iter().enumerate() {
+            if forms.get_ref()[..i].contains(f) {
+                return Err(fail(
+                    forms.span(),
+                    "ssh.principals",
+                    format!("{f:?} is listed twice"),
+                ));
+            }
+        }
+        let mut shared_names = BTreeMap::new();
+        for a in &config.shared_accounts {
+            if let Err(why) = names::validate(a.name.get_ref(), false) {
+                return Err(fail(a.name.span(), "shared_accounts.name", why));
+            }
+            if shared_names.insert(a.name.get_ref().clone(), ()).is_some() {
+                return Err(fail(
+                    a.name.span(),
+                    "shared_accounts.name",
+                    format!("{:?} is listed twice", a.name.get_ref()),
+                ));
+            }
+            if a.groups.get_ref().is_empty() {
+                return Err(fail(
+                    a.groups.span(),
+                    "shared_accounts.groups",
+                    "list at least one IdP group id (one of the [[groups]] ids)".into(),
+                ));
+            }
+            for g in a.groups.get_ref() {
+                if !ids.contains_key(g.get_ref()) {
+                    return Err(fail(
+                        g.span(),
+                        "shared_accounts.groups",
+                        format!(
+                            "{:?} is not the id of a configured [[groups]] entry",
+                            g.get_ref()
+                        ),
+                    ));
+                }
             }
         }
         let mut specs: Vec<IssuerSpec> = Vec::with_capacity(config.issuers.len());
