@@ -716,6 +716,39 @@ login = true
     }
 
     #[test]
+    fn ssh_principals_and_shared_accounts() {
+        let c = AgentConfig::parse(GOOD, "agent.toml").unwrap();
+        assert_eq!(c.ssh.principals.get_ref(), &[NameFrom::EmailLocalPart]);
+        assert!(c.shared_accounts.is_empty());
+        let text = format!(
+            "{GOOD}\n[ssh]\nprincipals = [\"email-local-part\", \"email\", \"username\"]\n\n\
+             [[shared_accounts]]\nname = \"sysadmin\"\ngroups = [\"6b1f0d7e-aaaa\"]\n"
+        );
+        let c = AgentConfig::parse(&text, "agent.toml").unwrap();
+        assert_eq!(c.ssh.principals.get_ref().len(), 3);
+        assert_eq!(c.shared_accounts[0].name.get_ref(), "sysadmin");
+        // a group id that is not a configured [[groups]] id
+        let e = err(&text.replace("groups = [\"6b1f0d7e-aaaa\"]", "groups = [\"nope\"]"));
+        assert!(
+            e.starts_with("agent.toml:23:11: shared_accounts.groups:"),
+            "{e}"
+        );
+        assert!(e.contains("\"nope\""), "{e}");
+        let e = err(&text.replace("groups = [\"6b1f0d7e-aaaa\"]", "groups = []"));
+        assert!(e.contains("shared_accounts.groups"), "{e}");
+        let e = err(&text.replace("name = \"sysadmin\"", "name = \"Sys Admin\""));
+        assert!(e.starts_with("agent.toml:22:"), "{e}");
+        let e = err(&text.replace("\"username\"]", "\"uid\"]"));
+        assert!(e.starts_with("agent.toml:19:"), "{e}");
+        let e = err(&text.replace("\"username\"]", "\"email\"]"));
+        assert!(e.contains("listed twice"), "{e}");
+        let e = err(&format!(
+            "{text}\n[[shared_accounts]]\nname = \"sysadmin\"\ngroups = [\"6b1f0d7e-aaaa\"]\n"
+        ));
+        assert!(e.contains("listed twice"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = err(&GOOD.replace("shell = \"/bin/bash\"", "shel = \"/bin/bash\""));
         assert!(e.starts_with("agent.toml:11:1:"), "{e}");
