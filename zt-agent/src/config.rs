@@ -27,6 +27,13 @@ pub struct AgentConfig {
     pub login: LoginConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    /// `[ssh]`: what people's SSH certificates carry as principals.
+    #[serde(default)]
+    pub ssh: SshConfig,
+    /// `[[shared_accounts]]`: accounts the members of IdP groups log in to
+    /// with their own certificates.
+    #[serde(default)]
+    pub shared_accounts: Vec<SharedAccountConfig>,
     /// `issuers`, checked and resolved (iss, key source) by `parse`.
     #[serde(skip)]
     pub issuer_specs: Vec<IssuerSpec>,
@@ -88,6 +95,39 @@ pub struct LoginConfig {
     /// None: no limit.
     #[serde(default, deserialize_with = "max_offline")]
     pub max_offline: Option<Duration>,
+}
+
+/// `[ssh]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    /// The principal forms a person's certificate may carry; each published
+    /// user gets one principal per form. Default: the email's local part
+    /// (what Cloudflare Access puts in its short-lived certificates).
+    #[serde(default = "default_principals")]
+    pub principals: Spanned<Vec<NameFrom>>,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            principals: default_principals(),
+        }
+    }
+}
+
+fn default_principals() -> Spanned<Vec<NameFrom>> {
+    Spanned::new(0..0, vec![NameFrom::EmailLocalPart])
+}
+
+/// `[[shared_accounts]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedAccountConfig {
+    /// The login name: a local account or a directory user.
+    pub name: Spanned<String>,
+    /// IdP group ids (each one of the `[[groups]]` ids) whose members may log in as it.
+    pub groups: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -446,6 +486,55 @@ impl AgentConfig {
                 ));
             }
         }
+        let forms = &config.ssh.principals;
+        if forms.get_ref().is_empty() {
+            return Err(fail(
+                forms.span(),
+                "ssh.principals",
+                "list at least one of \"email-local-part\", \"email\", \"username\"".into(),
+            ));
+        }
+        for (i, f) in forms.get_ref().iter().enumerate() {
+            if forms.get_ref()[..i].contains(f) {
+                return Err(fail(
+                    forms.span(),
+                    "ssh.principals",
+                    format!("{f:?} is listed twice"),
+                ));
+            }
+        }
+        let mut shared_names = BTreeMap::new();
+        for a in &config.shared_accounts {
+            if let Err(why) = names::validate(a.name.get_ref(), false) {
+                return Err(fail(a.name.span(), "shared_accounts.name", why));
+            }
+            if shared_names.insert(a.name.get_ref().clone(), ()).is_some() {
+                return Err(fail(
+                    a.name.span(),
+                    "shared_accounts.name",
+                    format!("{:?} is listed twice", a.name.get_ref()),
+                ));
+            }
+            if a.groups.get_ref().is_empty() {
+                return Err(fail(
+                    a.groups.span(),
+                    "shared_accounts.groups",
+                    "list at least one IdP group id (one of the [[groups]] ids)".into(),
+                ));
+            }
+            for g in a.groups.get_ref() {
+                if !ids.contains_key(g.get_ref()) {
+                    return Err(fail(
+                        g.span(),
+                        "shared_accounts.groups",
+                        format!(
+                            "{:?} is not the id of a configured [[groups]] entry",
+                            g.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
         let mut specs: Vec<IssuerSpec> = Vec::with_capacity(config.issuers.len());
         for i in &config.issuers {
             let spec = issuer_spec(i).map_err(|(span, key, why)| fail(span, key, why))?;
@@ -624,6 +713,39 @@ login = true
         assert_eq!(c.groups[0].name.get_ref(), "sre");
         assert!(c.groups[0].login);
         assert_eq!(c.domains(), ["example.com"]);
+    }
+
+    #[test]
+    fn ssh_principals_and_shared_accounts() {
+        let c = AgentConfig::parse(GOOD, "agent.toml").unwrap();
+        assert_eq!(c.ssh.principals.get_ref(), &[NameFrom::EmailLocalPart]);
+        assert!(c.shared_accounts.is_empty());
+        let text = format!(
+            "{GOOD}\n[ssh]\nprincipals = [\"email-local-part\", \"email\", \"username\"]\n\n\
+             [[shared_accounts]]\nname = \"sysadmin\"\ngroups = [\"6b1f0d7e-aaaa\"]\n"
+        );
+        let c = AgentConfig::parse(&text, "agent.toml").unwrap();
+        assert_eq!(c.ssh.principals.get_ref().len(), 3);
+        assert_eq!(c.shared_accounts[0].name.get_ref(), "sysadmin");
+        // a group id that is not a configured [[groups]] id
+        let e = err(&text.replace("groups = [\"6b1f0d7e-aaaa\"]", "groups = [\"nope\"]"));
+        assert!(
+            e.starts_with("agent.toml:23:11: shared_accounts.groups:"),
+            "{e}"
+        );
+        assert!(e.contains("\"nope\""), "{e}");
+        let e = err(&text.replace("groups = [\"6b1f0d7e-aaaa\"]", "groups = []"));
+        assert!(e.contains("shared_accounts.groups"), "{e}");
+        let e = err(&text.replace("name = \"sysadmin\"", "name = \"Sys Admin\""));
+        assert!(e.starts_with("agent.toml:22:"), "{e}");
+        let e = err(&text.replace("\"username\"]", "\"uid\"]"));
+        assert!(e.starts_with("agent.toml:19:"), "{e}");
+        let e = err(&text.replace("\"username\"]", "\"email\"]"));
+        assert!(e.contains("listed twice"), "{e}");
+        let e = err(&format!(
+            "{text}\n[[shared_accounts]]\nname = \"sysadmin\"\ngroups = [\"6b1f0d7e-aaaa\"]\n"
+        ));
+        assert!(e.contains("listed twice"), "{e}");
     }
 
     #[test]

@@ -172,6 +172,7 @@ pub fn publish_keys_only(
         .map_err(|e| SyncError::host(format!("the published pair is unusable: {e}")))?;
     let mut content = published_pair_content(&pair);
     content.issuers = keys::issuer_entries(config, fetched, Some(&pair.private));
+    content.shared_accounts = crate::resolve::Policy::from_config(config).shared_accounts;
     content.policy = PolicyEntry {
         max_offline_secs: config.max_offline_secs(),
     };
@@ -192,7 +193,7 @@ pub fn publish_keys_only(
             ))
         })?;
     state
-        .publish(&built)
+        .publish_for(&built, crate::identity::local::zt_gid(&paths.host_root))
         .map_err(|e| SyncError::host(format!("publishing snapshot: {e}")))?;
     tracing::info!("published generation {next}: issuer keys only (the directory was not read)");
     Ok(Some(next))
@@ -343,7 +344,7 @@ fn sync_locked(
     }
     if changed {
         state
-            .publish(&built)
+            .publish_for(&built, local.zt_gid)
             .map_err(|e| SyncError::host(format!("publishing snapshot: {e}")))?;
         tracing::info!(
             "published snapshot generation {}: {} users, {} groups",
@@ -404,14 +405,19 @@ fn remember_published_ids(prev: &Pair<'_>, ids: &mut IdState) {
 /// gid)` a group's flags and IdP id. Unreadable records are left out.
 fn published_content(
     public: &Snapshot<'_>,
-    person: impl Fn(usize, u32) -> Option<(String, String)>,
+    person: impl Fn(usize, u32) -> Option<Person>,
     group: impl Fn(usize, u32) -> Option<(u32, String)>,
 ) -> Content {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let users = (0..public.user_count())
         .filter_map(|i| public.user(i).ok())
         .filter_map(|u| {
-            let (email, idp_id) = person(u.index, u.uid)?;
+            let Person {
+                email,
+                idp_id,
+                principals,
+                ssh_keys,
+            } = person(u.index, u.uid)?;
             Some(UserEntry {
                 name: text(u.name),
                 uid: u.uid,
@@ -421,8 +427,8 @@ fn published_content(
                 shell: text(u.shell),
                 email,
                 idp_id,
-                principals: Vec::new(),
-                ssh_keys: Vec::new(),
+                principals,
+                ssh_keys,
             })
         })
         .collect();
@@ -452,20 +458,43 @@ fn published_content(
     }
 }
 
-/// The previous pair: emails, IdP ids and flags from the private twin.
+/// What only the private side knows about a published user.
+struct Person {
+    email: String,
+    idp_id: String,
+    principals: Vec<String>,
+    ssh_keys: Vec<String>,
+}
+
+/// The previous pair: emails, IdP ids, SSH principals and keys, flags and
+/// shared accounts from the private twin.
 fn published_pair_content(prev: &Pair<'_>) -> Content {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let private = &prev.private;
-    published_content(
+    let list = |l: Result<zt_snapshot::StrList<'_>, _>| -> Vec<String> {
+        l.map(|l| l.iter().filter_map(|s| s.ok().map(text)).collect())
+            .unwrap_or_default()
+    };
+    let mut content = published_content(
         &prev.public,
         |i, _| {
-            private
-                .user(i)
-                .ok()
-                .map(|p| (text(p.email), text(p.idp_id)))
+            private.user(i).ok().map(|p| Person {
+                email: text(p.email),
+                idp_id: text(p.idp_id),
+                principals: list(private.principals(i)),
+                ssh_keys: list(private.keys(i)),
+            })
         },
         |i, _| private.group(i).ok().map(|p| (p.flags, text(p.idp_id))),
-    )
+    );
+    content.shared_accounts = (0..private.shared_account_count())
+        .filter_map(|i| private.shared_account_at(i).ok())
+        .map(|a| zt_snapshot::SharedAccountEntry {
+            name: text(a.name),
+            groups: list(Ok(a.groups)),
+        })
+        .collect();
+    content
 }
 
 /// The published public snapshot when its private twin is missing or does not
@@ -497,7 +526,14 @@ fn published_content_from_ids(
         .collect();
     published_content(
         public,
-        |_, uid| Some((String::new(), person_by_uid.get(&uid)?.to_string())),
+        |_, uid| {
+            Some(Person {
+                email: String::new(),
+                idp_id: person_by_uid.get(&uid)?.to_string(),
+                principals: Vec::new(),
+                ssh_keys: Vec::new(),
+            })
+        },
         |_, gid| {
             let idp_id = group_by_gid.get(&gid).copied().unwrap_or_default();
             let flags = if login.contains(idp_id) {

@@ -62,6 +62,8 @@ pub mod modes {
     pub const DIR: u32 = 0o755;
     pub const PUBLIC: u32 = 0o644;
     pub const PRIVATE: u32 = 0o600;
+    /// The private file when a reader group (the `zt` system group) may read it.
+    pub const PRIVATE_GROUP_READABLE: u32 = 0o640;
 }
 
 /// What went wrong with the state directory, naming the path.
@@ -362,6 +364,18 @@ impl StateDir {
     /// `name`, then the directory fsynced. Readers see the old file or the new
     /// one, never a part.
     pub fn write_atomic(&self, name: &str, bytes: &[u8], mode: u32) -> Result<(), StateError> {
+        self.write_atomic_as(name, bytes, mode, None)
+    }
+
+    /// `write_atomic`, with the temp file's group set to `gid` (fchown, before
+    /// the rename) when given: the file appears with its group already right.
+    pub fn write_atomic_as(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        mode: u32,
+        gid: Option<u32>,
+    ) -> Result<(), StateError> {
         let tmp = format!(".{name}.tmp.{}", std::process::id());
         // Ours from an earlier run with the same pid (cleanup normally got it).
         let _ = self.unlinkat(&tmp);
@@ -369,6 +383,16 @@ impl StateDir {
             let fd = self
                 .openat(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, mode)
                 .map_err(|e| self.io_err(&tmp, "creating", e))?;
+            if let Some(gid) = gid {
+                // SAFETY: fchown on an fd we own; -1 keeps the owner.
+                if unsafe { libc::fchown(fd.as_raw_fd(), u32::MAX, gid) } != 0 {
+                    return Err(self.io_err(
+                        &tmp,
+                        "setting its group",
+                        std::io::Error::last_os_error(),
+                    ));
+                }
+            }
             let mut f = File::from(fd);
             // the umask may have narrowed the mode; readers in every process need it exact
             f.set_permissions(std::fs::Permissions::from_mode(mode))
@@ -391,6 +415,14 @@ impl StateDir {
     /// the new public snapshot finds its twin), then the public snapshot, then
     /// the generation that tells every running reader to pick them up.
     pub fn publish(&self, built: &Built) -> Result<(), StateError> {
+        self.publish_for(built, None)
+    }
+
+    /// `publish`, with the private file readable by group `reader_gid` when
+    /// given (0640 root:that group; the `zt` system group that sshd's
+    /// `AuthorizedPrincipalsCommandUser` runs as), else 0600. Readers' trust
+    /// check is unchanged: owned by root, writable by nobody else.
+    pub fn publish_for(&self, built: &Built, reader_gid: Option<u32>) -> Result<(), StateError> {
         let generation = built.generation();
         let private_generation = built
             .private
@@ -403,7 +435,12 @@ impl StateDir {
                 why: "refusing to publish a pair whose generations differ".into(),
             });
         }
-        self.write_atomic(names::PRIVATE, &built.private, modes::PRIVATE)?;
+        let private_mode = if reader_gid.is_some() {
+            modes::PRIVATE_GROUP_READABLE
+        } else {
+            modes::PRIVATE
+        };
+        self.write_atomic_as(names::PRIVATE, &built.private, private_mode, reader_gid)?;
         self.write_atomic(names::SNAPSHOT, &built.public, modes::PUBLIC)?;
         self.write_generation(generation)
     }

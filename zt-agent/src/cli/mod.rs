@@ -1,8 +1,9 @@
-//! The command line: `run`, `sync --once`, `status`, `lookup`.
+//! The command line: `run`, `sync --once`, `status`, `lookup`, `principals`, `keys`.
 
 mod lookup;
 pub mod release;
 mod run;
+pub mod ssh;
 mod status;
 
 use std::path::PathBuf;
@@ -63,10 +64,25 @@ enum Command {
     Lookup { key: String },
     /// Free a held user name so the next sync may give it to someone else.
     Release { name: String },
+    /// sshd's AuthorizedPrincipalsCommand (%u): the certificate principals
+    /// allowed to log in as USER, one per line (a directory user's own; for a
+    /// shared account, every current member's). Reads only the published
+    /// files. Unknown user or any error: prints nothing, exits 0.
+    Principals { user: String },
+    /// sshd's AuthorizedKeysCommand (%u): the public keys the directory holds
+    /// for USER, one per line. Reads only the published files. Unknown user or
+    /// any error: prints nothing, exits 0.
+    Keys { user: String },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // sshd runs these on every login: no logging setup, no config.
+    match &cli.command {
+        Command::Principals { user } => return ssh::principals(&cli.state_dir, user),
+        Command::Keys { user } => return ssh::keys(&cli.state_dir, user),
+        _ => {}
+    }
     crate::logging::init(cli.verbose);
     let paths = Paths {
         state_dir: cli.state_dir.clone(),
@@ -106,5 +122,6 @@ pub fn main() -> ExitCode {
         Command::Status => status::status(&paths),
         Command::Lookup { key } => lookup::lookup(&cli.config, &paths, &key),
         Command::Release { name } => release::release(&paths, &name),
+        Command::Principals { .. } | Command::Keys { .. } => unreachable!("answered above"),
     }
 }

@@ -28,6 +28,11 @@ pub struct DirUser {
     /// RFC 3339 creation time; decides who keeps a contested name or uid.
     #[serde(default)]
     pub created: Option<String>,
+    /// OpenSSH public key lines (`type base64 [comment]`) for
+    /// `zt-agent keys`; each is checked when the directory is resolved, and a
+    /// bad one is left out with a problem (never the person).
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -205,6 +205,7 @@ pub(crate) mod tests {
                 username: None,
                 uid: None,
                 created: None,
+                ssh_keys: Vec::new(),
             }],
             groups,
             problems: Vec::new(),

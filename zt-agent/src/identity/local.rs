@@ -50,6 +50,17 @@ pub fn is_reserved(name: &str) -> bool {
     RESERVED_NAMES.contains(&name) || name.starts_with("systemd-") || name.starts_with('_')
 }
 
+/// The system group that may read the private file.
+pub const ZT_GROUP: &str = "zt";
+
+/// The gid of `<root>/etc/group`'s `zt` group, if it has one.
+pub fn zt_gid(root: &Path) -> Option<u32> {
+    let group = std::fs::read_to_string(root.join("etc/group")).ok()?;
+    let mut l = LocalAccounts::default();
+    l.add_files("", &group);
+    l.zt_gid
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct LocalAccounts {
     pub user_names: HashSet<String>,
@@ -62,6 +73,10 @@ pub struct LocalAccounts {
     /// Subordinate id ranges (/etc/subuid, /etc/subgid): ids inside them belong to
     /// someone's user namespaces.
     pub sub_ranges: Vec<(u32, u32)>,
+    /// The gid of the host's `zt` group (the .deb's system group that sshd's
+    /// `AuthorizedPrincipalsCommandUser` runs as), when /etc/group has one: the
+    /// private file is then published 0640 root:zt.
+    pub zt_gid: Option<u32>,
 }
 
 impl LocalAccounts {
@@ -96,6 +111,9 @@ impl LocalAccounts {
                 self.group_names.insert(f[0].to_string());
                 if let Ok(gid) = f[2].parse() {
                     self.gids.insert(gid);
+                    if f[0] == ZT_GROUP {
+                        self.zt_gid = Some(gid);
+                    }
                 }
                 if let Some(members) = f.get(3) {
                     self.member_names.extend(

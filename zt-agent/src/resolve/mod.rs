@@ -16,6 +16,7 @@
 
 pub mod hold_back;
 pub mod policy;
+pub mod ssh;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -589,7 +590,11 @@ pub fn resolve_with(
     let (candidates, mut skipped) = people(policy, &host, &groups.may_log_in, dir);
     let named = names(candidates, &previous.names, dir, &policy.group_names);
     skipped.extend(named.skipped);
-    let (users, id_skips, uids) = user_ids(policy, local, &named.winners, previous);
+    let (mut users, id_skips, uids) = user_ids(policy, local, &named.winners, previous);
+    let by_id: HashMap<&str, &DirUser> = dir.users.iter().map(|u| (u.id.as_str(), u)).collect();
+    let ssh_problems = ssh::assign(&policy.principal_forms, &mut users, |id| {
+        by_id.get(id).copied()
+    });
     skipped.extend(id_skips);
     let (mut entries, group_problems, gids) = group_gids(
         policy,
@@ -617,12 +622,14 @@ pub fn resolve_with(
     let mut problems = dir.problems.clone();
     problems.extend(groups.problems);
     problems.extend(group_problems);
+    problems.extend(ssh_problems);
     Resolution {
         content: Content {
             generation: 0,
             synced_at: 0,
             users,
             groups: entries,
+            shared_accounts: policy.shared_accounts.clone(),
             ..Content::default()
         },
         skipped,
@@ -845,6 +852,8 @@ mod phase_tests {
             }],
             group_names: HashSet::from(["sre".to_string()]),
             max_removal_percent: 50,
+            principal_forms: vec![NameFrom::EmailLocalPart],
+            shared_accounts: Vec::new(),
         }
     }
 
@@ -857,6 +866,7 @@ mod phase_tests {
             username: None,
             uid: None,
             created: None,
+            ssh_keys: Vec::new(),
         }
     }
 
@@ -921,6 +931,7 @@ mod phase_tests {
         ];
         bad.push(DirUser {
             created: Some("yesterday".into()),
+            ssh_keys: Vec::new(),
             ..user("u-created", "c@example.com")
         });
         let may: HashSet<&str> = bad.iter().map(|u| u.id.as_str()).collect();
@@ -982,11 +993,13 @@ mod phase_tests {
         let p = policy();
         let alice = DirUser {
             created: Some("2020-01-01T00:00:00Z".into()),
+            ssh_keys: Vec::new(),
             ..user("u-alice", "alice@example.com")
         };
         // an older account with the same local part on a subdomain-free alias
         let claimant = DirUser {
             created: Some("2001-01-01T00:00:00Z".into()),
+            ssh_keys: Vec::new(),
             ..user("u-alice2", "Alice@example.com ")
         };
         let first = run(&p, &dir(vec![alice.clone()]), &IdState::default());

@@ -40,6 +40,10 @@ pub struct Policy {
     pub group_names: HashSet<String>,
     /// Share of users a sync may remove as missing before removals are held back.
     pub max_removal_percent: u8,
+    /// `[ssh] principals`: the principal forms each user gets.
+    pub principal_forms: Vec<NameFrom>,
+    /// `[[shared_accounts]]`: name and IdP group ids.
+    pub shared_accounts: Vec<zt_snapshot::SharedAccountEntry>,
 }
 
 impl Policy {
@@ -85,6 +89,20 @@ impl Policy {
                 .map(|g| g.name.get_ref().clone())
                 .collect(),
             max_removal_percent: config.directory.max_removal_percent,
+            principal_forms: config.ssh.principals.get_ref().clone(),
+            shared_accounts: config
+                .shared_accounts
+                .iter()
+                .map(|a| zt_snapshot::SharedAccountEntry {
+                    name: a.name.get_ref().clone(),
+                    groups: a
+                        .groups
+                        .get_ref()
+                        .iter()
+                        .map(|g| g.get_ref().clone())
+                        .collect(),
+                })
+                .collect(),
         }
     }
 
