@@ -365,3 +365,200 @@ fn certificate_and_key_logins_through_sshd_are_audited_and_refusals_hold() {
         "others still in"
     );
 }
+
+/// The drop-in as shipped, with its two paths pointed at this test's files: the
+/// trusted CA file and zt-agent (copied into the host's /run/zt-bin, root-owned
+/// 0755 all the way up, as sshd requires of the commands).
+fn dropin_for(h: &Host, ca_keys: &Path) -> String {
+    let bin = h.path("run/zt-bin");
+    root_dir(&bin);
+    let agent = zt_e2e::build_dir().join("zt-agent");
+    std::fs::copy(&agent, bin.join("zt-agent")).expect("copy zt-agent");
+    std::fs::set_permissions(bin.join("zt-agent"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let text = std::fs::read_to_string(dropin()).expect("drop-in");
+    assert!(text.contains("/usr/sbin/zt-agent principals %u"));
+    assert!(text.contains("TrustedUserCAKeys /etc/ssh/zt_trusted_user_ca_keys"));
+    text.replace("/usr/sbin/zt-agent", "/run/zt-bin/zt-agent")
+        .replace(
+            "/etc/ssh/zt_trusted_user_ca_keys",
+            ca_keys.to_str().expect("utf8"),
+        )
+}
+
+const SSH_CONFIG: &str = r#"
+[ssh]
+principals = ["email-local-part"]
+
+[[groups]]
+id = "g-ops"
+name = "ops"
+login = false
+
+[[shared_accounts]]
+name = "sysadmin"
+groups = ["g-ops"]
+"#;
+
+fn ssh_people(alice: bool, bob_in_ops: bool, plain_key: &str) -> Value {
+    let mut users = vec![
+        json!({"id": "u-bob", "email": "bob@example.com", "display_name": "Bob"}),
+        json!({"id": "u-carol", "email": "carol@example.com", "display_name": "Carol"}),
+        json!({"id": "u-eve", "email": "eve@example.com", "display_name": "Eve"}),
+    ];
+    let mut sre = vec!["u-bob", "u-carol"];
+    if alice {
+        users.push(json!({"id": "u-alice", "email": "alice@example.com",
+            "display_name": "Alice", "ssh_keys": [plain_key.trim()]}));
+        sre.push("u-alice");
+    }
+    let ops: Vec<&str> = if bob_in_ops { vec!["u-bob"] } else { vec![] };
+    json!({
+        "users": users,
+        "groups": [
+            {"id": "g-sre", "name": "SRE", "members": sre},
+            {"id": "g-dev", "name": "Developers", "members": ["u-eve"]},
+            {"id": "g-ops", "name": "Ops", "members": ops}
+        ]
+    })
+}
+
+/// The whole thing as shipped: the drop-in's settings (principals and keys from
+/// `zt-agent`, run as the unprivileged `zt` user), Cloudflare-shaped certificates, a
+/// shared account reached by an IdP group, and no agent running (only `sync --once`
+/// has published the files).
+#[test]
+fn the_dropin_logs_in_directory_users_and_a_shared_account_by_certificate() {
+    assert!(
+        Host::pam_zt_built().is_some(),
+        "target/debug/libpam_zt.so is missing: run `cargo build --workspace`"
+    );
+    let h = Host::new_pam();
+    h.add_local_user("zt", 990);
+    h.add_local_user_with_password("sysadmin", 1500, "break-glass-pw");
+    h.add_local_user_with_password("localkey", 1600, "break-glass-pw");
+    let k = Keys::new(&h);
+    k.key("ca");
+    k.key("other_ca");
+    for u in [
+        "alice", "bob", "carol", "eve", "old", "rogue", "plain", "local",
+    ] {
+        k.key(u);
+    }
+    let plain_pub = std::fs::read_to_string(k.p("plain.pub")).expect("pub");
+    h.write_config(&format!("{CONFIG}{SSH_CONFIG}"));
+    h.write_directory(&ssh_people(true, true, &plain_pub));
+    h.sync();
+    h.pam_service("sshd", STACK);
+    // the private file is readable by the zt group, not by others
+    let private = h.path("var/lib/zt/private");
+    let mode = std::fs::metadata(&private)
+        .expect("private")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        mode, 0o640,
+        "the agent publishes 0640 root:zt when a zt group exists"
+    );
+
+    let alice = k.cert("ca", "alice", "alice", "+3m", "1");
+    let bob = k.cert("ca", "bob", "bob", "+3m", "2");
+    let carol = k.cert("ca", "carol", "carol", "+3m", "3");
+    let eve = k.cert("ca", "eve", "eve", "+3m", "4");
+    let expired = k.cert("ca", "old", "alice", "-20m:-10m", "5");
+    let rogue = k.cert("other_ca", "rogue", "alice", "+3m", "6");
+    // two CAs in the trusted file, one per line (the rogue's CA is not among them)
+    k.key("second_ca");
+    let ca_keys = k.p("trusted_user_ca_keys");
+    let trusted = format!(
+        "{}{}",
+        std::fs::read_to_string(k.p("second_ca.pub")).expect("ca"),
+        std::fs::read_to_string(k.p("ca.pub")).expect("ca")
+    );
+    root_file(&ca_keys, &trusted);
+    let home = h.path("home");
+    root_dir(&home.join("localkey/.ssh"));
+    root_file(
+        &home.join("localkey/.ssh/authorized_keys"),
+        &std::fs::read_to_string(k.p("local.pub")).expect("pub"),
+    );
+    let d = Sshd::start(
+        &h,
+        &format!(
+            "{}\nAuthorizedKeysFile .ssh/authorized_keys\nPasswordAuthentication no\n",
+            dropin_for(&h, &ca_keys)
+        ),
+    );
+    let login =
+        |user: &str, key: &str, cert: Option<&Path>| d.ssh_key(&h, user, &k.p(key), cert, "id");
+    // no agent: nothing listens on the control socket
+    let sockets = std::fs::read_dir(h.path("run/zt"))
+        .expect("run/zt")
+        .filter(|e| {
+            use std::os::unix::fs::FileTypeExt;
+            e.as_ref()
+                .is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_socket()))
+        })
+        .count();
+    assert_eq!(sockets, 0, "these logins run with the agent stopped");
+
+    // a directory user with their certificate: in, and `id` shows the IdP groups
+    let r = login("alice", "alice", Some(&alice));
+    assert_eq!(r.code, 0, "{}\n{}", short(&r), d.log());
+    assert!(r.output.contains("(sre)"), "{}", short(&r));
+    assert!(
+        d.log().contains("Accepted publickey for alice"),
+        "{}",
+        d.log()
+    );
+    // refused: another person's certificate, an expired one, an untrusted CA's, a
+    // person not in a login group
+    assert_eq!(login("alice", "bob", Some(&bob)).code, 255);
+    assert_eq!(login("alice", "old", Some(&expired)).code, 255);
+    assert_eq!(login("alice", "rogue", Some(&rogue)).code, 255);
+    assert_eq!(login("eve", "eve", Some(&eve)).code, 255);
+    assert_eq!(login("carol", "carol", Some(&carol)).code, 0, "control");
+
+    // the shared account: a member of its group with their own certificate
+    let n = audit(&h).len();
+    let r = d.ssh_key(&h, "sysadmin", &k.p("bob"), Some(&bob), "id -un");
+    assert_eq!(r.code, 0, "{}\n{}", short(&r), d.log());
+    assert_eq!(r.output.trim(), "sysadmin");
+    let recs: Vec<Value> = audit(&h).into_iter().skip(n).collect();
+    let rec = recs
+        .iter()
+        .find(|r| r["person"] == "bob")
+        .unwrap_or_else(|| panic!("no record naming bob: {recs:#?}"));
+    assert_eq!(rec["user"], "sysadmin");
+    assert_eq!(rec["cert_key_id"], KEY_ID);
+    assert_eq!(rec["cert_serial"], 2);
+    assert_eq!(rec["cert_principals"], json!(["bob"]));
+    assert_eq!(rec["cert_ca"], fingerprint(&k.p("ca.pub")));
+    // a non-member cannot
+    let r = d.ssh_key(&h, "sysadmin", &k.p("carol"), Some(&carol), "id -un");
+    assert_eq!(r.code, 255, "{}", short(&r));
+
+    // directory keys through AuthorizedKeysCommand (alice has no authorized_keys file)
+    let r = login("alice", "plain", None);
+    assert_eq!(r.code, 0, "{}\n{}", short(&r), d.log());
+    assert_eq!(login("carol", "plain", None).code, 255, "alice's key only");
+    // a local user with an authorized_keys file logs in as before
+    let r = d.ssh_key(&h, "localkey", &k.p("local"), None, "id -un");
+    assert_eq!(r.code, 0, "{}", short(&r));
+    assert_eq!(r.output.trim(), "localkey");
+
+    // after the next sync: alice removed, bob out of the shared account's group; their
+    // certificates are still valid
+    h.write_directory(&ssh_people(false, false, &plain_pub));
+    h.sync();
+    assert_eq!(login("alice", "alice", Some(&alice)).code, 255);
+    assert_eq!(login("alice", "plain", None).code, 255);
+    let r = d.ssh_key(&h, "sysadmin", &k.p("bob"), Some(&bob), "id -un");
+    assert_eq!(r.code, 255, "{}", short(&r));
+    assert_eq!(
+        login("bob", "bob", Some(&bob)).code,
+        0,
+        "bob himself still in"
+    );
+}
