@@ -329,8 +329,11 @@ impl Host {
     /// As `user` (uid, gid and groups from NSS in the host, through `setpriv`), runs
     /// `su TARGET -c 'COMMAND'` on a pseudo-terminal driven by `expect`: su has no -S,
     /// it reads each answer from its terminal through libpam_misc's conversation. Each
-    /// prompt that ends in ": " gets the next of `answers` and Enter (answers are sent
-    /// echo off and never appear in the output); a prompt beyond the last answer ends
+    /// prompt that ends in "password: " / "Password: " (pam_zt's first prompt, pam_unix's),
+    /// "Token: " (the stand-in module) or "finish): " (pam_zt's continuation prompt) gets
+    /// the next of `answers` and Enter; not any ": ", which su's own "su: Authentication
+    /// failure" starts with (a terminal may deliver it in two reads). Answers are sent
+    /// echo off and never appear in the output; a prompt beyond the last answer ends
     /// the run with exit code 97 (98: a 20 s timeout). Returns su's exit code (1:
     /// refused, "su: Authentication failure") and the transcript (prompts, then the
     /// command's output; `\r\n` made `\n`). See [`SU_MAX_ANSWER`].
@@ -348,7 +351,7 @@ log_user 1
 set n 0
 spawn -noecho bash -c $env(ZT_SU)
 expect {
-  -re {: $} {
+  -re {([Pp]assword|Token|finish\)): $} {
     if {$n >= $env(ZT_ANSWERS)} { exit 97 }
     send -- "$env(ZT_ANSWER_$n)\r"
     incr n
