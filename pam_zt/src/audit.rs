@@ -57,6 +57,12 @@ pub struct Record {
 const FIELD_MAX: usize = 256;
 
 impl Record {
+    /// The directory user the attempt is about: their email and IdP id.
+    pub fn directory_user(&mut self, u: &crate::directory::DirUser) {
+        self.email = Some(String::from_utf8_lossy(&u.email).into_owned());
+        self.idp_id = Some(String::from_utf8_lossy(&u.idp_id).into_owned());
+    }
+
     pub fn to_json(&self) -> String {
         let mut m = Map::new();
         m.insert("time".into(), self.time.into());

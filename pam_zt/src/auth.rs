@@ -156,8 +156,7 @@ pub fn authenticate<D: Directory>(
     }
     let verified = verified?;
     let found = match_identity(&dir, &verified, &user)?;
-    record.email = Some(String::from_utf8_lossy(&found.email).into_owned());
-    record.idp_id = Some(String::from_utf8_lossy(&found.idp_id).into_owned());
+    record.directory_user(&found);
     Ok(())
 }
 

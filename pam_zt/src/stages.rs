@@ -51,6 +51,24 @@ fn parse_args(argv: &[&str]) -> Result<Args, Failure> {
     })
 }
 
+/// What every stage starts with: its arguments (a bad one is the stage's
+/// answer, logged) and an audit record with the PAM context filled in.
+fn begin(
+    pam: &mut dyn PamHandler,
+    argv: &[&str],
+    stage: &'static str,
+    now: u64,
+) -> Result<(Args, Record), c_int> {
+    let args = parse_args(argv).map_err(|f| f.code())?;
+    let mut record = Record {
+        time: now,
+        stage,
+        ..Record::default()
+    };
+    auth::context(pam, &mut record);
+    Ok((args, record))
+}
+
 fn finish(mut record: Record, outcome: Result<(), Failure>, args: &Args, always: bool) -> c_int {
     let code = to_code(&outcome);
     match &outcome {
@@ -77,16 +95,10 @@ pub fn authenticate(
     opener: &impl Opener,
     now: u64,
 ) -> c_int {
-    let args = match parse_args(argv) {
-        Ok(a) => a,
-        Err(f) => return f.code(),
+    let (args, mut record) = match begin(pam, argv, "auth", now) {
+        Ok(b) => b,
+        Err(code) => return code,
     };
-    let mut record = Record {
-        time: now,
-        stage: "auth",
-        ..Record::default()
-    };
-    auth::context(pam, &mut record);
     let now_i = i64::try_from(now).unwrap_or(i64::MAX);
     let outcome = auth::authenticate(pam, &args, || opener.open(&args), now_i, &mut record);
     if outcome.is_ok() {
@@ -107,16 +119,10 @@ pub fn account(
     passwd: &Path,
     now: u64,
 ) -> c_int {
-    let args = match parse_args(argv) {
-        Ok(a) => a,
-        Err(f) => return f.code(),
+    let (args, mut record) = match begin(pam, argv, "account", now) {
+        Ok(b) => b,
+        Err(code) => return code,
     };
-    let mut record = Record {
-        time: now,
-        stage: "account",
-        ..Record::default()
-    };
-    auth::context(pam, &mut record);
     let outcome = pam.user().and_then(|user| {
         record.user = Some(String::from_utf8_lossy(&user).into_owned());
         crate::account::account(
@@ -127,8 +133,7 @@ pub fn account(
         )
     });
     let outcome = outcome.map(|u| {
-        record.email = Some(String::from_utf8_lossy(&u.email).into_owned());
-        record.idp_id = Some(String::from_utf8_lossy(&u.idp_id).into_owned());
+        record.directory_user(&u);
     });
     person(&mut record, opener, &args);
     // Local users are not recorded (not this module's business) unless debug,
@@ -145,16 +150,10 @@ pub fn open_session(
     passwd: &Path,
     now: u64,
 ) -> c_int {
-    let args = match parse_args(argv) {
-        Ok(a) => a,
-        Err(f) => return f.code(),
+    let (args, mut record) = match begin(pam, argv, "session", now) {
+        Ok(b) => b,
+        Err(code) => return code,
     };
-    let mut record = Record {
-        time: now,
-        stage: "session",
-        ..Record::default()
-    };
-    auth::context(pam, &mut record);
     let outcome = (|| {
         let user = pam.user()?;
         record.user = Some(String::from_utf8_lossy(&user).into_owned());
@@ -168,8 +167,7 @@ pub fn open_session(
         let Some(u) = dir.user_by_name(&user)? else {
             return Err(Failure::Ignore("not a directory user"));
         };
-        record.email = Some(String::from_utf8_lossy(&u.email).into_owned());
-        record.idp_id = Some(String::from_utf8_lossy(&u.idp_id).into_owned());
+        record.directory_user(&u);
         match home::create_home(&u.home, u.uid, u.gid, args.home_mode, &args.skel) {
             Ok(Home::Created) => Ok(true),
             Ok(Home::Existed) => Ok(false),
