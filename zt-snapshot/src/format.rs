@@ -135,8 +135,6 @@
 pub const PUBLIC_MAGIC: [u8; 8] = *b"\x7fZTSNAP\n";
 /// First eight bytes of every private companion file.
 pub const PRIVATE_MAGIC: [u8; 8] = *b"\x7fZTPRIV\n";
-/// Kept for callers that only know the public file.
-pub const MAGIC: [u8; 8] = PUBLIC_MAGIC;
 /// Readers refuse a file with another major version. 2: the public/private split.
 pub const VERSION_MAJOR: u16 = 2;
 /// Bumped when sections are added; old readers skip unknown sections.

@@ -329,10 +329,7 @@ impl Host {
     /// As `user` (uid, gid and groups from NSS in the host, through `setpriv`), runs
     /// `su TARGET -c 'COMMAND'` on a pseudo-terminal driven by `expect`: su has no -S,
     /// it reads each answer from its terminal through libpam_misc's conversation. Each
-    /// prompt that ends in "password: " / "Password: " (pam_zt's first prompt, pam_unix's),
-    /// "Token: " (the stand-in module) or "finish): " (pam_zt's continuation prompt) gets
-    /// the next of `answers` and Enter; not any ": ", which su's own "su: Authentication
-    /// failure" starts with (a terminal may deliver it in two reads). Answers are sent
+    /// prompt matching [`PROMPT`] gets the next of `answers` and Enter. Answers are sent
     /// echo off and never appear in the output; a prompt beyond the last answer ends
     /// the run with exit code 97 (98: a 20 s timeout). Returns su's exit code (1:
     /// refused, "su: Authentication failure") and the transcript (prompts, then the
@@ -351,7 +348,7 @@ log_user 1
 set n 0
 spawn -noecho bash -c $env(ZT_SU)
 expect {
-  -re {([Pp]assword|Token|finish\)): $} {
+  -re $env(ZT_PROMPT) {
     if {$n >= $env(ZT_ANSWERS)} { exit 97 }
     send -- "$env(ZT_ANSWER_$n)\r"
     incr n
@@ -369,6 +366,7 @@ exit $code
         );
         let mut c = self.command(&["expect", "-c", script]);
         c.env("ZT_SU", su)
+            .env("ZT_PROMPT", PROMPT)
             .env("ZT_ANSWERS", answers.len().to_string());
         for (i, a) in answers.iter().enumerate() {
             c.env(format!("ZT_ANSWER_{i}"), a);
@@ -385,6 +383,13 @@ exit $code
         Net::shared()
     }
 }
+
+/// The prompts the `expect` scripts of [`Host::su_answers`] and [`crate::sshd::Sshd::ssh`]
+/// answer (a Tcl regular expression): pam_zt's first prompt and pam_unix's ("...password: "),
+/// the stand-in module's ("Token: ") and pam_zt's continuation prompt ("...finish): "). Not
+/// any ": ": su's "su: Authentication failure" and ssh's "user@127.0.0.1: Permission denied"
+/// start with one, and a terminal may deliver them in two reads.
+pub const PROMPT: &str = r"([Pp]assword|Token|finish\)): $";
 
 pub(crate) fn set_mode(p: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;

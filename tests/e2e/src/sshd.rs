@@ -148,10 +148,8 @@ impl Sshd {
     }
 
     /// `ssh -p PORT USER@127.0.0.1 COMMAND` from inside `host`, with only `auth` allowed
-    /// on the client side (no keys, `NumberOfPasswordPrompts 1`). Each prompt that ends
-    /// in "password: " / "Password: ", "Token: " or "finish): " (pam_zt's continuation
-    /// prompt; not any ": ", which "user@127.0.0.1: Permission denied" starts with) is
-    /// answered by `expect`: the n-th prompt with `answers[n]`, the last
+    /// on the client side (no keys, `NumberOfPasswordPrompts 1`). Each prompt matching
+    /// [`crate::pam::PROMPT`] is answered by `expect`: the n-th prompt with `answers[n]`, the last
     /// answer repeating (at most 8 prompts). Returns ssh's exit code (255: refused) and
     /// the transcript (prompts, then the command's output; `\r\n` made `\n`).
     /// Answers longer than [`SSH_MAX_ANSWER`] are cut by the client.
@@ -175,7 +173,7 @@ set n 0
 set last [expr {$env(ZT_ANSWERS) - 1}]
 spawn -noecho ssh -F /dev/null -T -p $env(ZT_PORT) -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR -o PubkeyAuthentication=no -o IdentitiesOnly=yes -o GSSAPIAuthentication=no -o NumberOfPasswordPrompts=1 -o ConnectTimeout=10 -o PreferredAuthentications=$env(ZT_METHOD) $env(ZT_USER)@127.0.0.1 $env(ZT_COMMAND)
 expect {
-  -re {([Pp]assword|Token|finish\)): $} {
+  -re $env(ZT_PROMPT) {
     if {$n >= 8} { exit 97 }
     set i [expr {$n < $last ? $n : $last}]
     send -- "$env(ZT_ANSWER_$i)\r"
@@ -193,6 +191,7 @@ exit $code
             .env("ZT_METHOD", method)
             .env("ZT_USER", user)
             .env("ZT_COMMAND", command)
+            .env("ZT_PROMPT", crate::pam::PROMPT)
             .env("ZT_ANSWERS", answers.len().to_string());
         for (i, a) in answers.iter().enumerate() {
             c.env(format!("ZT_ANSWER_{i}"), a);
