@@ -249,11 +249,15 @@ fn sync_locked(
             None
         }
     });
+    // Parsed once: the pair check, the keys kept while a fetch fails and the
+    // generation of an orphaned private file all read this view.
+    let previous_private_parsed = previous_private.as_deref().map(zt_snapshot::Private::parse);
+    let previous_private_view = previous_private_parsed.and_then(Result::ok);
     // IdP ids live in the private twin; without a matching twin the previous
     // pair cannot vouch for ids or removals.
     let previous_pair = previous_view.and_then(|public| {
-        let private = previous_private.as_deref()?;
-        match zt_snapshot::Private::parse(private).and_then(|p| Pair::new(public, p)) {
+        let private = previous_private_parsed?;
+        match private.and_then(|p| Pair::new(public, p)) {
             Ok(pair) => Some(pair),
             Err(e) => {
                 tracing::warn!("the current private file is unusable and will be replaced: {e}");
@@ -291,9 +295,6 @@ fn sync_locked(
     // Issuers and policy are configuration, not directory: added here. A
     // private file that is not the public one's twin still holds the keys
     // last fetched, good enough to keep while a fetch fails.
-    let previous_private_view = previous_private
-        .as_deref()
-        .and_then(|b| zt_snapshot::Private::parse(b).ok());
     resolution.content.issuers =
         keys::issuer_entries(config, fetched, previous_private_view.as_ref());
     resolution.content.policy = PolicyEntry {
@@ -318,10 +319,7 @@ fn sync_locked(
         // snapshot it belonged to is now unreadable
         // ...nor the generation an orphaned private file carries (a kill
         // between the renames leaves one newer than the public snapshot)
-        let orphan_gen = previous_private
-            .as_deref()
-            .and_then(|b| zt_snapshot::Private::parse(b).ok())
-            .map_or(0, |p| p.generation());
+        let orphan_gen = previous_private_view.map_or(0, |p| p.generation());
         resolution.content.generation = prev_gen.max(announced().unwrap_or(0)).max(orphan_gen) + 1;
         resolution.content.synced_at = status::now();
         built.restamp(resolution.content.generation, resolution.content.synced_at);
