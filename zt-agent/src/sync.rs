@@ -1,12 +1,14 @@
 //! One sync: directory -> rules -> snapshot, published only if everything
 //! worked. Any failure leaves the last good snapshot in force and says why.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use zt_snapshot::format::group_flags;
 use zt_snapshot::state::{modes, names};
-use zt_snapshot::{Content, GroupEntry, Pair, PolicyEntry, Snapshot, StateDir, UserEntry};
+use zt_snapshot::{
+    Content, GroupEntry, LocalGrantEntry, Pair, PolicyEntry, Snapshot, StateDir, UserEntry,
+};
 
 use crate::config::{AgentConfig, DirectoryKind};
 use crate::directory::error::{DirectoryError, DirectoryFailure};
@@ -14,8 +16,9 @@ use crate::directory::{Directory, file};
 use crate::identity::local::LocalAccounts;
 use crate::keys;
 use crate::outcome::{Completed, SyncError};
-use crate::resolve::{self, IdState, Resolution, hold_back};
-use crate::status::{self, Status};
+use crate::resolve::{self, IdState, Resolution, grants, hold_back};
+use crate::status::{self, Status, SudoStatus};
+use crate::sudo;
 
 /// Where the agent keeps its state and finds the host's account files.
 #[derive(Debug, Clone)]
@@ -24,6 +27,8 @@ pub struct Paths {
     pub state_dir: PathBuf,
     /// "/" normally: the root under which etc/passwd and etc/group are read.
     pub host_root: PathBuf,
+    /// Where `[[sudo]]` rules are installed (/etc/sudoers.d/zt).
+    pub sudoers: sudo::install::Target,
 }
 
 impl Default for Paths {
@@ -31,6 +36,7 @@ impl Default for Paths {
         Paths {
             state_dir: PathBuf::from("/var/lib/zt"),
             host_root: PathBuf::from("/"),
+            sudoers: sudo::install::Target::default(),
         }
     }
 }
@@ -131,6 +137,8 @@ pub fn sync_fetched(
         }
         Err(e) => st.last_error = Some(e.message.clone()),
     }
+    // after every attempt, good or failed: from what is published now
+    st.sudo = Some(apply_sudo(config, paths, &state));
     let text = serde_json::to_vec_pretty(&st).map_err(|e| SyncError::host(e.to_string()))?;
     if let Err(e) = state.write_atomic(names::STATUS, &text, modes::PRIVATE) {
         tracing::warn!("cannot write status.json: {e}");
@@ -176,6 +184,14 @@ pub fn publish_keys_only(
     content.policy = PolicyEntry {
         max_offline_secs: config.max_offline_secs(),
     };
+    // grants are configuration too: recomputed, as a sync would
+    let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
+        SyncError::host(format!(
+            "cannot read the host's {}etc/passwd or group: {e}",
+            paths.host_root.display()
+        ))
+    })?;
+    content.local_grants = local_grants(config, paths, &local, &content).0;
     let (generation, synced_at) = (pair.generation(), pair.public.synced_at());
     let mut built = zt_snapshot::build(&content)
         .map_err(|e| SyncError::host(format!("cannot build snapshot: {e}")))?;
@@ -197,6 +213,78 @@ pub fn publish_keys_only(
         .map_err(|e| SyncError::host(format!("publishing snapshot: {e}")))?;
     tracing::info!("published generation {next}: issuer keys only (the directory was not read)");
     Ok(Some(next))
+}
+
+/// `[[local_groups]]` for the groups `content` publishes, and the grants refused.
+fn local_grants(
+    config: &AgentConfig,
+    paths: &Paths,
+    local: &LocalAccounts,
+    content: &Content,
+) -> (Vec<LocalGrantEntry>, Vec<String>) {
+    if config.local_group_rules.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let published: HashMap<&str, u32> = content
+        .groups
+        .iter()
+        .filter(|g| !g.idp_id.is_empty())
+        .map(|g| (g.idp_id.as_str(), g.gid))
+        .collect();
+    let in_sudoers = grants::sudoers_groups(
+        &paths.host_root.join("etc/sudoers"),
+        &paths.sudoers.dir,
+        sudo::install::FILE_NAME,
+    );
+    grants::grants(&config.local_group_rules, local, &in_sudoers, &published)
+}
+
+/// Installs the `[[sudo]]` rules for the groups published now; none past
+/// `max_offline`. Called with the state lock held.
+fn apply_sudo(config: &AgentConfig, paths: &Paths, state: &StateDir) -> SudoStatus {
+    let public = state.read_trusted(names::SNAPSHOT).ok().flatten();
+    let private = state.read_trusted(names::PRIVATE).ok().flatten();
+    let pair = match (&public, &private) {
+        (Some(a), Some(b)) => Pair::parse(a, b).ok(),
+        _ => None,
+    };
+    let published = sudo::published_groups(pair.as_ref());
+    let limit = config.max_offline_secs();
+    let offline = pair.as_ref().and_then(|p| {
+        let last = zt_snapshot::last_good_sync(
+            state.read_last_good_sync().ok().flatten(),
+            p.private.synced_at(),
+        );
+        let age = status::now().saturating_sub(last);
+        (limit > 0 && age > limit).then(|| {
+            format!("the last good sync was {age} s ago, past [login] max_offline ({limit} s)")
+        })
+    });
+    let local_groups = LocalAccounts::load(&paths.host_root)
+        .map(|l| l.group_names)
+        .unwrap_or_default();
+    let report = sudo::apply(
+        config,
+        &published,
+        &local_groups,
+        offline.as_deref(),
+        &paths.sudoers,
+    );
+    let mut problems = report.problems;
+    let sudo_conf = paths.host_root.join("etc/sudo.conf");
+    if report.rules > 0 && report.outcome.is_ok() && !sudo::group_source_dynamic(&sudo_conf) {
+        problems.push(sudo::group_source_problem(&sudo_conf));
+    }
+    SudoStatus {
+        rules: match report.outcome {
+            Ok(sudo::install::Outcome::Installed | sudo::install::Outcome::Unchanged) => {
+                report.rules
+            }
+            _ => 0,
+        },
+        error: report.outcome.err(),
+        problems,
+    }
 }
 
 /// Logs skips and problems once, when they first appear, not every minute.
@@ -300,6 +388,9 @@ fn sync_locked(
     resolution.content.policy = PolicyEntry {
         max_offline_secs: config.max_offline_secs(),
     };
+    let (grants, grant_problems) = local_grants(config, paths, &local, &resolution.content);
+    resolution.content.local_grants = grants;
+    resolution.problems.extend(grant_problems);
 
     // Unchanged content keeps its generation: readers have nothing to reload.
     // Build once with the previous stamp, compare, and restamp if it changed.

@@ -187,6 +187,11 @@ max_offline = "3d"
         let paths = Paths {
             state_dir: tmp.path().join("state"),
             host_root: root,
+            // never the machine's own /etc/sudoers.d
+            sudoers: zt_agent::sudo::install::Target {
+                dir: tmp.path().join("no-sudo"),
+                visudo: None,
+            },
         };
         Host {
             _tmp: tmp,
