@@ -376,6 +376,12 @@ fn local_group_grants_come_from_initgroups() {
         "{alice}"
     );
     assert!(id("carol").contains("(people)") && !id("carol").contains("ztlogs"));
+    let o = h.agent(&["lookup", "alice"]);
+    assert!(
+        text(&o.stdout).contains("ztlogs, local"),
+        "{}",
+        text(&o.stdout)
+    );
     // /etc/group is not edited
     let group = std::fs::read_to_string(h.path("etc/group")).unwrap();
     assert!(!group.contains("alice"), "{group}");
