@@ -272,8 +272,18 @@ fn apply_sudo(config: &AgentConfig, paths: &Paths, state: &StateDir) -> SudoStat
     );
     let mut problems = report.problems;
     let sudo_conf = paths.host_root.join("etc/sudo.conf");
-    if report.rules > 0 && report.outcome.is_ok() && !sudo::group_source_dynamic(&sudo_conf) {
-        problems.push(sudo::group_source_problem(&sudo_conf));
+    if report.rules > 0 && report.outcome.is_ok() {
+        if !sudo::group_source_dynamic(&sudo_conf) {
+            problems.push(sudo::group_source_problem(&sudo_conf));
+        }
+        let main = paths.host_root.join("etc/sudoers");
+        if !sudo::includes_dir(&main, &paths.sudoers.dir) {
+            problems.push(format!(
+                "{} has no \"@includedir {}\" line: sudo does not read the rules zt installs",
+                main.display(),
+                paths.sudoers.dir.display()
+            ));
+        }
     }
     SudoStatus {
         rules: match report.outcome {

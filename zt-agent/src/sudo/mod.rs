@@ -59,6 +59,20 @@ pub fn group_source_dynamic(path: &std::path::Path) -> bool {
     })
 }
 
+/// Does the main sudoers file (`main`) read `dir` (`@includedir` or the older
+/// `#includedir`)? Debian and Ubuntu's does; without it the rules are inert.
+pub fn includes_dir(main: &std::path::Path, dir: &std::path::Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(main) else {
+        return false;
+    };
+    let dir = dir.to_string_lossy();
+    text.lines().any(|l| {
+        let mut words = l.split_whitespace();
+        matches!(words.next(), Some("@includedir" | "#includedir"))
+            && words.next().map(|d| d.trim_end_matches('/')) == Some(dir.trim_end_matches('/'))
+    })
+}
+
 /// The problem reported while sudo.conf lacks `Set group_source dynamic`.
 pub fn group_source_problem(path: &std::path::Path) -> String {
     format!(
@@ -112,5 +126,34 @@ pub fn apply(
         outcome,
         rules: rendered.lines.len(),
         problems: rendered.problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sudo_conf_and_sudoers_settings_are_recognised() {
+        let d = tempfile::tempdir().unwrap();
+        let conf = d.path().join("sudo.conf");
+        std::fs::write(
+            &conf,
+            "#Set group_source dynamic\nSet group_source adaptive\n",
+        )
+        .unwrap();
+        assert!(!group_source_dynamic(&conf));
+        std::fs::write(&conf, "Set  group_source   dynamic\n").unwrap();
+        assert!(group_source_dynamic(&conf));
+        assert!(!group_source_dynamic(&d.path().join("missing")));
+
+        let main = d.path().join("sudoers");
+        let dir = std::path::Path::new("/etc/sudoers.d");
+        std::fs::write(&main, "# includedir /etc/sudoers.d\nroot ALL=(ALL) ALL\n").unwrap();
+        assert!(!includes_dir(&main, dir));
+        for line in ["@includedir /etc/sudoers.d", "#includedir /etc/sudoers.d/"] {
+            std::fs::write(&main, format!("{line}\n")).unwrap();
+            assert!(includes_dir(&main, dir), "{line}");
+        }
     }
 }
