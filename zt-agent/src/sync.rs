@@ -137,8 +137,17 @@ pub fn sync_fetched(
         }
         Err(e) => st.last_error = Some(e.message.clone()),
     }
-    // after every attempt, good or failed: from what is published now
-    st.sudo = Some(apply_sudo(config, paths, &state));
+    // After every attempt, good or failed, from what is published now. Past
+    // max_offline (a failed attempt) the IdP's say-so is stale: the grants
+    // and the sudo rules it gave are withdrawn until a sync works again.
+    let offline = offline_reason(config, &state);
+    if let Some(why) = &offline
+        && !config.local_group_rules.is_empty()
+        && let Err(e) = republish_locked(config, paths, &state, &[], false)
+    {
+        tracing::error!("{why}, but the local group grants could not be withdrawn: {e}");
+    }
+    st.sudo = Some(apply_sudo(config, paths, &state, offline.as_deref()));
     let text = serde_json::to_vec_pretty(&st).map_err(|e| SyncError::host(e.to_string()))?;
     if let Err(e) = state.write_atomic(names::STATUS, &text, modes::PRIVATE) {
         tracing::warn!("cannot write status.json: {e}");
@@ -168,6 +177,22 @@ pub fn publish_keys_only(
     else {
         return Ok(None);
     };
+    let offline = offline_reason(config, &state);
+    republish_locked(config, paths, &state, fetched, offline.is_none()).map(Some)
+}
+
+/// Republishes the current pair (users and groups as published, `synced_at`
+/// kept, no heartbeat) with the issuers' keys from `fetched` (the previous
+/// ones where `fetched` has none), config-made parts as the config says now,
+/// and the local group grants only if `grants`. Returns the generation in
+/// force afterwards. The caller holds the state lock.
+fn republish_locked(
+    config: &AgentConfig,
+    paths: &Paths,
+    state: &StateDir,
+    fetched: &[keys::Fetched],
+    grants: bool,
+) -> Result<u64, SyncError> {
     let read = |name| {
         state
             .read_trusted(name)
@@ -184,19 +209,21 @@ pub fn publish_keys_only(
     content.policy = PolicyEntry {
         max_offline_secs: config.max_offline_secs(),
     };
-    // grants are configuration too: recomputed, as a sync would
     let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
         SyncError::host(format!(
             "cannot read the host's {}etc/passwd or group: {e}",
             paths.host_root.display()
         ))
     })?;
-    content.local_grants = local_grants(config, paths, &local, &content).0;
+    if grants {
+        // grants are configuration too: recomputed, as a sync would
+        content.local_grants = local_grants(config, paths, &local, &content).0;
+    }
     let (generation, synced_at) = (pair.generation(), pair.public.synced_at());
     let mut built = zt_snapshot::build(&content)
         .map_err(|e| SyncError::host(format!("cannot build snapshot: {e}")))?;
     if built.private == private && built.public == public {
-        return Ok(Some(generation));
+        return Ok(generation);
     }
     let announced = state.read_generation().ok().flatten().unwrap_or(0);
     let next = generation.max(announced) + 1;
@@ -209,10 +236,33 @@ pub fn publish_keys_only(
             ))
         })?;
     state
-        .publish_for(&built, crate::identity::local::zt_gid(&paths.host_root))
+        .publish_for(&built, local.zt_gid)
         .map_err(|e| SyncError::host(format!("publishing snapshot: {e}")))?;
-    tracing::info!("published generation {next}: issuer keys only (the directory was not read)");
-    Ok(Some(next))
+    tracing::info!(
+        "published generation {next} without reading the directory ({})",
+        if grants {
+            "issuer keys"
+        } else {
+            "local group grants withdrawn: offline past max_offline"
+        }
+    );
+    Ok(next)
+}
+
+/// Why this host is past `[login] max_offline`, if it is: measured as pam_zt
+/// measures it (the later of the heartbeat and the private file's synced_at).
+fn offline_reason(config: &AgentConfig, state: &StateDir) -> Option<String> {
+    let limit = config.max_offline_secs();
+    if limit == 0 {
+        return None;
+    }
+    let private = state.read_trusted(names::PRIVATE).ok().flatten()?;
+    let synced_at = zt_snapshot::Private::parse(&private).ok()?.synced_at();
+    let last = zt_snapshot::last_good_sync(state.read_last_good_sync().ok().flatten(), synced_at);
+    let age = status::now().saturating_sub(last);
+    (age > limit).then(|| {
+        format!("the last good sync was {age} s ago, past [login] max_offline ({limit} s)")
+    })
 }
 
 /// `[[local_groups]]` for the groups `content` publishes, and the grants refused.
@@ -236,12 +286,39 @@ fn local_grants(
         &paths.sudoers.dir,
         sudo::install::FILE_NAME,
     );
-    grants::grants(&config.local_group_rules, local, &in_sudoers, &published)
+    let served: HashSet<u32> = content.groups.iter().map(|g| g.gid).collect();
+    grants::grants(
+        &config.local_group_rules,
+        local,
+        &in_sudoers,
+        &published,
+        &served,
+    )
 }
 
 /// Installs the `[[sudo]]` rules for the groups published now; none past
-/// `max_offline`. Called with the state lock held.
-fn apply_sudo(config: &AgentConfig, paths: &Paths, state: &StateDir) -> SudoStatus {
+/// `max_offline` (`offline`). Called with the state lock held.
+fn apply_sudo(
+    config: &AgentConfig,
+    paths: &Paths,
+    state: &StateDir,
+    offline: Option<&str>,
+) -> SudoStatus {
+    let installed_rules = || sudo::install::installed_rule_count(&paths.sudoers);
+    // the case-clash check needs /etc/group: without it, change nothing
+    let local = match LocalAccounts::load(&paths.host_root) {
+        Ok(l) => l,
+        Err(e) => {
+            return SudoStatus {
+                rules: installed_rules(),
+                error: Some(format!(
+                    "cannot read the host's {}etc/group ({e}); the installed rules stay as they are",
+                    paths.host_root.display()
+                )),
+                problems: Vec::new(),
+            };
+        }
+    };
     let public = state.read_trusted(names::SNAPSHOT).ok().flatten();
     let private = state.read_trusted(names::PRIVATE).ok().flatten();
     let pair = match (&public, &private) {
@@ -249,30 +326,17 @@ fn apply_sudo(config: &AgentConfig, paths: &Paths, state: &StateDir) -> SudoStat
         _ => None,
     };
     let published = sudo::published_groups(pair.as_ref());
-    let limit = config.max_offline_secs();
-    let offline = pair.as_ref().and_then(|p| {
-        let last = zt_snapshot::last_good_sync(
-            state.read_last_good_sync().ok().flatten(),
-            p.private.synced_at(),
-        );
-        let age = status::now().saturating_sub(last);
-        (limit > 0 && age > limit).then(|| {
-            format!("the last good sync was {age} s ago, past [login] max_offline ({limit} s)")
-        })
-    });
-    let local_groups = LocalAccounts::load(&paths.host_root)
-        .map(|l| l.group_names)
-        .unwrap_or_default();
     let report = sudo::apply(
         config,
         &published,
-        &local_groups,
-        offline.as_deref(),
+        &local.group_names,
+        offline,
         &paths.sudoers,
     );
     let mut problems = report.problems;
-    let sudo_conf = paths.host_root.join("etc/sudo.conf");
-    if report.rules > 0 && report.outcome.is_ok() {
+    let rules = installed_rules();
+    if rules > 0 {
+        let sudo_conf = paths.host_root.join("etc/sudo.conf");
         if !sudo::group_source_dynamic(&sudo_conf) {
             problems.push(sudo::group_source_problem(&sudo_conf));
         }
@@ -286,12 +350,7 @@ fn apply_sudo(config: &AgentConfig, paths: &Paths, state: &StateDir) -> SudoStat
         }
     }
     SudoStatus {
-        rules: match report.outcome {
-            Ok(sudo::install::Outcome::Installed | sudo::install::Outcome::Unchanged) => {
-                report.rules
-            }
-            _ => 0,
-        },
+        rules,
         error: report.outcome.err(),
         problems,
     }

@@ -109,11 +109,24 @@ fn host_with(extra: &str) -> Host {
         "target/debug/libpam_zt.so is missing: run `cargo build --workspace`"
     );
     let h = Host::new_pam();
+    add_local_groups(&h);
     h.write_config(&format!("{CONFIG}{}{extra}", rules()));
     h.write_directory(&people());
     h.pam_service("sudo", SUDO_STACK);
     h.sync();
     h
+}
+
+/// Local groups of the host for grants: ztlogs (2901) and docker (2902) unless the
+/// machine's /etc/group (copied into the host) has them.
+fn add_local_groups(h: &Host) {
+    let mut group = std::fs::read_to_string(h.path("etc/group")).unwrap();
+    for (name, gid) in [("ztlogs", 2901), ("docker", 2902)] {
+        if !group.lines().any(|l| l.starts_with(&format!("{name}:"))) {
+            group.push_str(&format!("{name}:x:{gid}:\n"));
+        }
+    }
+    std::fs::write(h.path("etc/group"), group).unwrap();
 }
 
 fn host() -> Host {
@@ -345,14 +358,7 @@ fn a_killed_agent_leaves_the_old_file_or_the_new_one() {
 #[test]
 fn local_group_grants_come_from_initgroups() {
     let h = Host::new_pam();
-    // local groups of this host (its own /etc/group)
-    let mut group = std::fs::read_to_string(h.path("etc/group")).unwrap();
-    for (name, gid) in [("ztlogs", 2901), ("docker", 2902)] {
-        if !group.lines().any(|l| l.starts_with(&format!("{name}:"))) {
-            group.push_str(&format!("{name}:x:{gid}:\n"));
-        }
-    }
-    std::fs::write(h.path("etc/group"), group).unwrap();
+    add_local_groups(&h);
     let grants = |privileged: bool| {
         format!(
             "{CONFIG}{}\n[[local_groups]]\ngroup = \"g-dev\"\ngrant = [\"ztlogs\"]\n\
@@ -432,10 +438,14 @@ fn local_group_grants_come_from_initgroups() {
 }
 
 #[test]
-fn past_max_offline_sudo_is_refused() {
-    let h = host_with("\n[login]\nmax_offline = \"1m\"\n");
+fn past_max_offline_sudo_and_grants_are_withdrawn() {
+    let h = host_with(
+        "\n[[local_groups]]\ngroup = \"g-sre\"\ngrant = [\"ztlogs\"]\n\n[login]\nmax_offline = \"1m\"\n",
+    );
     let r = sudo_n_true(&h, "alice");
     assert_eq!(r.code, 0, "positive control: {}", short(&r));
+    let id = |user: &str| text(&h.run(&["id", user]).stdout);
+    assert!(id("alice").contains("(ztlogs)"), "{}", id("alice"));
 
     // The last good sync was ten minutes ago (an agent whose clock says so, through
     // the LD_PRELOAD shim): the rules are in place, pam_zt's account stage refuses.
@@ -478,6 +488,16 @@ fn past_max_offline_sudo_is_refused() {
     assert_eq!(o.status.code(), Some(69), "{}", text(&o.stderr));
     assert_eq!(installed(&h), None, "rules withdrawn offline");
     assert!(sudo_l(&h, "alice").contains("not allowed"));
+    assert!(
+        !id("alice").contains("ztlogs"),
+        "grant withdrawn: {}",
+        id("alice")
+    );
+    assert!(
+        id("alice").contains("(sre)"),
+        "memberships stay: {}",
+        id("alice")
+    );
     let (code, st) = status(&h);
     assert_eq!(code, 1);
     assert!(st.contains("withdrawn"), "{st}");
@@ -488,6 +508,7 @@ fn past_max_offline_sudo_is_refused() {
     assert!(installed(&h).is_some());
     let r = sudo_n_true(&h, "alice");
     assert_eq!(r.code, 0, "{}", short(&r));
+    assert!(id("alice").contains("(ztlogs)"), "{}", id("alice"));
 }
 
 /// A session opened while alice was in sre keeps sre's gid in its group list. sudo

@@ -28,6 +28,8 @@ pub const PRIVILEGED: &[&str] = &[
     "staff",
     // keyboards and other input devices: reads what root types at the console
     "input",
+    // Kubernetes on the host: a privileged pod is root
+    "microk8s",
 ];
 
 /// One `[[local_groups]]` entry.
@@ -41,13 +43,33 @@ pub struct LocalGroupRule {
     pub allow_privileged: bool,
 }
 
-/// Why `name` counts as privileged, if it does.
-fn privileged(name: &str, gid: u32, in_sudoers: &HashSet<String>) -> Option<&'static str> {
+/// What the host's own sudoers files name as groups: `%name` (sudo compares
+/// group names case-insensitively by default, so these are lowercased) and
+/// `%#gid`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SudoersGroups {
+    pub names: HashSet<String>,
+    pub gids: HashSet<u32>,
+}
+
+/// Why the local group `gid` counts as privileged, if it does. Decided by
+/// gid, not by name: two names in /etc/group may share a gid (`disk` and an
+/// alias of it), and the kernel only knows the gid.
+fn privileged(gid: u32, local: &LocalAccounts, in_sudoers: &SudoersGroups) -> Option<&'static str> {
+    let names = || {
+        local
+            .gid_by_group
+            .iter()
+            .filter(move |(_, g)| **g == gid)
+            .map(|(n, _)| n.as_str())
+    };
     if gid == 0 {
         Some("it has gid 0")
-    } else if PRIVILEGED.contains(&name) {
+    } else if names().any(|n| PRIVILEGED.contains(&n)) {
         Some("it is as good as root (see README, \"Local group grants\")")
-    } else if in_sudoers.contains(name) {
+    } else if in_sudoers.gids.contains(&gid)
+        || names().any(|n| in_sudoers.names.contains(&n.to_lowercase()))
+    {
         Some("this host's own sudoers rules name it (%group)")
     } else {
         None
@@ -56,11 +78,14 @@ fn privileged(name: &str, gid: u32, in_sudoers: &HashSet<String>) -> Option<&'st
 
 /// The grants for the published groups (`published`: IdP group id -> gid),
 /// and a problem for each grant refused.
+/// `served`: every gid the snapshot serves itself; a local group sharing one
+/// is refused (the gid would mean two groups at once).
 pub fn grants(
     rules: &[LocalGroupRule],
     local: &LocalAccounts,
-    in_sudoers: &HashSet<String>,
+    in_sudoers: &SudoersGroups,
     published: &HashMap<&str, u32>,
+    served: &HashSet<u32>,
 ) -> (Vec<LocalGrantEntry>, Vec<String>) {
     let mut by_group: HashMap<u32, Vec<u32>> = HashMap::new();
     let mut problems = Vec::new();
@@ -85,7 +110,14 @@ pub fn grants(
                 ));
                 continue;
             }
-            if let Some(why) = privileged(name, gid, in_sudoers)
+            if served.contains(&gid) {
+                problems.push(format!(
+                    "{}: local group {name:?} not granted: its gid {gid} is also a zt group's",
+                    r.at
+                ));
+                continue;
+            }
+            if let Some(why) = privileged(gid, local, in_sudoers)
                 && !r.allow_privileged
             {
                 problems.push(format!(
@@ -116,7 +148,7 @@ pub fn grants(
 /// from `main` (/etc/sudoers) and the files sudo reads in `dir`
 /// (/etc/sudoers.d; not zt's own `own_file`). A loose scan: a false match only
 /// means a grant of that group needs `allow_privileged`.
-pub fn sudoers_groups(main: &Path, dir: &Path, own_file: &str) -> HashSet<String> {
+pub fn sudoers_groups(main: &Path, dir: &Path, own_file: &str) -> SudoersGroups {
     let mut texts = Vec::new();
     if let Ok(t) = std::fs::read_to_string(main) {
         texts.push(t);
@@ -133,7 +165,7 @@ pub fn sudoers_groups(main: &Path, dir: &Path, own_file: &str) -> HashSet<String
             }
         }
     }
-    let mut out = HashSet::new();
+    let mut out = SudoersGroups::default();
     for text in &texts {
         for line in text.lines() {
             let line = line.trim_start();
@@ -142,13 +174,20 @@ pub fn sudoers_groups(main: &Path, dir: &Path, own_file: &str) -> HashSet<String
             }
             for (i, _) in line.match_indices('%') {
                 let rest = &line[i + 1..];
+                if let Some(digits) = rest.strip_prefix('#') {
+                    let digits: String = digits.chars().take_while(char::is_ascii_digit).collect();
+                    if let Ok(gid) = digits.parse() {
+                        out.gids.insert(gid);
+                    }
+                    continue;
+                }
                 let rest = rest.strip_prefix(':').unwrap_or(rest);
                 let name: String = rest
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
                     .collect();
                 if !name.is_empty() {
-                    out.insert(name);
+                    out.names.insert(name.to_lowercase());
                 }
             }
         }
@@ -164,7 +203,8 @@ mod tests {
         let mut l = LocalAccounts::default();
         l.add_files(
             "",
-            "root:x:0:\nadm:x:4:syslog\ndisk:x:6:\nsystemd-journal:x:101:\ndocker:x:998:\nops:x:1200:\n",
+            "root:x:0:\nadm:x:4:syslog\ndisk:x:6:\nsystemd-journal:x:101:\ndocker:x:998:\nops:x:1200:\n\
+             rawdisk:x:6:\nweb:x:1300:\nwheelish:x:1400:\n",
         );
         l
     }
@@ -184,8 +224,9 @@ mod tests {
         let (g, problems) = grants(
             &[rule(&["systemd-journal", "adm", "docker", "disk"], false)],
             &local(),
-            &HashSet::new(),
+            &SudoersGroups::default(),
             &published,
+            &HashSet::new(),
         );
         assert_eq!(
             g,
@@ -201,8 +242,9 @@ mod tests {
         let (g, problems) = grants(
             &[rule(&["docker", "disk", "root"], true)],
             &local(),
-            &HashSet::new(),
+            &SudoersGroups::default(),
             &published,
+            &HashSet::new(),
         );
         assert_eq!(g[0].gids, vec![6, 998]);
         assert!(problems[0].contains("gid 0"), "{problems:?}");
@@ -213,16 +255,18 @@ mod tests {
         let (g, problems) = grants(
             &[rule(&["nosuch", "adm"], false)],
             &local(),
-            &HashSet::new(),
+            &SudoersGroups::default(),
             &HashMap::from([("g-dev", 70001)]),
+            &HashSet::new(),
         );
         assert_eq!(g[0].gids, vec![4]);
         assert!(problems[0].contains("no such group"), "{problems:?}");
         let (g, problems) = grants(
             &[rule(&["adm"], false)],
             &local(),
-            &HashSet::new(),
+            &SudoersGroups::default(),
             &HashMap::new(),
+            &HashSet::new(),
         );
         assert!(g.is_empty() && problems.is_empty());
     }
@@ -238,7 +282,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             d.path().join("etc/sudoers.d/ops"),
-            "%ops, %:web ALL=(ALL) ALL\n",
+            "%OPS, %:web, %#1400 ALL=(ALL) ALL\n",
         )
         .unwrap();
         std::fs::write(d.path().join("etc/sudoers.d/zt"), "%sre ALL=(ALL) ALL\n").unwrap();
@@ -249,14 +293,36 @@ mod tests {
             "zt",
         );
         let want: HashSet<String> = ["sudo", "ops", "web"].map(String::from).into();
-        assert_eq!(found, want);
+        assert_eq!(found.names, want);
+        assert_eq!(found.gids, HashSet::from([1400]));
         let (g, problems) = grants(
-            &[rule(&["ops", "adm"], false)],
+            &[rule(&["ops", "adm", "wheelish", "web"], false)],
             &local(),
             &found,
             &HashMap::from([("g-dev", 70001)]),
+            &HashSet::new(),
         );
         assert_eq!(g[0].gids, vec![4]);
-        assert!(problems[0].contains("sudoers"), "{problems:?}");
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems.iter().all(|p| p.contains("sudoers")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn privilege_follows_the_gid_and_a_zt_gid_is_never_granted() {
+        // rawdisk shares disk's gid: as privileged as disk
+        let published = HashMap::from([("g-dev", 70001)]);
+        let (g, problems) = grants(
+            &[rule(&["rawdisk", "ops"], false)],
+            &local(),
+            &SudoersGroups::default(),
+            &published,
+            &HashSet::from([1200]),
+        );
+        assert!(g.is_empty(), "{g:?}");
+        assert!(problems[0].contains("as good as root"), "{problems:?}");
+        assert!(problems[1].contains("also a zt group"), "{problems:?}");
     }
 }

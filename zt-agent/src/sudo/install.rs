@@ -93,6 +93,8 @@ pub fn apply(target: &Target, rendered: &Rendered) -> Result<Outcome, String> {
         Some(v) => v.clone(),
         None => match VISUDO.iter().map(Path::new).find(|p| p.exists()) {
             Some(v) => v.to_path_buf(),
+            // sudo removed but not purged: its directory stays behind
+            None if !SUDO.iter().any(|p| Path::new(p).exists()) => return Ok(Outcome::NoSudo),
             None => {
                 return Err(format!(
                     "{} exists but visudo was not found ({}): the rules cannot be checked, so \
@@ -103,20 +105,113 @@ pub fn apply(target: &Target, rendered: &Rendered) -> Result<Outcome, String> {
             }
         },
     };
-    write_temp(&temp, text)?;
-    if let Err(why) = check(&visudo, &temp, rendered) {
-        let _ = std::fs::remove_file(&temp);
+    if let Err(why) = install_checked(&visudo, &temp, &path, text, rendered) {
+        // Withdrawals must not wait for the config to be fixed: a rule the
+        // config no longer gives goes now, whatever else is wrong. What is
+        // left is a subset of a file visudo accepted before.
+        if let Some(kept) = installed
+            .as_ref()
+            .and_then(|i| previous_rules_still_given(&i.text, text))
+            && install_checked(&visudo, &temp, &path, &kept, &Rendered::default()).is_ok()
+        {
+            return Err(format!(
+                "{why}; from {} the rules the config no longer gives were withdrawn, the \
+                 others stay in force as they were",
+                path.display()
+            ));
+        }
         return Err(format!(
             "{why}; {} is unchanged (the previous rules stay in force)",
             path.display()
         ));
     }
-    std::fs::rename(&temp, &path).map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
+    Ok(Outcome::Installed)
+}
+
+/// How many rules zt's installed file holds (0 when there is none, or it is
+/// not zt's): what is in force, whatever the last attempt did.
+pub fn installed_rule_count(target: &Target) -> usize {
+    match read_installed(&target.dir.join(FILE_NAME)) {
+        Ok(Some(i)) if i.text.starts_with(MARK.as_bytes()) => i
+            .text
+            .split(|&b| b == b'\n')
+            .filter(|l| l.starts_with(b"%"))
+            .count(),
+        _ => 0,
+    }
+}
+
+/// Where sudo itself may be (a sudoers directory without sudo is a leftover).
+const SUDO: [&str; 2] = ["/usr/bin/sudo", "/bin/sudo"];
+
+/// Writes `text` to the temp name, checks it with visudo and renames it over
+/// `path`. On error the installed file is as it was.
+fn install_checked(
+    visudo: &Path,
+    temp: &Path,
+    path: &Path,
+    text: &str,
+    rendered: &Rendered,
+) -> Result<(), String> {
+    write_temp(temp, text)?;
+    if let Err(why) = check(visudo, temp, rendered) {
+        let _ = std::fs::remove_file(temp);
+        return Err(why);
+    }
+    std::fs::rename(temp, path).map_err(|e| {
+        let _ = std::fs::remove_file(temp);
         format!("cannot install {}: {e}", path.display())
     })?;
-    sync_dir(dir)?;
-    Ok(Outcome::Installed)
+    if let Some(dir) = path.parent()
+        && let Err(e) = sync_dir(dir)
+    {
+        // installed all the same: say so rather than "unchanged"
+        tracing::warn!("{} installed, but {e}", path.display());
+    }
+    Ok(())
+}
+
+/// The previous file without the rules of groups `new_text` gives no rule at
+/// all any more (each rule kept with its comment line), when that withdraws
+/// at least one; None when nothing would go. A group whose rule was edited
+/// keeps its previous rule until the edit passes visudo. Rule lines are the
+/// ones starting with `%` (the first word names the group); the header is
+/// everything before the first blank line.
+fn previous_rules_still_given(previous: &[u8], new_text: &str) -> Option<String> {
+    let previous = std::str::from_utf8(previous).ok()?;
+    let group = |l: &str| l.split_whitespace().next().unwrap_or_default().to_string();
+    let wanted: std::collections::HashSet<String> = new_text
+        .lines()
+        .filter(|l| l.starts_with('%'))
+        .map(group)
+        .collect();
+    let lines: Vec<&str> = previous.lines().collect();
+    let header_end = lines
+        .iter()
+        .position(|l| l.is_empty())
+        .unwrap_or(lines.len());
+    let mut out: String = lines[..header_end]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (mut had, mut kept) = (0, 0);
+    for (i, line) in lines.iter().enumerate().skip(header_end) {
+        if !line.starts_with('%') {
+            continue;
+        }
+        had += 1;
+        if wanted.contains(&group(line)) {
+            kept += 1;
+            out.push('\n');
+            if i > 0 && lines[i - 1].starts_with("# ") {
+                out.push_str(lines[i - 1]);
+                out.push('\n');
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    (kept < had).then_some(out)
 }
 
 /// The sudoers directory must be a real directory only root can write to
@@ -357,6 +452,60 @@ mod tests {
         assert_eq!(apply(&t, &Rendered::default()), Ok(Outcome::Removed));
         assert!(!path.exists());
         assert_eq!(apply(&t, &Rendered::default()), Ok(Outcome::Unchanged));
+    }
+
+    #[test]
+    fn a_refused_rule_never_holds_back_the_withdrawal_of_another() {
+        let Some(_) = visudo() else {
+            eprintln!("skipped: needs root and visudo");
+            return;
+        };
+        let two = |second: &str, second_group: &str| {
+            file::render(
+                "/etc/zt/agent.toml",
+                &[
+                    SudoRule {
+                        at: "agent.toml:9".into(),
+                        group_id: "g".into(),
+                        rights: Rights::Line("ALL=(ALL:ALL) ALL".into()),
+                    },
+                    SudoRule {
+                        at: "agent.toml:12".into(),
+                        group_id: second_group.into(),
+                        rights: Rights::Line(second.into()),
+                    },
+                ],
+                &HashMap::from([
+                    ("g".to_string(), "sre".to_string()),
+                    ("h".to_string(), "ops".to_string()),
+                    ("i".to_string(), "dev".to_string()),
+                ]),
+                &HashSet::new(),
+            )
+        };
+        let d = tempfile::tempdir().unwrap();
+        let t = target(d.path());
+        let path = d.path().join(FILE_NAME);
+        assert_eq!(
+            apply(&t, &two("ALL=(root) /usr/bin/id", "h")),
+            Ok(Outcome::Installed)
+        );
+        // the ops rule leaves the config and a broken dev rule comes in: ops goes at
+        // once, sre stays as it was, the broken rule is not installed
+        let e = apply(&t, &two("ALL=(ALL) NOPASSWD ALL", "i")).unwrap_err();
+        assert!(
+            e.contains("agent.toml:12") && e.contains("withdrawn"),
+            "{e}"
+        );
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert!(now.starts_with(MARK), "{now}");
+        assert!(now.contains("%sre ALL=(ALL:ALL) ALL"), "{now}");
+        assert!(!now.contains("%ops") && !now.contains("%dev"), "{now}");
+        assert!(now.contains("# agent.toml:9: IdP group g"), "{now}");
+        // nothing left to withdraw: unchanged
+        let e = apply(&t, &two("ALL=(ALL) NOPASSWD ALL", "i")).unwrap_err();
+        assert!(e.contains("unchanged"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), now);
     }
 
     #[test]

@@ -53,10 +53,17 @@ pub fn published_groups(pair: Option<&Pair<'_>>) -> HashMap<String, String> {
 /// groups? By default sudo takes them from the process, so a session opened
 /// before someone left an IdP group keeps the group's sudo rules until it ends.
 pub fn group_source_dynamic(path: &std::path::Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| {
-        text.lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Set", "group_source", "dynamic"])
-    })
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    // the last setting wins
+    text.lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            ["Set", "group_source", value, ..] => Some(value == "dynamic"),
+            _ => None,
+        })
+        .next_back()
+        .unwrap_or(false)
 }
 
 /// Does the main sudoers file (`main`) read `dir` (`@includedir` or the older
@@ -145,6 +152,8 @@ mod tests {
         assert!(!group_source_dynamic(&conf));
         std::fs::write(&conf, "Set  group_source   dynamic\n").unwrap();
         assert!(group_source_dynamic(&conf));
+        std::fs::write(&conf, "Set group_source dynamic\nSet group_source static\n").unwrap();
+        assert!(!group_source_dynamic(&conf), "the last one wins");
         assert!(!group_source_dynamic(&d.path().join("missing")));
 
         let main = d.path().join("sudoers");

@@ -119,6 +119,12 @@ pub fn check_command(command: &str) -> Result<(), String> {
             "the path {path:?} has one of \\ , : = (sudoers would split or escape it)"
         ));
     }
+    if path.contains(['*', '?', '[']) {
+        return Err(format!(
+            "{path:?} has a wildcard: it would allow every matching program (shells too); \
+             list the programs"
+        ));
+    }
     if path.ends_with('/') {
         return Err(format!(
             "{path:?} ends with '/': that allows every program in the directory; list the programs"
@@ -251,6 +257,8 @@ mod tests {
             "systemctl restart app",
             "./run",
             "/usr/bin/",
+            "/usr/bin/*",
+            "/usr/bin/s?",
             "/usr/bin/a,b",
             "sudoedit",
             "sudoedit app.conf",
