@@ -142,7 +142,6 @@ pub fn sync_fetched(
     // and the sudo rules it gave are withdrawn until a sync works again.
     let offline = offline_reason(config, &state);
     if let Some(why) = &offline
-        && !config.local_group_rules.is_empty()
         && let Err(e) = republish_locked(config, paths, &state, &[], false)
     {
         tracing::error!("{why}, but the local group grants could not be withdrawn: {e}");
@@ -209,16 +208,20 @@ fn republish_locked(
     content.policy = PolicyEntry {
         max_offline_secs: config.max_offline_secs(),
     };
-    let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
-        SyncError::host(format!(
-            "cannot read the host's {}etc/passwd or group: {e}",
-            paths.host_root.display()
-        ))
-    })?;
-    if grants {
+    // withdrawing grants needs nothing from the account files
+    let zt_gid = if grants {
+        let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
+            SyncError::host(format!(
+                "cannot read the host's account files under {}: {e}",
+                paths.host_root.join("etc").display()
+            ))
+        })?;
         // grants are configuration too: recomputed, as a sync would
         content.local_grants = local_grants(config, paths, &local, &content).0;
-    }
+        local.zt_gid
+    } else {
+        crate::identity::local::zt_gid(&paths.host_root)
+    };
     let (generation, synced_at) = (pair.generation(), pair.public.synced_at());
     let mut built = zt_snapshot::build(&content)
         .map_err(|e| SyncError::host(format!("cannot build snapshot: {e}")))?;
@@ -236,7 +239,7 @@ fn republish_locked(
             ))
         })?;
     state
-        .publish_for(&built, local.zt_gid)
+        .publish_for(&built, zt_gid)
         .map_err(|e| SyncError::host(format!("publishing snapshot: {e}")))?;
     tracing::info!(
         "published generation {next} without reading the directory ({})",
@@ -308,12 +311,15 @@ fn apply_sudo(
     // the case-clash check needs /etc/group: without it, change nothing
     let local = match LocalAccounts::load(&paths.host_root) {
         Ok(l) => l,
+        // withdrawing every rule needs no check
+        Err(_) if offline.is_some() => LocalAccounts::default(),
         Err(e) => {
             return SudoStatus {
                 rules: installed_rules(),
                 error: Some(format!(
-                    "cannot read the host's {}etc/group ({e}); the installed rules stay as they are",
-                    paths.host_root.display()
+                    "cannot read the host's account files under {} ({e}); the installed rules \
+                     stay as they are",
+                    paths.host_root.join("etc").display()
                 )),
                 problems: Vec::new(),
             };
