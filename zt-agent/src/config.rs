@@ -207,10 +207,12 @@ fn check_team(team: &str) -> Result<(), String> {
     }
 }
 
+/// `[directory]`: one flat table for every kind (the keys of the other kinds
+/// are refused by `parse`, naming the kind they belong to).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
-    pub kind: DirectoryKind,
+    pub kind: Spanned<DirectoryKind>,
     /// For `kind = "file"`: the JSON document.
     pub path: Option<PathBuf>,
     #[serde(default = "default_interval", deserialize_with = "sync_interval")]
@@ -219,13 +221,110 @@ pub struct DirectoryConfig {
     /// unless forced (`zt-agent sync --once --force`).
     #[serde(default = "default_max_removal", deserialize_with = "percent")]
     pub max_removal_percent: u8,
+    /// entra: the tenant (directory) id or its primary domain.
+    pub tenant_id: Option<Spanned<String>>,
+    /// entra, keycloak: the application's client id; okta: a service app's.
+    pub client_id: Option<Spanned<String>>,
+    /// entra, keycloak: a file holding the client secret.
+    pub client_secret_file: Option<Spanned<String>>,
+    /// entra: certificate credentials instead of a secret (not yet supported).
+    pub certificate_file: Option<Spanned<String>>,
+    /// entra, okta: the private key of certificate / service-app credentials
+    /// (not yet supported).
+    pub private_key_file: Option<Spanned<String>>,
+    /// entra: the Microsoft Graph base (national clouds, proxies, tests).
+    pub graph_url: Option<Spanned<String>>,
+    /// entra: the Microsoft identity platform base.
+    pub login_url: Option<Spanned<String>>,
+    /// okta: the organisation's URL (not yet supported).
+    pub org_url: Option<Spanned<String>>,
+    /// scim, okta: a file holding the API token.
+    pub token_file: Option<Spanned<String>>,
+    /// google: the service account key file (not yet supported).
+    pub service_account_file: Option<Spanned<String>>,
+    /// google: the admin to impersonate (not yet supported).
+    pub subject: Option<Spanned<String>>,
+    /// google: the customer id (not yet supported).
+    pub customer: Option<Spanned<String>>,
+    /// google: Admin SDK base override (not yet supported).
+    pub api_url: Option<Spanned<String>>,
+    /// google: token endpoint override (not yet supported).
+    pub token_url: Option<Spanned<String>>,
+    /// scim: the service's base (https://idp.example.com/scim/v2);
+    /// keycloak: the server's base (https://sso.example.com).
+    pub url: Option<Spanned<String>>,
+    /// keycloak: the realm.
+    pub realm: Option<Spanned<String>>,
+    /// Where the people and groups come from, checked by `parse`.
+    #[serde(skip, default)]
+    pub source: DirectorySource,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DirectoryKind {
     File,
+    Scim,
+    Entra,
+    Keycloak,
+    Okta,
+    Google,
 }
+
+impl DirectoryKind {
+    fn name(self) -> &'static str {
+        match self {
+            DirectoryKind::File => "file",
+            DirectoryKind::Scim => "scim",
+            DirectoryKind::Entra => "entra",
+            DirectoryKind::Keycloak => "keycloak",
+            DirectoryKind::Okta => "okta",
+            DirectoryKind::Google => "google",
+        }
+    }
+}
+
+/// `[directory]`, checked: the kind with exactly its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DirectorySource {
+    /// Only before `parse` has run.
+    #[default]
+    Unchecked,
+    File { path: PathBuf },
+    Scim(ScimSource),
+    Entra(EntraSource),
+    Keycloak(KeycloakSource),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimSource {
+    /// The base, without a trailing '/': `<url>/Users`, `<url>/Groups`.
+    pub url: String,
+    pub token_file: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntraSource {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+    /// Without a trailing '/'.
+    pub graph_url: String,
+    /// Without a trailing '/'.
+    pub login_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeycloakSource {
+    /// Without a trailing '/'.
+    pub url: String,
+    pub realm: String,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+}
+
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
+pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -416,14 +515,11 @@ impl AgentConfig {
             let (l, c) = line_col(text, span.start);
             ConfigError(format!("{origin}:{l}:{c}: {key}: {msg}"))
         };
-        match config.directory.kind {
-            DirectoryKind::File if config.directory.path.is_none() => {
-                return Err(ConfigError(format!(
-                    "{origin}: [directory] kind = \"file\" needs path = \"/etc/zt/directory.json\""
-                )));
-            }
-            DirectoryKind::File => {}
-        }
+        config.directory.source =
+            directory_source(&config.directory).map_err(|e| match e {
+                (Some(span), key, why) => fail(span, key, why),
+                (None, key, why) => ConfigError(format!("{origin}: {key}: {why}")),
+            })?;
         let domains = &config.users.domains;
         if domains.get_ref().is_empty() && config.users.name_from == NameFrom::EmailLocalPart {
             return Err(ConfigError(format!(
@@ -564,6 +660,236 @@ impl AgentConfig {
     pub fn directory_uid_range(&self) -> Option<std::ops::RangeInclusive<u32>> {
         let range = self.users.directory_uid_range.as_ref()?;
         idmap::parse_directory_range(range.get_ref()).ok()
+    }
+}
+
+type DirectoryError = (Option<std::ops::Range<usize>>, &'static str, String);
+
+/// Checks `[directory]`: the kind's required keys are there, no key of
+/// another kind is, URLs are https (http only on loopback, for tests),
+/// secret files are absolute paths.
+fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryError> {
+    let kind = *d.kind.get_ref();
+    let here = Some(d.kind.span());
+    let optional = [
+        ("directory.tenant_id", &d.tenant_id),
+        ("directory.client_id", &d.client_id),
+        ("directory.client_secret_file", &d.client_secret_file),
+        ("directory.certificate_file", &d.certificate_file),
+        ("directory.private_key_file", &d.private_key_file),
+        ("directory.graph_url", &d.graph_url),
+        ("directory.login_url", &d.login_url),
+        ("directory.org_url", &d.org_url),
+        ("directory.token_file", &d.token_file),
+        ("directory.service_account_file", &d.service_account_file),
+        ("directory.subject", &d.subject),
+        ("directory.customer", &d.customer),
+        ("directory.api_url", &d.api_url),
+        ("directory.token_url", &d.token_url),
+        ("directory.url", &d.url),
+        ("directory.realm", &d.realm),
+    ];
+    let allowed: &[&str] = match kind {
+        DirectoryKind::File => &[],
+        DirectoryKind::Scim => &["directory.url", "directory.token_file"],
+        DirectoryKind::Entra => &[
+            "directory.tenant_id",
+            "directory.client_id",
+            "directory.client_secret_file",
+            "directory.certificate_file",
+            "directory.private_key_file",
+            "directory.graph_url",
+            "directory.login_url",
+        ],
+        DirectoryKind::Keycloak => &[
+            "directory.url",
+            "directory.realm",
+            "directory.client_id",
+            "directory.client_secret_file",
+        ],
+        DirectoryKind::Okta | DirectoryKind::Google => {
+            return Err((
+                here,
+                "directory.kind",
+                format!(
+                    "kind = \"{}\" is not available in this version (file, scim, entra, keycloak are)",
+                    kind.name()
+                ),
+            ));
+        }
+    };
+    for (key, value) in optional {
+        if let Some(v) = value
+            && !allowed.contains(&key)
+        {
+            return Err((
+                Some(v.span()),
+                key,
+                format!("not a key of kind = \"{}\"", kind.name()),
+            ));
+        }
+    }
+    if kind != DirectoryKind::File && d.path.is_some() {
+        return Err((
+            here,
+            "directory.path",
+            format!("not a key of kind = \"{}\"", kind.name()),
+        ));
+    }
+    let required = |key: &'static str, v: &Option<Spanned<String>>, example: &str| {
+        v.as_ref()
+            .filter(|v| !v.get_ref().trim().is_empty())
+            .cloned()
+            .ok_or_else(|| {
+                (
+                    here.clone(),
+                    key,
+                    format!("kind = \"{}\" needs {example}", kind.name()),
+                )
+            })
+    };
+    let base_url = |key: &'static str, v: &Spanned<String>| {
+        check_key_url(v.get_ref()).map_err(|why| (Some(v.span()), key, why))?;
+        if v.get_ref().contains(['?', '#']) {
+            return Err((
+                Some(v.span()),
+                key,
+                "a base URL has no query or fragment".to_string(),
+            ));
+        }
+        Ok(v.get_ref().trim_end_matches('/').to_string())
+    };
+    let file = |key: &'static str, v: &Spanned<String>| {
+        let p = v.get_ref();
+        if !p.starts_with('/') || p.contains(['\n', '\0']) {
+            return Err((
+                Some(v.span()),
+                key,
+                format!("{p:?} must be an absolute path"),
+            ));
+        }
+        Ok(PathBuf::from(p))
+    };
+    // goes into a URL path: no '/', '?', '%' or spaces
+    let path_segment = |key: &'static str, v: &Spanned<String>| {
+        let s = v.get_ref();
+        if s.is_empty()
+            || s.len() > 255
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        {
+            return Err((
+                Some(v.span()),
+                key,
+                format!("{s:?} may only hold letters, digits, '.', '-' and '_'"),
+            ));
+        }
+        Ok(s.clone())
+    };
+    match kind {
+        DirectoryKind::File => {
+            let path = d.path.clone().ok_or_else(|| {
+                (
+                    None,
+                    "[directory]",
+                    "kind = \"file\" needs path = \"/etc/zt/directory.json\"".to_string(),
+                )
+            })?;
+            Ok(DirectorySource::File { path })
+        }
+        DirectoryKind::Scim => {
+            let url = required(
+                "directory.url",
+                &d.url,
+                "url = \"https://idp.example.com/scim/v2\" (the service's base)",
+            )?;
+            let token = required(
+                "directory.token_file",
+                &d.token_file,
+                "token_file = \"/etc/zt/scim.token\"",
+            )?;
+            Ok(DirectorySource::Scim(ScimSource {
+                url: base_url("directory.url", &url)?,
+                token_file: file("directory.token_file", &token)?,
+            }))
+        }
+        DirectoryKind::Entra => {
+            for (key, v) in [
+                ("directory.certificate_file", &d.certificate_file),
+                ("directory.private_key_file", &d.private_key_file),
+            ] {
+                if let Some(v) = v {
+                    return Err((
+                        Some(v.span()),
+                        key,
+                        "certificate credentials are not supported yet; use client_secret_file"
+                            .to_string(),
+                    ));
+                }
+            }
+            let tenant = required(
+                "directory.tenant_id",
+                &d.tenant_id,
+                "tenant_id = \"<directory (tenant) id>\"",
+            )?;
+            let client = required(
+                "directory.client_id",
+                &d.client_id,
+                "client_id = \"<application (client) id>\"",
+            )?;
+            let secret = required(
+                "directory.client_secret_file",
+                &d.client_secret_file,
+                "client_secret_file = \"/etc/zt/entra.secret\"",
+            )?;
+            let graph_url = match &d.graph_url {
+                Some(v) => base_url("directory.graph_url", v)?,
+                None => DEFAULT_GRAPH_URL.to_string(),
+            };
+            let login_url = match &d.login_url {
+                Some(v) => base_url("directory.login_url", v)?,
+                None => DEFAULT_LOGIN_URL.to_string(),
+            };
+            Ok(DirectorySource::Entra(EntraSource {
+                tenant_id: path_segment("directory.tenant_id", &tenant)?,
+                client_id: client.get_ref().trim().to_string(),
+                client_secret_file: file("directory.client_secret_file", &secret)?,
+                graph_url,
+                login_url,
+            }))
+        }
+        DirectoryKind::Keycloak => {
+            let url = required(
+                "directory.url",
+                &d.url,
+                "url = \"https://sso.example.com\" (the server's base)",
+            )?;
+            let realm = required("directory.realm", &d.realm, "realm = \"<realm>\"")?;
+            let client = required(
+                "directory.client_id",
+                &d.client_id,
+                "client_id = \"<client with view-users>\"",
+            )?;
+            let secret = required(
+                "directory.client_secret_file",
+                &d.client_secret_file,
+                "client_secret_file = \"/etc/zt/keycloak.secret\"",
+            )?;
+            Ok(DirectorySource::Keycloak(KeycloakSource {
+                url: base_url("directory.url", &url)?,
+                realm: path_segment("directory.realm", &realm)?,
+                client_id: client.get_ref().trim().to_string(),
+                client_secret_file: file("directory.client_secret_file", &secret)?,
+            }))
+        }
+        // refused before the keys were checked; kept apart so adding a kind
+        // is a compile error here
+        DirectoryKind::Okta | DirectoryKind::Google => Err((
+            here,
+            "directory.kind",
+            format!("kind = \"{}\" is not available in this version", kind.name()),
+        )),
     }
 }
 

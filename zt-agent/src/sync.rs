@@ -8,9 +8,9 @@ use zt_snapshot::format::group_flags;
 use zt_snapshot::state::{modes, names};
 use zt_snapshot::{Content, GroupEntry, Pair, PolicyEntry, Snapshot, StateDir, UserEntry};
 
-use crate::config::{AgentConfig, DirectoryKind};
+use crate::config::{AgentConfig, DirectorySource};
 use crate::directory::error::{DirectoryError, DirectoryFailure};
-use crate::directory::{Directory, file};
+use crate::directory::{Directory, entra, file, scim};
 use crate::identity::local::LocalAccounts;
 use crate::keys;
 use crate::outcome::{Completed, SyncError};
@@ -46,13 +46,51 @@ pub struct Report {
 }
 
 pub fn load_directory(config: &AgentConfig) -> Result<Directory, DirectoryError> {
-    match config.directory.kind {
-        DirectoryKind::File => {
-            let path = config.directory.path.as_deref().ok_or_else(|| {
-                DirectoryError::new(DirectoryFailure::Unavailable, "[directory] has no path")
-            })?;
-            file::load(path)
+    match &config.directory.source {
+        DirectorySource::File { path } => file::load(path),
+        DirectorySource::Unchecked => Err(DirectoryError::new(
+            DirectoryFailure::Malformed,
+            "[directory] was not checked (AgentConfig::parse)",
+        )),
+        DirectorySource::Scim(source) => {
+            let http = directory_http(config)?;
+            let mut api = scim::connect(&http, source)?;
+            let read = scim::read(&mut api, &source.url, &configured_group_ids(config));
+            log_requests("scim", api.requests, &read);
+            read
         }
+        DirectorySource::Entra(source) => {
+            let http = directory_http(config)?;
+            let mut api = entra::connect(&http, source)?;
+            let read = entra::read(&mut api, &source.graph_url, &configured_group_ids(config));
+            log_requests("entra", api.requests, &read);
+            read
+        }
+        DirectorySource::Keycloak(_) => Err(DirectoryError::new(
+            DirectoryFailure::Unavailable,
+            "not yet",
+        )),
+    }
+}
+
+/// Only these groups (and what is nested in them) are read: never the tenant.
+fn configured_group_ids(config: &AgentConfig) -> Vec<String> {
+    config.groups.iter().map(|g| g.id.get_ref().clone()).collect()
+}
+
+fn directory_http(config: &AgentConfig) -> Result<crate::http::Http, DirectoryError> {
+    crate::http::Http::new(&config.http)
+        .map_err(|e| DirectoryError::new(DirectoryFailure::Unavailable, e))
+}
+
+fn log_requests(kind: &str, requests: u64, read: &Result<Directory, DirectoryError>) {
+    match read {
+        Ok(d) => tracing::info!(
+            "{kind}: read {} people and {} groups in {requests} requests",
+            d.users.len(),
+            d.groups.len()
+        ),
+        Err(e) => tracing::warn!("{kind}: {e} (after {requests} requests)"),
     }
 }
 

@@ -1,6 +1,11 @@
 //! The directory: people and groups as the IdP has them. Every connector maps
 //! its API into `Directory`; the `file` source reads it from JSON.
 
+pub mod api;
+pub mod collect;
+pub mod entra;
+pub mod oauth;
+pub mod scim;
 pub mod error;
 pub mod file;
 pub mod nesting;

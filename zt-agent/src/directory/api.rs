@@ -1,0 +1,445 @@
+//! What the HTTP connectors share: authenticated GETs of JSON through the
+//! agent's one client, retried with exponential backoff and jitter (honouring
+//! `Retry-After`), a renewed token after a 401, a size cap on every response
+//! parsed as it streams in, paging links held to the configured origin, and
+//! every failure mapped onto [`DirectoryFailure`].
+//!
+//! A connector either returns the whole directory or an error: nothing here
+//! hands back part of a listing, so a missing page can never remove anyone.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::io::BufReader;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::error::{DirectoryError, DirectoryFailure};
+use crate::http::Http;
+
+/// Bound on one directory response. A Graph page of 999 people is about
+/// 1 MB; SCIM servers may return more per page. Parsed as it arrives, so this
+/// bounds the bytes read, not a buffer.
+pub const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
+/// Bound on one request, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on the pages of one listing: a paging loop the server sets up (or
+/// an endless series of links) ends as an error, not a hang.
+pub const MAX_PAGES: usize = 20_000;
+/// How much of an error body goes into a message.
+const MAX_ERROR_SNIPPET: usize = 300;
+
+/// When and how often to try again.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Tries per request, the first included.
+    pub attempts: u32,
+    /// The first backoff; doubled per retry.
+    pub base: Duration,
+    /// No single wait is longer. A `Retry-After` beyond it ends the sync as
+    /// throttled, with the server's time in the error.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 6,
+            base: Duration::from_millis(500),
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Backoff before retry `retry` (0-based): half fixed, half random, so
+    /// many hosts throttled together do not come back in lockstep.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << retry.min(20))
+            .min(self.max_wait);
+        let half = ceiling / 2;
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let half_nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+        half + Duration::from_nanos(random % half_nanos.saturating_add(1))
+    }
+}
+
+/// Where the `Authorization` header comes from.
+pub trait Credentials {
+    /// The header value. `renew`: the last one was refused (an expired
+    /// token); fetch a new one if that can help. Errors never carry a secret.
+    fn authorization(&mut self, http: &Http, renew: bool) -> Result<String, DirectoryError>;
+}
+
+/// A fixed token read from a file (`Bearer <token>`, Okta's `SSWS <token>`).
+pub struct StaticToken {
+    pub header: String,
+    /// Where it came from, for the message when it is refused.
+    pub origin: String,
+}
+
+impl Credentials for StaticToken {
+    fn authorization(&mut self, _: &Http, renew: bool) -> Result<String, DirectoryError> {
+        if renew {
+            return Err(DirectoryError::new(
+                DirectoryFailure::Unauthorised,
+                format!("the token in {} was refused (HTTP 401)", self.origin),
+            ));
+        }
+        Ok(self.header.clone())
+    }
+}
+
+/// Reads a secret file (root-owned, not world readable: `trusted_file`),
+/// trimmed. The error names the file, never its content.
+pub fn read_secret(path: &std::path::Path) -> Result<String, DirectoryError> {
+    let text = crate::trusted_file::read(path, crate::trusted_file::Kind::Secret)
+        .map_err(|why| DirectoryError::new(DirectoryFailure::Unauthorised, why))?;
+    let secret = text.trim();
+    if secret.is_empty() || secret.contains(['\n', '\r', '\0']) {
+        return Err(DirectoryError::new(
+            DirectoryFailure::Unauthorised,
+            format!("{}: expected one line holding the secret", path.display()),
+        ));
+    }
+    Ok(secret.to_string())
+}
+
+/// `scheme://host[:port]`, lowercased, of an absolute URL.
+pub fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}").to_ascii_lowercase())
+}
+
+/// What one attempt came to.
+enum Attempt<T> {
+    Done(T),
+    Retry {
+        error: DirectoryError,
+        after: Option<Duration>,
+    },
+    Renew(DirectoryError),
+    Fail(DirectoryError),
+}
+
+/// An authenticated JSON API at one origin.
+pub struct Api<'h> {
+    http: &'h Http,
+    origin: String,
+    credentials: Box<dyn Credentials + 'h>,
+    authorization: Option<String>,
+    pub policy: RetryPolicy,
+    /// Requests sent, retries included (for logs and benchmarks).
+    pub requests: u64,
+    /// Waits between attempts go through this (tests record them).
+    pub sleep: fn(Duration),
+}
+
+impl<'h> Api<'h> {
+    /// An API whose every URL (paging links included) must be at `base`'s origin.
+    pub fn new(
+        http: &'h Http,
+        base: &str,
+        credentials: Box<dyn Credentials + 'h>,
+    ) -> Result<Api<'h>, DirectoryError> {
+        let origin = origin(base).ok_or_else(|| {
+            DirectoryError::new(
+                DirectoryFailure::Malformed,
+                format!("{base:?} is not a URL"),
+            )
+        })?;
+        Ok(Api {
+            http,
+            origin,
+            credentials,
+            authorization: None,
+            policy: RetryPolicy::default(),
+            requests: 0,
+            sleep: std::thread::sleep,
+        })
+    }
+
+    /// GETs `url` as JSON: `Ok(None)` on 404 (the object does not exist).
+    pub fn get<T: DeserializeOwned>(&mut self, url: &str) -> Result<Option<T>, DirectoryError> {
+        if origin(url).as_deref() != Some(self.origin.as_str()) {
+            // a paging link elsewhere would send our token to another host
+            return Err(DirectoryError::new(
+                DirectoryFailure::Malformed,
+                format!(
+                    "refusing to follow {:?}: not at the configured {}",
+                    truncate(url),
+                    self.origin
+                ),
+            ));
+        }
+        crate::config::check_key_url(url)
+            .map_err(|why| DirectoryError::new(DirectoryFailure::Malformed, why))?;
+        let mut renewed = false;
+        let mut retry = 0;
+        loop {
+            if self.authorization.is_none() {
+                self.authorization = Some(self.credentials.authorization(self.http, false)?);
+            }
+            let header = self.authorization.clone().unwrap_or_default();
+            self.requests += 1;
+            let attempt = self.attempt::<T>(url, &header);
+            match attempt {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Renew(e) if !renewed => {
+                    // a token can expire in the middle of a long sync
+                    tracing::info!("{e}; renewing the token");
+                    renewed = true;
+                    self.authorization = Some(self.credentials.authorization(self.http, true)?);
+                }
+                Attempt::Renew(e) | Attempt::Fail(e) => return Err(e),
+                Attempt::Retry { error, after } => {
+                    retry += 1;
+                    if retry >= self.policy.attempts {
+                        return Err(error);
+                    }
+                    let wait = match after {
+                        Some(a) if a > self.policy.max_wait => {
+                            let mut e = error;
+                            e.retry_after = Some(a);
+                            return Err(e);
+                        }
+                        Some(a) => a,
+                        None => self.policy.backoff(retry - 1),
+                    };
+                    tracing::info!("{error}; retrying in {} ms", wait.as_millis());
+                    (self.sleep)(wait);
+                }
+            }
+        }
+    }
+
+    fn attempt<T: DeserializeOwned>(&self, url: &str, authorization: &str) -> Attempt<Option<T>> {
+        let unavailable = |what: String| DirectoryError::new(DirectoryFailure::Unavailable, what);
+        let response = self
+            .http
+            .agent()
+            .get(url)
+            .header("Accept", "application/json, application/scim+json")
+            .header("Authorization", authorization)
+            .config()
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .build()
+            .call();
+        let mut response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Retry {
+                    error: unavailable(format!("GET {}: {e}", truncate(url))),
+                    after: None,
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let failed = |kind, response: &mut ureq::http::Response<ureq::Body>| {
+            DirectoryError::new(
+                kind,
+                format!(
+                    "GET {}: HTTP {status}{}",
+                    truncate(url),
+                    error_snippet(response)
+                ),
+            )
+        };
+        match status {
+            200 => {}
+            404 => return Attempt::Done(None),
+            401 => return Attempt::Renew(failed(DirectoryFailure::Unauthorised, &mut response)),
+            403 => return Attempt::Fail(failed(DirectoryFailure::Unauthorised, &mut response)),
+            429 => {
+                let mut error = failed(DirectoryFailure::Throttled, &mut response);
+                error.retry_after = retry_after;
+                return Attempt::Retry {
+                    error,
+                    after: retry_after,
+                };
+            }
+            500..=599 => {
+                let mut error = failed(DirectoryFailure::Unavailable, &mut response);
+                error.retry_after = retry_after;
+                return Attempt::Retry {
+                    error,
+                    after: retry_after,
+                };
+            }
+            _ => return Attempt::Fail(failed(DirectoryFailure::Malformed, &mut response)),
+        }
+        let reader = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE)
+            .reader();
+        match serde_json::from_reader::<_, T>(BufReader::new(reader)) {
+            Ok(v) => Attempt::Done(Some(v)),
+            Err(e) if e.is_io() && !exceeds_limit(&e) => Attempt::Retry {
+                error: unavailable(format!("GET {}: reading the answer: {e}", truncate(url))),
+                after: None,
+            },
+            Err(e) => Attempt::Fail(DirectoryError::new(
+                DirectoryFailure::Malformed,
+                format!(
+                    "GET {}: not the expected JSON (at most {MAX_RESPONSE} bytes): {e}",
+                    truncate(url)
+                ),
+            )),
+        }
+    }
+}
+
+/// Follows paging links (`@odata.nextLink`-style) until there is none: each
+/// link at most once, at most [`MAX_PAGES`] pages.
+#[derive(Default)]
+pub struct PageLinks {
+    seen: HashSet<String>,
+}
+
+impl PageLinks {
+    /// Records `next` as about to be fetched; an error if it was already
+    /// (a loop) or the listing is implausibly long.
+    pub fn follow(&mut self, next: &str) -> Result<(), DirectoryError> {
+        if self.seen.len() >= MAX_PAGES {
+            return Err(DirectoryError::new(
+                DirectoryFailure::Malformed,
+                format!("more than {MAX_PAGES} pages in one listing"),
+            ));
+        }
+        if !self.seen.insert(next.to_string()) {
+            return Err(DirectoryError::new(
+                DirectoryFailure::Malformed,
+                format!("the paging link {:?} came back: a loop", truncate(next)),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn exceeds_limit(e: &serde_json::Error) -> bool {
+    let io: Option<&std::io::Error> = std::error::Error::source(e).and_then(|s| s.downcast_ref());
+    io.and_then(|io| io.get_ref())
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+        .is_some_and(|u| matches!(u, ureq::Error::BodyExceedsLimit(_)))
+}
+
+/// `Retry-After` in seconds (the form every IdP here sends); an HTTP date
+/// is ignored in favour of our own backoff.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The start of an error body, escaped, for the message: IdPs explain
+/// refusals there (never with our secret, which is only ever sent).
+fn error_snippet(response: &mut ureq::http::Response<ureq::Body>) -> String {
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_vec()
+        .unwrap_or_default();
+    if body.is_empty() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_SNIPPET)]);
+    format!(": {:?}", text)
+}
+
+/// URLs in messages: paging links can be long.
+pub fn truncate(url: &str) -> String {
+    const MAX: usize = 200;
+    match url.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}...", &url[..i]),
+        None => url.to_string(),
+    }
+}
+
+/// Percent-encodes one URL path segment (an object id from config or the
+/// directory).
+pub fn segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, ENCODED).to_string()
+}
+
+/// Everything but RFC 3986's unreserved characters.
+const ENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a query value.
+pub fn query_value(s: &str) -> String {
+    segment(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        assert_eq!(
+            origin("https://Graph.Microsoft.com/v1.0/x?y").as_deref(),
+            Some("https://graph.microsoft.com")
+        );
+        assert_ne!(
+            origin("https://graph.microsoft.com:8443/v1.0"),
+            origin("https://graph.microsoft.com/v1.0")
+        );
+        assert_eq!(origin("https://user@evil.example/x"), None);
+        assert_eq!(origin("not a url"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stays_under_the_cap() {
+        let p = RetryPolicy {
+            attempts: 10,
+            base: Duration::from_millis(100),
+            max_wait: Duration::from_secs(1),
+        };
+        for retry in 0..8 {
+            let ceiling = (Duration::from_millis(100) * (1 << retry)).min(Duration::from_secs(1));
+            let w = p.backoff(retry);
+            assert!(w >= ceiling / 2 && w <= ceiling, "retry {retry}: {w:?}");
+        }
+        // jitter: not the same every time
+        let waits: HashSet<Duration> = (0..20).map(|_| p.backoff(3)).collect();
+        assert!(waits.len() > 1);
+    }
+
+    #[test]
+    fn a_paging_loop_is_an_error() {
+        let mut links = PageLinks::default();
+        links.follow("https://x/a?page=2").unwrap();
+        links.follow("https://x/a?page=3").unwrap();
+        let e = links.follow("https://x/a?page=2").unwrap_err();
+        assert_eq!(e.kind, DirectoryFailure::Malformed);
+        assert!(e.message.contains("loop"), "{e}");
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(segment("a/b?c d"), "a%2Fb%3Fc%20d");
+        assert_eq!(segment("6b1f0d7e-aaaa_b.c~"), "6b1f0d7e-aaaa_b.c~");
+    }
+}
