@@ -290,7 +290,9 @@ pub enum DirectorySource {
     /// Only before `parse` has run.
     #[default]
     Unchecked,
-    File { path: PathBuf },
+    File {
+        path: PathBuf,
+    },
     Scim(ScimSource),
     Entra(EntraSource),
     Keycloak(KeycloakSource),
@@ -515,11 +517,10 @@ impl AgentConfig {
             let (l, c) = line_col(text, span.start);
             ConfigError(format!("{origin}:{l}:{c}: {key}: {msg}"))
         };
-        config.directory.source =
-            directory_source(&config.directory).map_err(|e| match e {
-                (Some(span), key, why) => fail(span, key, why),
-                (None, key, why) => ConfigError(format!("{origin}: {key}: {why}")),
-            })?;
+        config.directory.source = directory_source(&config.directory).map_err(|e| match e {
+            (Some(span), key, why) => fail(span, key, why),
+            (None, key, why) => ConfigError(format!("{origin}: {key}: {why}")),
+        })?;
         let domains = &config.users.domains;
         if domains.get_ref().is_empty() && config.users.name_from == NameFrom::EmailLocalPart {
             return Err(ConfigError(format!(
@@ -888,7 +889,10 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
         DirectoryKind::Okta | DirectoryKind::Google => Err((
             here,
             "directory.kind",
-            format!("kind = \"{}\" is not available in this version", kind.name()),
+            format!(
+                "kind = \"{}\" is not available in this version",
+                kind.name()
+            ),
         )),
     }
 }

@@ -75,7 +75,11 @@ pub fn load_directory(config: &AgentConfig) -> Result<Directory, DirectoryError>
 
 /// Only these groups (and what is nested in them) are read: never the tenant.
 fn configured_group_ids(config: &AgentConfig) -> Vec<String> {
-    config.groups.iter().map(|g| g.id.get_ref().clone()).collect()
+    config
+        .groups
+        .iter()
+        .map(|g| g.id.get_ref().clone())
+        .collect()
 }
 
 fn directory_http(config: &AgentConfig) -> Result<crate::http::Http, DirectoryError> {
@@ -141,12 +145,18 @@ pub fn sync_fetched(
 ) -> Result<Report, SyncError> {
     let state =
         StateDir::open_or_create(&paths.state_dir).map_err(|e| SyncError::host(e.to_string()))?;
+    // Read before taking the lock: an IdP that is slow or throttling us (a
+    // read can take minutes of retries) must not hold up the login-time key
+    // refresh, which publishes under the same lock.
+    let directory = load_directory(config);
     let lock = state.lock().map_err(|e| SyncError::host(e.to_string()))?;
     if let Err(e) = state.remove_stale_temp_files(&lock) {
         tracing::warn!("cannot clean up temp files: {e}");
     }
     let previous_status = load_status(&state);
-    let result = sync_locked(config, paths, &state, force, fetched);
+    let result = directory
+        .map_err(SyncError::from)
+        .and_then(|directory| sync_locked(config, paths, &state, force, fetched, directory));
     let mut st = previous_status.clone();
     st.last_attempt = status::now();
     st.sync_interval_secs = Some(config.directory.sync_interval.as_secs());
@@ -260,8 +270,8 @@ fn sync_locked(
     state: &StateDir,
     force: bool,
     fetched: &[keys::Fetched],
+    directory: Directory,
 ) -> Result<Report, SyncError> {
-    let directory = load_directory(config)?;
     let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
         SyncError::host(format!(
             "cannot read the host's {}etc/passwd or group: {e}",

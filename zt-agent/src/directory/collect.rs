@@ -108,9 +108,10 @@ impl Collected {
             left_out: BTreeMap::new(),
         };
         if self.more_problems > 0 {
-            directory
-                .problems
-                .push(format!("... and {} more entries left out", self.more_problems));
+            directory.problems.push(format!(
+                "... and {} more entries left out",
+                self.more_problems
+            ));
         }
         directory.drop_ambiguous_entries_with(&self.failed);
         directory
@@ -134,7 +135,9 @@ pub fn clean(s: &str, max: usize) -> Option<String> {
 /// (`2024-02-01T10:00:00Z`): fractions dropped, `+00:00` read as `Z`.
 /// Anything else is None (no creation time beats a wrong one).
 pub fn utc_time(s: &str) -> Option<String> {
-    let s = s.strip_suffix("+00:00").map_or(s.to_string(), |t| format!("{t}Z"));
+    let s = s
+        .strip_suffix("+00:00")
+        .map_or(s.to_string(), |t| format!("{t}Z"));
     let t = humantime::parse_rfc3339(&s).ok()?;
     Some(humantime::format_rfc3339_seconds(t).to_string())
 }
@@ -164,7 +167,11 @@ mod tests {
     #[test]
     fn an_entry_left_out_keeps_its_id_and_disable() {
         let mut c = Collected::default();
-        c.left_out("user", &raw(r#"{"id":"u1","accountEnabled":false,"mail":7}"#), "bad mail");
+        c.left_out(
+            "user",
+            &raw(r#"{"id":"u1","accountEnabled":false,"mail":7}"#),
+            "bad mail",
+        );
         c.left_out("user", &raw(r#"{"id":"u2","active":true}"#), "no email");
         c.left_out("user", &raw(r#"[1,2]"#), "not an object");
         let d = c.into_directory();

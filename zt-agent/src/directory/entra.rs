@@ -140,7 +140,10 @@ pub fn read(
                 // the group vanished between its own read and its members'
                 DirectoryError::new(
                     DirectoryFailure::Unavailable,
-                    format!("GET {}: HTTP 404 in the middle of a listing", truncate(&url)),
+                    format!(
+                        "GET {}: HTTP 404 in the middle of a listing",
+                        truncate(&url)
+                    ),
                 )
             })?;
             for raw in &page.value {
@@ -202,13 +205,17 @@ mod tests {
 
     #[test]
     fn unusable_users_say_why() {
-        assert!(user(r#"{"id":"u3","accountEnabled":true}"#)
-            .unwrap_err()
-            .contains("neither mail"));
+        assert!(
+            user(r#"{"id":"u3","accountEnabled":true}"#)
+                .unwrap_err()
+                .contains("neither mail")
+        );
         // enabled unknown: never let in on a guess
-        assert!(user(r#"{"id":"u4","mail":"d@example.com"}"#)
-            .unwrap_err()
-            .contains("accountEnabled"));
+        assert!(
+            user(r#"{"id":"u4","mail":"d@example.com"}"#)
+                .unwrap_err()
+                .contains("accountEnabled")
+        );
         assert!(user(r#"{"id":"u5","mail":"e\nx@example.com","accountEnabled":true}"#).is_err());
         assert!(user(r#"{"id":"","mail":"f@example.com","accountEnabled":true}"#).is_err());
     }

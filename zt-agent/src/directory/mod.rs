@@ -4,11 +4,11 @@
 pub mod api;
 pub mod collect;
 pub mod entra;
-pub mod oauth;
-pub mod scim;
 pub mod error;
 pub mod file;
 pub mod nesting;
+pub mod oauth;
+pub mod scim;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -90,7 +90,10 @@ impl ClientCredentials {
                                 serde_json::from_reader(BufReader::new(body)).map_err(|e| {
                                     DirectoryError::new(
                                         DirectoryFailure::Malformed,
-                                        format!("POST {}: not a token response: {e}", truncate(url)),
+                                        format!(
+                                            "POST {}: not a token response: {e}",
+                                            truncate(url)
+                                        ),
                                     )
                                 })?;
                             return bearer(token, url);
@@ -109,15 +112,16 @@ impl ClientCredentials {
                             (e, after)
                         }
                         _ => {
-                            let why = serde_json::from_reader::<_, TokenError>(BufReader::new(body))
-                                .map(|e| {
-                                    format!(
-                                        ": {:?} {:?}",
-                                        e.error,
-                                        e.error_description.unwrap_or_default()
-                                    )
-                                })
-                                .unwrap_or_default();
+                            let why =
+                                serde_json::from_reader::<_, TokenError>(BufReader::new(body))
+                                    .map(|e| {
+                                        format!(
+                                            ": {:?} {:?}",
+                                            e.error,
+                                            e.error_description.unwrap_or_default()
+                                        )
+                                    })
+                                    .unwrap_or_default();
                             let kind = if matches!(status, 400 | 401 | 403) {
                                 DirectoryFailure::Unauthorised
                             } else {

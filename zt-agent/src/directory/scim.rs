@@ -129,11 +129,7 @@ fn map_user(raw: &RawValue) -> Result<DirUser, String> {
         enabled: u.active.unwrap_or(true),
         username: u.user_name.as_deref().and_then(|n| clean(n, 256)),
         uid: None,
-        created: u
-            .meta
-            .and_then(|m| m.created)
-            .as_deref()
-            .and_then(utc_time),
+        created: u.meta.and_then(|m| m.created).as_deref().and_then(utc_time),
         ssh_keys: Vec::new(),
     })
 }
@@ -235,7 +231,11 @@ impl Walk<'_, '_> {
         if group.id != id {
             return Err(DirectoryError::new(
                 DirectoryFailure::Malformed,
-                format!("GET {}: answered group {:?}", truncate(&group_url), group.id),
+                format!(
+                    "GET {}: answered group {:?}",
+                    truncate(&group_url),
+                    group.id
+                ),
             ));
         }
         let mut members = Vec::with_capacity(group.members.len());
@@ -275,7 +275,10 @@ impl Walk<'_, '_> {
             let page = self.api.get::<ListResponse>(&page_url)?.ok_or_else(|| {
                 DirectoryError::new(
                     DirectoryFailure::Malformed,
-                    format!("GET {}: HTTP 404 (no /Users endpoint?)", truncate(&page_url)),
+                    format!(
+                        "GET {}: HTTP 404 (no /Users endpoint?)",
+                        truncate(&page_url)
+                    ),
                 )
             })?;
             if !page.schemas.iter().any(|s| s == LIST_RESPONSE) {
@@ -361,7 +364,11 @@ mod tests {
         let u = user(r#"{"id":"x","userName":"carol@example.com","active":false}"#).unwrap();
         assert_eq!(u.email, "carol@example.com");
         assert!(!u.enabled);
-        assert!(user(r#"{"id":"y","userName":"dave"}"#).unwrap_err().contains("no email"));
+        assert!(
+            user(r#"{"id":"y","userName":"dave"}"#)
+                .unwrap_err()
+                .contains("no email")
+        );
         assert!(user(r#"{"id":"z","emails":"e@example.com"}"#).is_err());
     }
 }

@@ -1,0 +1,433 @@
+//! `kind = "entra"` against a local fake Microsoft Graph (tests/common/graph.rs)
+//! answering in the documented shapes: paging over many pages, 429 storms with
+//! Retry-After, 5xx, a failing third page, malformed JSON, a 200 with an error
+//! body, an expired token, hostile paging links, and whole syncs into a
+//! temporary state directory (nothing published on failure, disables and
+//! removals applied, a mass removal held back).
+
+mod common;
+
+use std::cell::Cell;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::fake_http::Response;
+use common::graph::{CLIENT_ID, FakeGraph, Fault, SECRET, TENANT};
+use zt_agent::config::{AgentConfig, DirectorySource, HttpConfig};
+use zt_agent::directory::api::RetryPolicy;
+use zt_agent::directory::entra;
+use zt_agent::directory::error::DirectoryFailure;
+use zt_agent::http::Http;
+use zt_agent::outcome::{Completed, FailureKind};
+use zt_agent::sync::{Paths, sync};
+
+const SRE: &str = "6b1f0d7e-0000-4000-8000-00000000a001";
+
+struct Host {
+    tmp: tempfile::TempDir,
+    graph: FakeGraph,
+    config: AgentConfig,
+    paths: Paths,
+}
+
+impl Host {
+    fn new() -> Host {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("host");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+        let secret = tmp.path().join("entra.secret");
+        std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let graph = FakeGraph::start();
+        let text = format!(
+            r#"
+[directory]
+kind = "entra"
+tenant_id = "{TENANT}"
+client_id = "{CLIENT_ID}"
+client_secret_file = "{}"
+graph_url = "{base}"
+login_url = "{base}"
+max_removal_percent = 30
+
+[users]
+domains = ["example.com"]
+
+[[groups]]
+id = "{SRE}"
+name = "sre"
+login = true
+"#,
+            secret.display(),
+            base = graph.base(),
+        );
+        let config = AgentConfig::parse(&text, "agent.toml").unwrap();
+        let paths = Paths {
+            state_dir: tmp.path().join("state"),
+            host_root: root,
+        };
+        Host {
+            tmp,
+            graph,
+            config,
+            paths,
+        }
+    }
+
+    fn secret_path(&self) -> PathBuf {
+        self.tmp.path().join("entra.secret")
+    }
+
+    fn published_users(&self) -> Vec<String> {
+        let bytes = std::fs::read(self.paths.state_dir.join("snapshot")).unwrap();
+        let s = zt_snapshot::Snapshot::parse(&bytes).unwrap();
+        (0..s.user_count())
+            .map(|i| String::from_utf8(s.user_name(i).unwrap().to_vec()).unwrap())
+            .collect()
+    }
+}
+
+thread_local! {
+    /// Waits the reads of this test thread asked for (tests run in parallel).
+    static SLEPT_MS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn record_sleep(d: Duration) {
+    SLEPT_MS.with(|s| s.set(s.get() + d.as_millis() as u64));
+}
+
+/// Reads the directory directly, with fast retries and recorded waits.
+fn read(
+    h: &Host,
+) -> (
+    Result<zt_agent::directory::Directory, zt_agent::directory::error::DirectoryError>,
+    u64,
+) {
+    let DirectorySource::Entra(source) = &h.config.directory.source else {
+        panic!("entra config")
+    };
+    let http = Http::new(&HttpConfig::default()).unwrap();
+    let mut api = entra::connect(&http, source).unwrap();
+    api.policy = RetryPolicy {
+        attempts: 4,
+        base: Duration::from_millis(1),
+        max_wait: Duration::from_secs(30),
+    };
+    api.sleep = record_sleep;
+    let r = entra::read(&mut api, &source.graph_url, &[SRE.to_string()]);
+    (r, api.requests)
+}
+
+fn status(code: u16) -> fn(&str) -> Response {
+    match code {
+        429 => |_| {
+            Response::json(
+                429,
+                r#"{"error":{"code":"TooManyRequests","message":"Too many requests"}}"#,
+            )
+            .header("Retry-After", "2")
+        },
+        503 => |_| {
+            Response::json(
+                503,
+                r#"{"error":{"code":"ServiceUnavailable","message":"x"}}"#,
+            )
+        },
+        _ => |_| Response::json(500, "{}"),
+    }
+}
+
+#[test]
+fn many_pages_make_one_directory() {
+    let h = Host::new();
+    h.graph.populate(SRE, "SRE team", 95);
+    let (d, requests) = read(&h);
+    let d = d.unwrap();
+    assert_eq!(d.users.len(), 95);
+    assert_eq!(d.groups.len(), 1);
+    assert_eq!(d.groups[0].name, "SRE team");
+    assert_eq!(d.groups[0].members.len(), 95);
+    // the group, then 10 pages of 10
+    assert_eq!(requests, 11);
+    assert_eq!(h.graph.graph_requests(), 11);
+    assert_eq!(h.graph.token_requests(), 1);
+    let u = d
+        .users
+        .iter()
+        .find(|u| u.email == "user7@example.com")
+        .unwrap();
+    assert_eq!(u.created.as_deref(), Some("2024-01-01T00:07:00Z"));
+    assert!(u.enabled);
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+}
+
+#[test]
+fn a_429_storm_is_ridden_out_honouring_retry_after() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 35);
+    h.graph.fault(Fault {
+        path_contains: "transitiveMembers".into(),
+        skiptoken: Some(20),
+        times: 3,
+        answer: status(429),
+    });
+    let (d, requests) = read(&h);
+    assert_eq!(d.unwrap().users.len(), 35);
+    assert_eq!(requests, 1 + 4 + 3);
+    // three waits of the server's Retry-After: 2, not our backoff
+    assert_eq!(SLEPT_MS.with(Cell::get), 6000);
+}
+
+#[test]
+fn endless_throttling_fails_as_throttled_with_the_servers_retry_after() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 35);
+    h.graph.fault(Fault {
+        path_contains: "transitiveMembers".into(),
+        skiptoken: None,
+        times: usize::MAX,
+        answer: status(429),
+    });
+    let (d, requests) = read(&h);
+    let e = d.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Throttled);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
+    assert_eq!(requests, 1 + 4, "bounded attempts");
+}
+
+#[test]
+fn a_failing_third_page_fails_the_read() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 35);
+    h.graph.fault(Fault {
+        path_contains: "transitiveMembers".into(),
+        skiptoken: Some(20),
+        times: usize::MAX,
+        answer: status(503),
+    });
+    let (d, _) = read(&h);
+    let e = d.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Unavailable);
+    assert!(e.message.contains("HTTP 503"), "{e}");
+    // a transient 5xx is retried, then the page comes
+    h.graph.state.lock().unwrap().faults.clear();
+    h.graph.fault(Fault {
+        path_contains: "transitiveMembers".into(),
+        skiptoken: Some(20),
+        times: 2,
+        answer: status(500),
+    });
+    assert_eq!(read(&h).0.unwrap().users.len(), 35);
+}
+
+#[test]
+fn malformed_answers_are_malformed() {
+    for answer in [
+        (|_: &str| Response::json(200, r#"{"value":[{"id":"x","#)) as fn(&str) -> Response,
+        // a 200 with an error body is not an empty page
+        |_| Response::json(200, r#"{"error":{"code":"x","message":"y"}}"#),
+        |_| Response::json(200, "<html>proxy login</html>"),
+        |_| Response::json(200, r#"{"value":{"id":"not a list"}}"#),
+    ] {
+        let h = Host::new();
+        h.graph.populate(SRE, "sre", 35);
+        h.graph.fault(Fault {
+            path_contains: "transitiveMembers".into(),
+            skiptoken: Some(10),
+            times: usize::MAX,
+            answer,
+        });
+        let e = read(&h).0.unwrap_err();
+        assert_eq!(e.kind, DirectoryFailure::Malformed, "{e}");
+    }
+}
+
+#[test]
+fn bad_entries_are_left_out_alone() {
+    let h = Host::new();
+    let users = h.graph.populate(SRE, "sre", 12);
+    {
+        let mut st = h.graph.state.lock().unwrap();
+        let u = st.users.get_mut(&users[3].id).unwrap();
+        u.mail = None;
+        u.upn = String::new();
+    }
+    let d = read(&h).0.unwrap();
+    assert_eq!(d.users.len(), 11);
+    assert_eq!(d.left_out(&users[3].id), Some(false));
+    assert!(d.problems[0].contains("neither mail"), "{:?}", d.problems);
+}
+
+#[test]
+fn an_expired_token_is_renewed_once() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 35);
+    h.graph.state.lock().unwrap().expire_after = Some(2);
+    let (d, _) = read(&h);
+    assert_eq!(d.unwrap().users.len(), 35);
+    assert_eq!(h.graph.token_requests(), 2);
+    // a token refused again right after renewal is unauthorised, not a loop
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 35);
+    h.graph.fault(Fault {
+        path_contains: "transitiveMembers".into(),
+        skiptoken: None,
+        times: usize::MAX,
+        answer: |_| {
+            Response::json(
+                401,
+                r#"{"error":{"code":"InvalidAuthenticationToken","message":"x"}}"#,
+            )
+        },
+    });
+    let e = read(&h).0.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Unauthorised);
+    assert_eq!(h.graph.token_requests(), 2);
+}
+
+#[test]
+fn paging_links_elsewhere_or_in_a_loop_are_refused() {
+    let other = FakeGraph::start();
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 35);
+    h.graph.state.lock().unwrap().link_base = Some(other.base().to_string());
+    let e = read(&h).0.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Malformed);
+    assert!(e.message.contains("not at the configured"), "{e}");
+    assert_eq!(other.server.requests().len(), 0, "our token went elsewhere");
+
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 35);
+    h.graph.state.lock().unwrap().loop_links = true;
+    let e = read(&h).0.unwrap_err();
+    assert!(e.message.contains("loop"), "{e}");
+}
+
+#[test]
+fn credentials_problems_are_unauthorised_and_never_show_the_secret() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 3);
+    // world readable: refused before it is sent anywhere
+    std::fs::set_permissions(h.secret_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = read(&h).0.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Unauthorised);
+    assert!(e.message.contains("every user read this secret"), "{e}");
+    assert_eq!(h.graph.token_requests(), 0);
+    // a wrong secret: the IdP's reason, never the secret
+    std::fs::write(h.secret_path(), "wrong-secret-value\n").unwrap();
+    std::fs::set_permissions(h.secret_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = read(&h).0.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Unauthorised);
+    assert!(e.message.contains("invalid_client"), "{e}");
+    assert!(!e.message.contains("wrong-secret-value"), "{e}");
+    assert!(!format!("{e:?}").contains("wrong-secret-value"));
+}
+
+#[test]
+fn a_missing_configured_group_is_no_error_but_reported() {
+    let h = Host::new();
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.users, 0);
+    assert!(
+        r.resolution
+            .problems
+            .iter()
+            .any(|p| p.contains("not in the directory")),
+        "{:?}",
+        r.resolution.problems
+    );
+}
+
+#[test]
+fn whole_syncs_publish_only_complete_reads() {
+    let h = Host::new();
+    let users = h.graph.populate(SRE, "sre", 35);
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.completed, Completed::Published);
+    assert_eq!(r.users, 35);
+    assert!(h.published_users().contains(&"user0".to_string()));
+
+    // a third page that answers garbage: nothing changes, the error is typed
+    // and shown by status
+    h.graph.fault(Fault {
+        path_contains: "transitiveMembers".into(),
+        skiptoken: Some(20),
+        times: 1,
+        answer: |_| Response::json(200, r#"{"value":[{"id":"x","#),
+    });
+    h.graph
+        .state
+        .lock()
+        .unwrap()
+        .groups
+        .get_mut(SRE)
+        .unwrap()
+        .1
+        .truncate(30);
+    let e = sync(&h.config, &h.paths, false).unwrap_err();
+    assert_eq!(e.kind, FailureKind::Directory(DirectoryFailure::Malformed));
+    assert_eq!(h.published_users().len(), 35);
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.paths.state_dir.join("status.json")).unwrap())
+            .unwrap();
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not the expected JSON")
+    );
+
+    // the next good read applies: 5 removed, one disabled
+    h.graph
+        .state
+        .lock()
+        .unwrap()
+        .users
+        .get_mut(&users[0].id)
+        .unwrap()
+        .enabled = false;
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.completed, Completed::Published);
+    assert_eq!(r.users, 29);
+    assert!(!h.published_users().contains(&"user0".to_string()));
+    assert!(!h.published_users().contains(&"user34".to_string()));
+
+    // most of the group gone at once: held back (30% limit), additions still apply
+    {
+        let mut st = h.graph.state.lock().unwrap();
+        st.groups.get_mut(SRE).unwrap().1.truncate(5);
+    }
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.completed, Completed::HeldBack);
+    assert_eq!(h.published_users().len(), 29);
+    let r = sync(&h.config, &h.paths, true).unwrap();
+    assert_eq!(r.completed, Completed::Published);
+    assert_eq!(h.published_users().len(), 4);
+}
+
+#[test]
+fn the_idp_down_at_start_keeps_the_persisted_snapshot() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    sync(&h.config, &h.paths, false).unwrap();
+    // Graph answers 404 for everything on another port: point at a closed port
+    let mut config = h.config.clone();
+    if let DirectorySource::Entra(s) = &mut config.directory.source {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        s.login_url = format!("http://127.0.0.1:{port}");
+        s.graph_url = format!("http://127.0.0.1:{port}");
+    }
+    let started = std::time::Instant::now();
+    let e = sync(&config, &h.paths, false).unwrap_err();
+    assert_eq!(
+        e.kind,
+        FailureKind::Directory(DirectoryFailure::Unavailable)
+    );
+    assert_eq!(h.published_users().len(), 5);
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
