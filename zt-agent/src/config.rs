@@ -1301,6 +1301,120 @@ ca_file = "/etc/zt/ca.pem"
         assert!(err(&twice).contains("configured twice"));
     }
 
+    fn with_directory(directory: &str) -> String {
+        GOOD.replace(
+            "kind = \"file\"\npath = \"/etc/zt/directory.json\"\n",
+            directory,
+        )
+    }
+
+    #[test]
+    fn connector_kinds_load_with_their_keys() {
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"entra\"\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"app-1\"\nclient_secret_file = \"/etc/zt/entra.secret\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.directory.source,
+            DirectorySource::Entra(EntraSource {
+                tenant_id: "contoso.onmicrosoft.com".into(),
+                client_id: "app-1".into(),
+                client_secret_file: "/etc/zt/entra.secret".into(),
+                graph_url: DEFAULT_GRAPH_URL.into(),
+                login_url: DEFAULT_LOGIN_URL.into(),
+            })
+        );
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"scim\"\nurl = \"https://idp.example.com/scim/v2/\"\ntoken_file = \"/etc/zt/scim.token\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.directory.source,
+            DirectorySource::Scim(ScimSource {
+                url: "https://idp.example.com/scim/v2".into(),
+                token_file: "/etc/zt/scim.token".into(),
+            })
+        );
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"keycloak\"\nurl = \"https://sso.example.com\"\nrealm = \"staff\"\nclient_id = \"zt\"\nclient_secret_file = \"/etc/zt/kc.secret\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        assert!(matches!(c.directory.source, DirectorySource::Keycloak(_)));
+    }
+
+    #[test]
+    fn connector_mistakes_name_line_and_key() {
+        // a key of another kind
+        let e = err(&with_directory(
+            "kind = \"scim\"\nurl = \"https://idp.example.com/scim/v2\"\ntoken_file = \"/t\"\ntenant_id = \"x\"\n",
+        ));
+        assert!(
+            e.starts_with("agent.toml:6:13: directory.tenant_id: not a key of kind = \"scim\""),
+            "{e}"
+        );
+        // a typo is an unknown field
+        let e = err(&with_directory(
+            "kind = \"scim\"\nurl = \"https://x\"\ntoken_fle = \"/t\"\n",
+        ));
+        assert!(
+            e.contains("agent.toml:5:1") && e.contains("unknown field `token_fle`"),
+            "{e}"
+        );
+        // a missing key says what to write
+        let e = err(&with_directory("kind = \"scim\"\nurl = \"https://x\"\n"));
+        assert!(
+            e.contains("directory.token_file: kind = \"scim\" needs token_file"),
+            "{e}"
+        );
+        // plain http only on loopback; a relative secret path
+        let e = err(&with_directory(
+            "kind = \"scim\"\nurl = \"http://idp.example.com/scim\"\ntoken_file = \"/t\"\n",
+        ));
+        assert!(
+            e.contains("agent.toml:4:7: directory.url") && e.contains("must be https"),
+            "{e}"
+        );
+        let e = err(&with_directory(
+            "kind = \"scim\"\nurl = \"https://x\"\ntoken_file = \"t\"\n",
+        ));
+        assert!(e.contains("must be an absolute path"), "{e}");
+        // a tenant that would change the token URL's path
+        let e = err(&with_directory(
+            "kind = \"entra\"\ntenant_id = \"../x\"\nclient_id = \"a\"\nclient_secret_file = \"/s\"\n",
+        ));
+        assert!(e.contains("directory.tenant_id"), "{e}");
+        // kinds not built yet, and certificate credentials, say so
+        let e = err(&with_directory("kind = \"okta\"\n"));
+        assert!(
+            e.contains("agent.toml:3:8") && e.contains("not available in this version"),
+            "{e}"
+        );
+        let e = err(&with_directory(
+            "kind = \"entra\"\ntenant_id = \"t\"\nclient_id = \"a\"\ncertificate_file = \"/c\"\n",
+        ));
+        assert!(
+            e.contains("directory.certificate_file: certificate credentials are not supported yet"),
+            "{e}"
+        );
+        // file keys stay file keys
+        let e = err(&with_directory(
+            "kind = \"scim\"\nurl = \"https://x\"\ntoken_file = \"/t\"\npath = \"/d\"\n",
+        ));
+        assert!(
+            e.contains("directory.path: not a key of kind = \"scim\""),
+            "{e}"
+        );
+    }
+
     #[test]
     fn bad_override_is_refused() {
         let e = err(&GOOD.replace(

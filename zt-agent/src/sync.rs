@@ -10,7 +10,7 @@ use zt_snapshot::{Content, GroupEntry, Pair, PolicyEntry, Snapshot, StateDir, Us
 
 use crate::config::{AgentConfig, DirectorySource};
 use crate::directory::error::{DirectoryError, DirectoryFailure};
-use crate::directory::{Directory, entra, file, scim};
+use crate::directory::{Directory, entra, file, keycloak, scim};
 use crate::identity::local::LocalAccounts;
 use crate::keys;
 use crate::outcome::{Completed, SyncError};
@@ -66,10 +66,13 @@ pub fn load_directory(config: &AgentConfig) -> Result<Directory, DirectoryError>
             log_requests("entra", api.requests, &read);
             read
         }
-        DirectorySource::Keycloak(_) => Err(DirectoryError::new(
-            DirectoryFailure::Unavailable,
-            "not yet",
-        )),
+        DirectorySource::Keycloak(source) => {
+            let http = directory_http(config)?;
+            let mut api = keycloak::connect(&http, source)?;
+            let read = keycloak::read(&mut api, source, &configured_group_ids(config));
+            log_requests("keycloak", api.requests, &read);
+            read
+        }
     }
 }
 
