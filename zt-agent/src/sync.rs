@@ -45,9 +45,27 @@ pub struct Report {
     pub resolution: Resolution,
 }
 
-pub fn load_directory(config: &AgentConfig) -> Result<Directory, DirectoryError> {
+/// A directory read, with the connector's state to save once it is used
+/// (Graph delta links): written under the state lock by [`sync`].
+#[derive(Debug)]
+pub struct DirectoryRead {
+    pub directory: Directory,
+    /// (state file name, bytes).
+    pub save: Option<(&'static str, Vec<u8>)>,
+}
+
+/// Reads the configured directory. `state`: where connectors find what they
+/// saved last time (none: they start from scratch).
+pub fn load_directory(
+    config: &AgentConfig,
+    state: Option<&StateDir>,
+) -> Result<DirectoryRead, DirectoryError> {
+    let plain = |directory| DirectoryRead {
+        directory,
+        save: None,
+    };
     match &config.directory.source {
-        DirectorySource::File { path } => file::load(path),
+        DirectorySource::File { path } => file::load(path).map(plain),
         DirectorySource::Unchecked => Err(DirectoryError::new(
             DirectoryFailure::Malformed,
             "[directory] was not checked (AgentConfig::parse)",
@@ -56,22 +74,41 @@ pub fn load_directory(config: &AgentConfig) -> Result<Directory, DirectoryError>
             let http = directory_http(config)?;
             let mut api = scim::connect(&http, source)?;
             let read = scim::read(&mut api, &source.url, &configured_group_ids(config));
-            log_requests("scim", api.requests, &read);
-            read
+            log_requests("scim", api.requests, read.as_ref());
+            read.map(plain)
         }
         DirectorySource::Entra(source) => {
             let http = directory_http(config)?;
             let mut api = entra::connect(&http, source)?;
-            let read = entra::read(&mut api, &source.graph_url, &configured_group_ids(config));
-            log_requests("entra", api.requests, &read);
-            read
+            // an unreadable or untrusted state file: start from scratch
+            let saved = state.and_then(|s| {
+                s.read_trusted(names::ENTRA_DELTA).unwrap_or_else(|e| {
+                    tracing::warn!("{e}; Graph will be read from scratch");
+                    None
+                })
+            });
+            let read = entra::read(
+                &mut api,
+                source,
+                &configured_group_ids(config),
+                saved.as_deref(),
+            );
+            log_requests("entra", api.requests, read.as_ref().map(|r| &r.0));
+            let (directory, delta) = read?;
+            let bytes = serde_json::to_vec(&delta).map_err(|e| {
+                DirectoryError::new(DirectoryFailure::Malformed, format!("delta state: {e}"))
+            })?;
+            Ok(DirectoryRead {
+                directory,
+                save: Some((names::ENTRA_DELTA, bytes)),
+            })
         }
         DirectorySource::Keycloak(source) => {
             let http = directory_http(config)?;
             let mut api = keycloak::connect(&http, source)?;
             let read = keycloak::read(&mut api, source, &configured_group_ids(config));
-            log_requests("keycloak", api.requests, &read);
-            read
+            log_requests("keycloak", api.requests, read.as_ref());
+            read.map(plain)
         }
     }
 }
@@ -90,7 +127,7 @@ fn directory_http(config: &AgentConfig) -> Result<crate::http::Http, DirectoryEr
         .map_err(|e| DirectoryError::new(DirectoryFailure::Unavailable, e))
 }
 
-fn log_requests(kind: &str, requests: u64, read: &Result<Directory, DirectoryError>) {
+fn log_requests(kind: &str, requests: u64, read: Result<&Directory, &DirectoryError>) {
     match read {
         Ok(d) => tracing::info!(
             "{kind}: read {} people and {} groups in {requests} requests",
@@ -151,15 +188,22 @@ pub fn sync_fetched(
     // Read before taking the lock: an IdP that is slow or throttling us (a
     // read can take minutes of retries) must not hold up the login-time key
     // refresh, which publishes under the same lock.
-    let directory = load_directory(config);
+    let directory = load_directory(config, Some(&state));
     let lock = state.lock().map_err(|e| SyncError::host(e.to_string()))?;
     if let Err(e) = state.remove_stale_temp_files(&lock) {
         tracing::warn!("cannot clean up temp files: {e}");
     }
     let previous_status = load_status(&state);
-    let result = directory
-        .map_err(SyncError::from)
-        .and_then(|directory| sync_locked(config, paths, &state, force, fetched, directory));
+    let result = directory.map_err(SyncError::from).and_then(|read| {
+        // What the IdP told is saved whatever the publish does: it mirrors
+        // the IdP, not the snapshot, and the next read continues from it.
+        if let Some((name, bytes)) = &read.save
+            && let Err(e) = state.write_atomic(name, bytes, modes::PRIVATE)
+        {
+            tracing::warn!("cannot save {name}: {e}; the next read starts from scratch");
+        }
+        sync_locked(config, paths, &state, force, fetched, read.directory)
+    });
     let mut st = previous_status.clone();
     st.last_attempt = status::now();
     st.sync_interval_secs = Some(config.directory.sync_interval.as_secs());

@@ -1,9 +1,10 @@
 //! `kind = "entra"` against a local fake Microsoft Graph (tests/common/graph.rs)
-//! answering in the documented shapes: paging over many pages, 429 storms with
-//! Retry-After, 5xx, a failing third page, malformed JSON, a 200 with an error
-//! body, an expired token, hostile paging links, and whole syncs into a
-//! temporary state directory (nothing published on failure, disables and
-//! removals applied, a mass removal held back).
+//! answering in the documented shapes: delta queries paged over many pages,
+//! 429 storms with Retry-After, 5xx, a failing third page, malformed JSON, a
+//! 200 with an error body, an expired token, hostile paging links, delta
+//! rounds with additions, removals and `@removed`, a 410 Gone, nested groups,
+//! and whole syncs into a temporary state directory (nothing published on
+//! failure, disables and removals applied, a mass removal held back).
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::fake_http::Response;
-use common::graph::{CLIENT_ID, FakeGraph, Fault, SECRET, TENANT};
+use common::graph::{CLIENT_ID, FakeGraph, Fault, GraphUser, SECRET, TENANT};
 use zt_agent::config::{AgentConfig, DirectorySource, HttpConfig};
 use zt_agent::directory::api::RetryPolicy;
 use zt_agent::directory::entra;
@@ -77,6 +78,10 @@ login = true
         }
     }
 
+    fn delta_path(&self) -> PathBuf {
+        self.paths.state_dir.join("entra-delta.json")
+    }
+
     fn secret_path(&self) -> PathBuf {
         self.tmp.path().join("entra.secret")
     }
@@ -117,8 +122,8 @@ fn read(
         max_wait: Duration::from_secs(30),
     };
     api.sleep = record_sleep;
-    let r = entra::read(&mut api, &source.graph_url, &[SRE.to_string()]);
-    (r, api.requests)
+    let r = entra::read(&mut api, source, &[SRE.to_string()], None);
+    (r.map(|(d, _)| d), api.requests)
 }
 
 fn status(code: u16) -> fn(&str) -> Response {
@@ -150,9 +155,10 @@ fn many_pages_make_one_directory() {
     assert_eq!(d.groups.len(), 1);
     assert_eq!(d.groups[0].name, "SRE team");
     assert_eq!(d.groups[0].members.len(), 95);
-    // the group, then 10 pages of 10
+    // 10 pages of 10 people, then one of groups
     assert_eq!(requests, 11);
     assert_eq!(h.graph.graph_requests(), 11);
+    assert_eq!(h.graph.delta_requests("users"), 10);
     assert_eq!(h.graph.token_requests(), 1);
     let u = d
         .users
@@ -169,14 +175,14 @@ fn a_429_storm_is_ridden_out_honouring_retry_after() {
     let h = Host::new();
     h.graph.populate(SRE, "sre", 35);
     h.graph.fault(Fault {
-        path_contains: "transitiveMembers".into(),
+        path_contains: "users/delta".into(),
         skiptoken: Some(20),
         times: 3,
         answer: status(429),
     });
     let (d, requests) = read(&h);
     assert_eq!(d.unwrap().users.len(), 35);
-    assert_eq!(requests, 1 + 4 + 3);
+    assert_eq!(requests, 4 + 3 + 1);
     // three waits of the server's Retry-After: 2, not our backoff
     assert_eq!(SLEPT_MS.with(Cell::get), 6000);
 }
@@ -186,7 +192,7 @@ fn endless_throttling_fails_as_throttled_with_the_servers_retry_after() {
     let h = Host::new();
     h.graph.populate(SRE, "sre", 35);
     h.graph.fault(Fault {
-        path_contains: "transitiveMembers".into(),
+        path_contains: "users/delta".into(),
         skiptoken: None,
         times: usize::MAX,
         answer: status(429),
@@ -195,7 +201,7 @@ fn endless_throttling_fails_as_throttled_with_the_servers_retry_after() {
     let e = d.unwrap_err();
     assert_eq!(e.kind, DirectoryFailure::Throttled);
     assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
-    assert_eq!(requests, 1 + 4, "bounded attempts");
+    assert_eq!(requests, 4, "bounded attempts");
 }
 
 #[test]
@@ -203,7 +209,7 @@ fn a_failing_third_page_fails_the_read() {
     let h = Host::new();
     h.graph.populate(SRE, "sre", 35);
     h.graph.fault(Fault {
-        path_contains: "transitiveMembers".into(),
+        path_contains: "users/delta".into(),
         skiptoken: Some(20),
         times: usize::MAX,
         answer: status(503),
@@ -215,7 +221,7 @@ fn a_failing_third_page_fails_the_read() {
     // a transient 5xx is retried, then the page comes
     h.graph.state.lock().unwrap().faults.clear();
     h.graph.fault(Fault {
-        path_contains: "transitiveMembers".into(),
+        path_contains: "users/delta".into(),
         skiptoken: Some(20),
         times: 2,
         answer: status(500),
@@ -235,7 +241,7 @@ fn malformed_answers_are_malformed() {
         let h = Host::new();
         h.graph.populate(SRE, "sre", 35);
         h.graph.fault(Fault {
-            path_contains: "transitiveMembers".into(),
+            path_contains: "users/delta".into(),
             skiptoken: Some(10),
             times: usize::MAX,
             answer,
@@ -273,7 +279,7 @@ fn an_expired_token_is_renewed_once() {
     let h = Host::new();
     h.graph.populate(SRE, "sre", 35);
     h.graph.fault(Fault {
-        path_contains: "transitiveMembers".into(),
+        path_contains: "users/delta".into(),
         skiptoken: None,
         times: usize::MAX,
         answer: |_| {
@@ -349,12 +355,18 @@ fn whole_syncs_publish_only_complete_reads() {
     assert_eq!(r.completed, Completed::Published);
     assert_eq!(r.users, 35);
     assert!(h.published_users().contains(&"user0".to_string()));
+    let saved = std::fs::read(h.delta_path()).unwrap();
+    let mode = std::fs::metadata(h.delta_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
 
-    // a third page that answers garbage: nothing changes, the error is typed
-    // and shown by status
+    // the groups query answers garbage: nothing changes, the error is typed
+    // and shown by status, and the delta state stays where it was
     h.graph.fault(Fault {
-        path_contains: "transitiveMembers".into(),
-        skiptoken: Some(20),
+        path_contains: "groups/delta".into(),
+        skiptoken: None,
         times: 1,
         answer: |_| Response::json(200, r#"{"value":[{"id":"x","#),
     });
@@ -370,6 +382,7 @@ fn whole_syncs_publish_only_complete_reads() {
     let e = sync(&h.config, &h.paths, false).unwrap_err();
     assert_eq!(e.kind, FailureKind::Directory(DirectoryFailure::Malformed));
     assert_eq!(h.published_users().len(), 35);
+    assert_eq!(std::fs::read(h.delta_path()).unwrap(), saved);
     let status: serde_json::Value =
         serde_json::from_slice(&std::fs::read(h.paths.state_dir.join("status.json")).unwrap())
             .unwrap();
@@ -380,7 +393,7 @@ fn whole_syncs_publish_only_complete_reads() {
             .contains("not the expected JSON")
     );
 
-    // the next good read applies: 5 removed, one disabled
+    // the next good read applies: 5 removed, one disabled, in one page per query
     h.graph
         .state
         .lock()
@@ -389,13 +402,15 @@ fn whole_syncs_publish_only_complete_reads() {
         .get_mut(&users[0].id)
         .unwrap()
         .enabled = false;
+    let before = h.graph.graph_requests();
     let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(h.graph.graph_requests() - before, 2);
     assert_eq!(r.completed, Completed::Published);
     assert_eq!(r.users, 29);
     assert!(!h.published_users().contains(&"user0".to_string()));
     assert!(!h.published_users().contains(&"user34".to_string()));
 
-    // most of the group gone at once: held back (30% limit), additions still apply
+    // most of the group gone at once: held back (30% limit)
     {
         let mut st = h.graph.state.lock().unwrap();
         st.groups.get_mut(SRE).unwrap().1.truncate(5);
@@ -403,9 +418,124 @@ fn whole_syncs_publish_only_complete_reads() {
     let r = sync(&h.config, &h.paths, false).unwrap();
     assert_eq!(r.completed, Completed::HeldBack);
     assert_eq!(h.published_users().len(), 29);
+    // the delta link moved on, yet forcing still knows who left
     let r = sync(&h.config, &h.paths, true).unwrap();
     assert_eq!(r.completed, Completed::Published);
     assert_eq!(h.published_users().len(), 4);
+}
+
+#[test]
+fn a_delta_round_applies_additions_removals_and_removed_people() {
+    let h = Host::new();
+    let users = h.graph.populate(SRE, "sre", 40);
+    // people outside the group: in the tenant, never on the host
+    {
+        let mut st = h.graph.state.lock().unwrap();
+        for n in 100..110 {
+            let u = GraphUser::new(n);
+            st.users.insert(u.id.clone(), u);
+        }
+    }
+    sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(h.published_users().len(), 40);
+    assert!(!h.published_users().contains(&"user100".to_string()));
+    {
+        let mut st = h.graph.state.lock().unwrap();
+        // user5 deleted from the tenant (Graph drops the membership too)
+        st.users.remove(&users[5].id);
+        let members = &mut st.groups.get_mut(SRE).unwrap().1;
+        members.retain(|m| *m != users[5].id && *m != users[6].id);
+        // user100 joins; user7 gets another address
+        members.push(GraphUser::new(100).id);
+        st.users.get_mut(&users[7].id).unwrap().mail = Some("seven@example.com".into());
+    }
+    let before = h.graph.graph_requests();
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(
+        h.graph.graph_requests() - before,
+        2,
+        "one page per delta query"
+    );
+    assert_eq!(r.completed, Completed::Published);
+    let published = h.published_users();
+    assert_eq!(published.len(), 39);
+    assert!(published.contains(&"user100".to_string()));
+    // the changed address reached the host (the name follows it)
+    assert!(published.contains(&"seven".to_string()), "{published:?}");
+    for gone in ["user5", "user6", "user7"] {
+        assert!(!published.contains(&gone.to_string()));
+    }
+    // nothing changed: still two requests, nothing new
+    let before = h.graph.graph_requests();
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(h.graph.graph_requests() - before, 2);
+    assert_eq!(r.completed, Completed::Unchanged);
+}
+
+#[test]
+fn an_expired_delta_link_starts_over_in_the_same_sync() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 25);
+    sync(&h.config, &h.paths, false).unwrap();
+    h.graph.fault(Fault {
+        path_contains: "$deltatoken".into(),
+        skiptoken: None,
+        times: 2,
+        answer: |_| {
+            Response::json(
+                410,
+                r#"{"error":{"code":"syncStateNotFound","message":"The sync state generation is not found. Please resync."}}"#,
+            )
+        },
+    });
+    h.graph
+        .state
+        .lock()
+        .unwrap()
+        .groups
+        .get_mut(SRE)
+        .unwrap()
+        .1
+        .truncate(20);
+    let before = h.graph.graph_requests();
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.users, 20);
+    // users: 410 then 3 pages from scratch; groups: 410 then 1 page
+    assert_eq!(h.graph.graph_requests() - before, 1 + 3 + 1 + 1);
+}
+
+#[test]
+fn nested_groups_are_found_and_followed() {
+    const NESTED: &str = "6b1f0d7e-0000-4000-8000-00000000b002";
+    let h = Host::new();
+    let users = h.graph.populate(SRE, "sre", 3);
+    {
+        let mut st = h.graph.state.lock().unwrap();
+        let extra = GraphUser::new(200);
+        st.users.insert(extra.id.clone(), extra.clone());
+        st.groups.insert(
+            NESTED.into(),
+            ("oncall".into(), vec![extra.id, users[0].id.clone()]),
+        );
+        st.groups.get_mut(SRE).unwrap().1.push(NESTED.into());
+    }
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.users, 4);
+    assert!(h.published_users().contains(&"user200".to_string()));
+    // a second groups query tracks the nested group
+    assert_eq!(h.graph.delta_requests("groups"), 2);
+    h.graph
+        .state
+        .lock()
+        .unwrap()
+        .groups
+        .get_mut(NESTED)
+        .unwrap()
+        .1
+        .remove(0);
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.users, 3);
+    assert!(!h.published_users().contains(&"user200".to_string()));
 }
 
 #[test]

@@ -30,6 +30,8 @@ struct Run {
     ok: bool,
 }
 
+// reaped by wait4 (for its rusage), which clippy cannot see
+#[allow(clippy::zombie_processes)]
 fn run_agent(config: &std::path::Path, state: &std::path::Path, graph: &FakeGraph) -> Run {
     let before = graph.server.requests().len();
     let started = Instant::now();
@@ -77,7 +79,8 @@ fn graph_sync_of_100k_people() {
                 // the rest of the tenant: never read
                 g => vec![ids[g % PEOPLE].clone()],
             };
-            st.groups.insert(group_id(g), (format!("group {g}"), members));
+            st.groups
+                .insert(group_id(g), (format!("group {g}"), members));
         }
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -119,6 +119,16 @@ pub fn origin(url: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}").to_ascii_lowercase())
 }
 
+/// A GET's answer.
+pub enum Fetched<T> {
+    Found(T),
+    /// 404: no such object.
+    Missing,
+    /// 410: the state the request refers to (a delta link) is gone; the
+    /// error says so for callers that cannot start over.
+    Gone(DirectoryError),
+}
+
 /// What one attempt came to.
 enum Attempt<T> {
     Done(T),
@@ -169,6 +179,16 @@ impl<'h> Api<'h> {
 
     /// GETs `url` as JSON: `Ok(None)` on 404 (the object does not exist).
     pub fn get<T: DeserializeOwned>(&mut self, url: &str) -> Result<Option<T>, DirectoryError> {
+        match self.fetch(url)? {
+            Fetched::Found(v) => Ok(Some(v)),
+            Fetched::Missing => Ok(None),
+            Fetched::Gone(e) => Err(e),
+        }
+    }
+
+    /// As [`Self::get`], telling a 410 Gone (an expired delta link: start
+    /// over) apart from other failures.
+    pub fn fetch<T: DeserializeOwned>(&mut self, url: &str) -> Result<Fetched<T>, DirectoryError> {
         if origin(url).as_deref() != Some(self.origin.as_str()) {
             // a paging link elsewhere would send our token to another host
             return Err(DirectoryError::new(
@@ -221,7 +241,7 @@ impl<'h> Api<'h> {
         }
     }
 
-    fn attempt<T: DeserializeOwned>(&self, url: &str, authorization: &str) -> Attempt<Option<T>> {
+    fn attempt<T: DeserializeOwned>(&self, url: &str, authorization: &str) -> Attempt<Fetched<T>> {
         let unavailable = |what: String| DirectoryError::new(DirectoryFailure::Unavailable, what);
         let response = self
             .http
@@ -260,7 +280,13 @@ impl<'h> Api<'h> {
         };
         match status {
             200 => {}
-            404 => return Attempt::Done(None),
+            404 => return Attempt::Done(Fetched::Missing),
+            410 => {
+                return Attempt::Done(Fetched::Gone(failed(
+                    DirectoryFailure::Malformed,
+                    &mut response,
+                )));
+            }
             401 => return Attempt::Renew(failed(DirectoryFailure::Unauthorised, &mut response)),
             403 => return Attempt::Fail(failed(DirectoryFailure::Unauthorised, &mut response)),
             429 => {
@@ -287,7 +313,7 @@ impl<'h> Api<'h> {
             .limit(MAX_RESPONSE)
             .reader();
         match serde_json::from_reader::<_, T>(BufReader::new(reader)) {
-            Ok(v) => Attempt::Done(Some(v)),
+            Ok(v) => Attempt::Done(Fetched::Found(v)),
             Err(e) if e.is_io() && !exceeds_limit(&e) => Attempt::Retry {
                 error: unavailable(format!("GET {}: reading the answer: {e}", truncate(url))),
                 after: None,

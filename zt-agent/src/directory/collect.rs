@@ -100,6 +100,12 @@ impl Collected {
         }
     }
 
+    /// As [`Self::left_out`], for an entry already parsed.
+    pub fn left_out_id(&mut self, id: &str, disabled: bool, why: &str) {
+        self.problem(format!("user {id:?} left out: {why}"));
+        self.failed.push((id.to_string(), disabled));
+    }
+
     pub fn into_directory(self) -> Directory {
         let mut directory = Directory {
             users: self.users.into_values().collect(),

@@ -1,9 +1,13 @@
 //! A fake Microsoft Graph (and its token endpoint) that answers in the
 //! documented shapes: client-credentials tokens from
-//! `/{tenant}/oauth2/v2.0/token`, `/v1.0/groups/{id}` and
-//! `/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user` as OData
-//! collections (`value`, `@odata.nextLink` with a `$skiptoken`), Graph's error
-//! objects, 401 for an expired token. Faults are injected per request.
+//! `/{tenant}/oauth2/v2.0/token`; delta queries `/v1.0/users/delta` and
+//! `/v1.0/groups/delta?$filter=id eq '..' or ..&$select=displayName,members`
+//! as OData collections (`value`, `@odata.nextLink` with a `$skiptoken`, the
+//! last page's `@odata.deltaLink`), `@removed` for deleted users and removed
+//! members, `members@delta` typed `#microsoft.graph.user` / `.group`; Graph's
+//! error objects, 401 for an expired token. A delta link remembers the
+//! directory as it was when its round started; the next round answers the
+//! difference. Faults are injected per request.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +28,12 @@ pub struct GraphUser {
     pub created: String,
 }
 
+impl PartialEq for GraphUser {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
 impl GraphUser {
     pub fn new(n: usize) -> GraphUser {
         GraphUser {
@@ -36,7 +46,7 @@ impl GraphUser {
         }
     }
 
-    fn json(&self) -> String {
+    pub fn json(&self) -> String {
         serde_json::json!({
             "@odata.type": "#microsoft.graph.user",
             "id": self.id,
@@ -60,11 +70,18 @@ pub struct Fault {
     pub answer: fn(&str) -> Response,
 }
 
+type Users = BTreeMap<String, GraphUser>;
+type Groups = BTreeMap<String, (String, Vec<String>)>;
+
 #[derive(Default)]
 pub struct GraphState {
-    pub users: BTreeMap<String, GraphUser>,
-    /// group id -> (displayName, transitive user ids)
-    pub groups: BTreeMap<String, (String, Vec<String>)>,
+    pub users: Users,
+    /// group id -> (displayName, direct member ids: users or groups)
+    pub groups: Groups,
+    /// The directory as each delta token saw it (token = index).
+    snapshots: Vec<Arc<(Users, Groups)>>,
+    /// Rounds in progress: their entries and the token their deltaLink gets.
+    rounds: Vec<(Arc<Vec<String>>, usize)>,
     pub page_size: usize,
     pub faults: Vec<Fault>,
     /// The only token Graph accepts now: `tok-{n}`.
@@ -124,6 +141,11 @@ impl FakeGraph {
 
     pub fn graph_requests(&self) -> usize {
         self.server.count(|r| r.path().starts_with("/v1.0/"))
+    }
+
+    pub fn delta_requests(&self, what: &str) -> usize {
+        self.server
+            .count(|r| r.path() == format!("/v1.0/{what}/delta"))
     }
 
     pub fn token_requests(&self) -> usize {
@@ -205,60 +227,175 @@ fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
         }
         return (f.answer)(&r.target);
     }
-    let parts: Vec<&str> = r.path().trim_start_matches("/v1.0/").split('/').collect();
-    match parts.as_slice() {
-        ["groups", id] => match st.groups.get(*id) {
-            Some((name, _)) => Response::json(
-                200,
-                serde_json::json!({
-                    "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#groups(id,displayName)/$entity",
-                    "id": id, "displayName": name,
-                })
+    let (entries, round, offset, filter) = match r.query("$round") {
+        Some(round) => {
+            let round: usize = round.parse().unwrap_or(usize::MAX);
+            let Some((entries, _)) = st.rounds.get(round) else {
+                return graph_error(400, "BadRequest", "unknown round");
+            };
+            (
+                entries.clone(),
+                round,
+                skip,
+                r.query("$filter").map(str::to_string),
+            )
+        }
+        None => {
+            let since = match r.query("$deltatoken") {
+                None => Arc::new((Users::new(), Groups::new())),
+                Some(t) => match t.parse::<usize>().ok().and_then(|t| st.snapshots.get(t)) {
+                    Some(s) => s.clone(),
+                    None => return graph_error(400, "BadRequest", "bad delta token"),
+                },
+            };
+            let filter = r.query("$filter").map(str::to_string);
+            let entries = match r.path() {
+                "/v1.0/users/delta" => {
+                    // a first round asks for what the agent maps (delta
+                    // links carry it on)
+                    let select = r.query("$select").unwrap_or_default();
+                    let first = r.query("$deltatoken").is_none();
+                    if first && (!select.contains("accountEnabled") || !select.contains("mail")) {
+                        return graph_error(400, "BadRequest", "unexpected $select");
+                    }
+                    user_changes(&since.0, &st.users)
+                }
+                "/v1.0/groups/delta" => {
+                    let Some(ids) = filter.as_deref().and_then(filter_ids) else {
+                        return graph_error(400, "BadRequest", "groups delta without an id filter");
+                    };
+                    if ids.len() > 50 {
+                        return graph_error(400, "BadRequest", "too many ids in the filter");
+                    }
+                    group_changes(&since.1, &st.groups, &ids)
+                }
+                _ => return graph_error(400, "BadRequest", "Unsupported segment"),
+            };
+            st.snapshots
+                .push(Arc::new((st.users.clone(), st.groups.clone())));
+            let token = st.snapshots.len() - 1;
+            st.rounds.push((Arc::new(entries), token));
+            (
+                st.rounds[st.rounds.len() - 1].0.clone(),
+                st.rounds.len() - 1,
+                0,
+                filter,
+            )
+        }
+    };
+    let page: Vec<&str> = entries
+        .iter()
+        .skip(offset)
+        .take(st.page_size)
+        .map(String::as_str)
+        .collect();
+    let next = offset + st.page_size;
+    let link_base = st.link_base.clone().unwrap_or_else(|| base.to_string());
+    let filter = filter.map(|f| format!("&$filter={f}")).unwrap_or_default();
+    let mut body = format!(
+        r#"{{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#{}","value":[{}]"#,
+        if r.path().contains("users") {
+            "users(id,mail)"
+        } else {
+            "groups(displayName,members)"
+        },
+        page.join(",")
+    );
+    if next < entries.len() {
+        let link = if st.loop_links {
+            r.target.clone()
+        } else {
+            format!("{}?$skiptoken={next}&$round={round}{filter}", r.path())
+        };
+        body.push_str(&format!(r#","@odata.nextLink":"{link_base}{link}""#));
+    } else {
+        let token = st.rounds[round].1;
+        body.push_str(&format!(
+            r#","@odata.deltaLink":"{link_base}{}?$deltatoken={token}{filter}""#,
+            r.path()
+        ));
+    }
+    body.push('}');
+    Response::json(200, body)
+}
+
+/// `users/delta` entries from `old` to `new`: changed or new users whole,
+/// deleted ones `@removed`.
+fn user_changes(old: &Users, new: &Users) -> Vec<String> {
+    let mut out: Vec<String> = new
+        .values()
+        .filter(|u| old.get(&u.id) != Some(u))
+        .map(GraphUser::json)
+        .collect();
+    out.extend(old.keys().filter(|id| !new.contains_key(*id)).map(|id| {
+        serde_json::json!({"@odata.type": "#microsoft.graph.user", "id": id,
+            "@removed": {"reason": "changed"}})
+        .to_string()
+    }));
+    out
+}
+
+/// `groups/delta` entries for the filtered `ids` from `old` to `new`.
+fn group_changes(old: &Groups, new: &Groups, ids: &[String]) -> Vec<String> {
+    let typed = |id: &str, removed: bool| {
+        let kind = if new.contains_key(id) || old.contains_key(id) {
+            "#microsoft.graph.group"
+        } else {
+            "#microsoft.graph.user"
+        };
+        let mut m = serde_json::json!({"@odata.type": kind, "id": id});
+        if removed {
+            m["@removed"] = serde_json::json!({"reason": "deleted"});
+        }
+        m
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        match (old.get(id), new.get(id)) {
+            (None, None) => {}
+            (Some(_), None) => out.push(
+                serde_json::json!({"@odata.type": "#microsoft.graph.group", "id": id,
+                    "@removed": {"reason": "deleted"}})
                 .to_string(),
             ),
-            None => graph_error(
-                404,
-                "Request_ResourceNotFound",
-                &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
-            ),
-        },
-        ["groups", id, "transitiveMembers", "microsoft.graph.user"] => {
-            let Some((_, members)) = st.groups.get(*id) else {
-                return graph_error(404, "Request_ResourceNotFound", "no such group");
-            };
-            // the agent asks for what it maps, at Graph's largest page size
-            let select = r.query("$select").unwrap_or_default();
-            if r.query("$top") != Some("999") || !select.contains("accountEnabled") {
-                return graph_error(400, "BadRequest", "unexpected query");
+            (before, Some((name, members))) => {
+                let empty = Vec::new();
+                let old_members = before.map_or(&empty, |b| &b.1);
+                if before.is_some_and(|b| &b.0 == name && &b.1 == members) {
+                    continue;
+                }
+                let mut delta: Vec<serde_json::Value> = members
+                    .iter()
+                    .filter(|m| !old_members.contains(m))
+                    .map(|m| typed(m, false))
+                    .collect();
+                delta.extend(
+                    old_members
+                        .iter()
+                        .filter(|m| !members.contains(m))
+                        .map(|m| typed(m, true)),
+                );
+                out.push(
+                    serde_json::json!({"@odata.type": "#microsoft.graph.group", "id": id,
+                        "displayName": name, "members@delta": delta})
+                    .to_string(),
+                );
             }
-            let page: Vec<String> = members
-                .iter()
-                .skip(skip)
-                .take(st.page_size)
-                .filter_map(|m| st.users.get(m))
-                .map(GraphUser::json)
-                .collect();
-            let next = skip + st.page_size;
-            let link_base = st.link_base.clone().unwrap_or_else(|| base.to_string());
-            let first_page = r.target.split("&$skiptoken").next().unwrap_or("");
-            let next_link = if st.loop_links && next < members.len() {
-                Some(format!("{link_base}{first_page}"))
-            } else {
-                (next < members.len())
-                    .then(|| format!("{link_base}{first_page}&$skiptoken={next}"))
-            };
-            let mut body = format!(
-                r#"{{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#users","value":[{}]"#,
-                page.join(",")
-            );
-            if let Some(link) = next_link {
-                body.push_str(&format!(r#","@odata.nextLink":"{link}""#));
-            }
-            body.push('}');
-            Response::json(200, body)
         }
-        _ => graph_error(400, "BadRequest", "Unsupported segment"),
     }
+    out
+}
+
+/// The ids of `id eq 'a' or id eq 'b'` (percent-encoded as sent).
+fn filter_ids(filter: &str) -> Option<Vec<String>> {
+    let filter = decode(filter);
+    filter
+        .split(" or ")
+        .map(|term| {
+            let literal = term.strip_prefix("id eq '")?.strip_suffix('\'')?;
+            Some(literal.replace("''", "'"))
+        })
+        .collect()
 }
 
 fn decode(v: &str) -> String {
