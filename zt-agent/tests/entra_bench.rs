@@ -2,7 +2,8 @@
 //! fake Graph (tests/common/graph.rs) with 100,000 people and 20,000 groups, of
 //! which 20 are configured: one holding everyone, 19 of 5,000 each. Prints wall
 //! time, the agent's CPU time and peak RSS (wait4 rusage) and the requests
-//! Graph saw, for a first sync and for a second one after 10 changes.
+//! Graph saw, for a first sync (full delta rounds), a delta round after 10
+//! changes, and one with no change.
 //!
 //!     cargo test --release -p zt-agent --test entra_bench -- --ignored --nocapture
 
@@ -117,7 +118,13 @@ fn graph_sync_of_100k_people() {
     }
     let second = run_agent(&config, &state, &graph);
     assert!(second.ok, "second sync failed");
-    for (what, r) in [("full sync", &first), ("after 10 changes", &second)] {
+    let third = run_agent(&config, &state, &graph);
+    assert!(third.ok, "third sync failed");
+    for (what, r) in [
+        ("full sync", &first),
+        ("delta round, 10 changes", &second),
+        ("delta round, no change", &third),
+    ] {
         println!(
             "{what}: wall {:.2} s, agent CPU {:.2} s, peak RSS {:.0} MB, {} requests",
             r.wall_s, r.cpu_s, r.max_rss_mb, r.requests
