@@ -561,3 +561,48 @@ fn the_idp_down_at_start_keeps_the_persisted_snapshot() {
     assert_eq!(h.published_users().len(), 5);
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn a_huge_answer_is_cut_off_not_read_into_memory() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    h.graph.fault(Fault {
+        path_contains: "users/delta".into(),
+        skiptoken: None,
+        times: usize::MAX,
+        answer: |_| {
+            // one string value larger than the 64 MiB cap, valid JSON so far
+            let mut body = br#"{"value":[{"id":""#.to_vec();
+            body.resize(body.len() + 65 * 1024 * 1024, b'a');
+            body.extend_from_slice(br#""}]}"#);
+            Response {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body,
+            }
+        },
+    });
+    let (d, requests) = read(&h);
+    let e = d.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Malformed, "{e}");
+    assert!(e.message.contains("larger than 67108864 bytes"), "{e}");
+    assert_eq!(requests, 1, "a cut-off answer is not asked for again");
+}
+
+#[test]
+fn a_retry_after_beyond_our_patience_ends_the_sync_at_once() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    h.graph.fault(Fault {
+        path_contains: "users/delta".into(),
+        skiptoken: None,
+        times: usize::MAX,
+        answer: |_| Response::json(503, "{}").header("Retry-After", "3600"),
+    });
+    let (d, requests) = read(&h);
+    let e = d.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Unavailable);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(3600)));
+    assert_eq!(requests, 1);
+    assert_eq!(SLEPT_MS.with(Cell::get), 0);
+}

@@ -307,25 +307,62 @@ impl<'h> Api<'h> {
             }
             _ => return Attempt::Fail(failed(DirectoryFailure::Malformed, &mut response)),
         }
-        let reader = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE)
-            .reader();
-        match serde_json::from_reader::<_, T>(BufReader::new(reader)) {
+        // ureq's own limit is lifted: `Capped` stops at ours and remembers
+        // that it did, so a cut-off answer reads as too large, not as a
+        // network error worth retrying
+        let mut capped = Capped {
+            inner: response.body_mut().with_config().limit(u64::MAX).reader(),
+            left: MAX_RESPONSE,
+            hit: false,
+        };
+        let parsed = serde_json::from_reader::<_, T>(BufReader::new(&mut capped));
+        match parsed {
             Ok(v) => Attempt::Done(Fetched::Found(v)),
-            Err(e) if e.is_io() && !exceeds_limit(&e) => Attempt::Retry {
+            Err(_) if capped.hit => Attempt::Fail(DirectoryError::new(
+                DirectoryFailure::Malformed,
+                format!(
+                    "GET {}: the answer is larger than {MAX_RESPONSE} bytes",
+                    truncate(url)
+                ),
+            )),
+            Err(e) if e.is_io() => Attempt::Retry {
                 error: unavailable(format!("GET {}: reading the answer: {e}", truncate(url))),
                 after: None,
             },
             Err(e) => Attempt::Fail(DirectoryError::new(
                 DirectoryFailure::Malformed,
-                format!(
-                    "GET {}: not the expected JSON (at most {MAX_RESPONSE} bytes): {e}",
-                    truncate(url)
-                ),
+                format!("GET {}: not the expected JSON: {e}", truncate(url)),
             )),
         }
+    }
+}
+
+/// A reader that ends after `left` bytes, noting whether there was more.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    hit: bool,
+}
+
+impl<R: std::io::Read> std::io::Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // one byte more than allowed means the answer was too large
+            let mut probe = [0u8; 1];
+            let n = self.inner.read(&mut probe)?;
+            self.hit = n > 0;
+            return if self.hit {
+                Err(std::io::Error::other("answer too large"))
+            } else {
+                Ok(0)
+            };
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
@@ -354,13 +391,6 @@ impl PageLinks {
         }
         Ok(())
     }
-}
-
-fn exceeds_limit(e: &serde_json::Error) -> bool {
-    let io: Option<&std::io::Error> = std::error::Error::source(e).and_then(|s| s.downcast_ref());
-    io.and_then(|io| io.get_ref())
-        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-        .is_some_and(|u| matches!(u, ureq::Error::BodyExceedsLimit(_)))
 }
 
 /// `Retry-After` in seconds (the form every IdP here sends); an HTTP date
