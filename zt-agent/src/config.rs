@@ -236,7 +236,7 @@ pub struct DirectoryConfig {
     pub graph_url: Option<Spanned<String>>,
     /// entra: the Microsoft identity platform base.
     pub login_url: Option<Spanned<String>>,
-    /// okta: the organisation's URL (not yet supported).
+    /// okta: the organisation's URL (https://acme.okta.com).
     pub org_url: Option<Spanned<String>>,
     /// scim, okta: a file holding the API token.
     pub token_file: Option<Spanned<String>>,
@@ -296,6 +296,15 @@ pub enum DirectorySource {
     Scim(ScimSource),
     Entra(EntraSource),
     Keycloak(KeycloakSource),
+    Okta(OktaSource),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OktaSource {
+    /// Without a trailing '/'.
+    pub org_url: String,
+    /// An API token (sent as `SSWS <token>`).
+    pub token_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -708,12 +717,18 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
             "directory.client_id",
             "directory.client_secret_file",
         ],
-        DirectoryKind::Okta | DirectoryKind::Google => {
+        DirectoryKind::Okta => &[
+            "directory.org_url",
+            "directory.token_file",
+            "directory.client_id",
+            "directory.private_key_file",
+        ],
+        DirectoryKind::Google => {
             return Err((
                 here,
                 "directory.kind",
                 format!(
-                    "kind = \"{}\" is not available in this version (file, scim, entra, keycloak are)",
+                    "kind = \"{}\" is not available in this version (file, scim, entra, keycloak, okta are)",
                     kind.name()
                 ),
             ));
@@ -884,9 +899,38 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
                 client_secret_file: file("directory.client_secret_file", &secret)?,
             }))
         }
+        DirectoryKind::Okta => {
+            for (key, v) in [
+                ("directory.client_id", &d.client_id),
+                ("directory.private_key_file", &d.private_key_file),
+            ] {
+                if let Some(v) = v {
+                    return Err((
+                        Some(v.span()),
+                        key,
+                        "OAuth service-app credentials are not supported yet; use token_file (an API token)"
+                            .to_string(),
+                    ));
+                }
+            }
+            let org = required(
+                "directory.org_url",
+                &d.org_url,
+                "org_url = \"https://acme.okta.com\"",
+            )?;
+            let token = required(
+                "directory.token_file",
+                &d.token_file,
+                "token_file = \"/etc/zt/okta.token\"",
+            )?;
+            Ok(DirectorySource::Okta(OktaSource {
+                org_url: base_url("directory.org_url", &org)?,
+                token_file: file("directory.token_file", &token)?,
+            }))
+        }
         // refused before the keys were checked; kept apart so adding a kind
         // is a compile error here
-        DirectoryKind::Okta | DirectoryKind::Google => Err((
+        DirectoryKind::Google => Err((
             here,
             "directory.kind",
             format!(
@@ -1349,6 +1393,27 @@ ca_file = "/etc/zt/ca.pem"
         )
         .unwrap();
         assert!(matches!(c.directory.source, DirectorySource::Keycloak(_)));
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"okta\"\norg_url = \"https://acme.okta.com/\"\ntoken_file = \"/etc/zt/okta.token\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.directory.source,
+            DirectorySource::Okta(OktaSource {
+                org_url: "https://acme.okta.com".into(),
+                token_file: "/etc/zt/okta.token".into(),
+            })
+        );
+        let e = err(&with_directory(
+            "kind = \"okta\"\norg_url = \"https://acme.okta.com\"\nclient_id = \"x\"\nprivate_key_file = \"/k\"\n",
+        ));
+        assert!(
+            e.contains("directory.client_id: OAuth service-app credentials are not supported yet"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1393,7 +1458,7 @@ ca_file = "/etc/zt/ca.pem"
         ));
         assert!(e.contains("directory.tenant_id"), "{e}");
         // kinds not built yet, and certificate credentials, say so
-        let e = err(&with_directory("kind = \"okta\"\n"));
+        let e = err(&with_directory("kind = \"google\"\n"));
         assert!(
             e.contains("agent.toml:3:8") && e.contains("not available in this version"),
             "{e}"

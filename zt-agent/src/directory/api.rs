@@ -129,6 +129,66 @@ pub enum Fetched<T> {
     Gone(DirectoryError),
 }
 
+/// A successful attempt: the answer, the next page's link, and how long to
+/// wait before the next request (a rate limit used up).
+struct Answer<T> {
+    value: Fetched<T>,
+    next: Option<String>,
+    pause: Option<Duration>,
+}
+
+/// Okta's `X-Rate-Limit-Remaining` / `X-Rate-Limit-Reset` (unix seconds).
+struct RateLimit {
+    remaining: Option<u64>,
+    reset_in: Option<Duration>,
+}
+
+impl RateLimit {
+    fn of(headers: &ureq::http::HeaderMap) -> RateLimit {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        RateLimit {
+            remaining: number("x-rate-limit-remaining"),
+            // a second more: the reset is a whole second, the clocks differ
+            reset_in: number("x-rate-limit-reset")
+                .map(|reset| Duration::from_secs(reset.saturating_sub(now) + 1)),
+        }
+    }
+
+    /// Nothing left until the reset: wait for it before asking again.
+    fn pause(&self) -> Option<Duration> {
+        (self.remaining == Some(0))
+            .then_some(self.reset_in)
+            .flatten()
+    }
+}
+
+/// The target of `rel="next"` in the `Link` headers (RFC 8288), if any.
+pub fn next_link(headers: &ureq::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all("link")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(", <"))
+        .find_map(|link| {
+            let (target, params) = link.trim().trim_start_matches('<').split_once('>')?;
+            params
+                .split(';')
+                .any(|p| {
+                    let p = p.trim();
+                    p == "rel=\"next\"" || p == "rel=next"
+                })
+                .then(|| target.to_string())
+        })
+}
+
 /// What one attempt came to.
 enum Attempt<T> {
     Done(T),
@@ -151,6 +211,8 @@ pub struct Api<'h> {
     pub requests: u64,
     /// Waits between attempts go through this (tests record them).
     pub sleep: fn(Duration),
+    /// A rate limit used up: no request before this.
+    pause_until: Option<std::time::Instant>,
 }
 
 impl<'h> Api<'h> {
@@ -174,6 +236,7 @@ impl<'h> Api<'h> {
             policy: RetryPolicy::default(),
             requests: 0,
             sleep: std::thread::sleep,
+            pause_until: None,
         })
     }
 
@@ -189,6 +252,15 @@ impl<'h> Api<'h> {
     /// As [`Self::get`], telling a 410 Gone (an expired delta link: start
     /// over) apart from other failures.
     pub fn fetch<T: DeserializeOwned>(&mut self, url: &str) -> Result<Fetched<T>, DirectoryError> {
+        self.fetch_linked(url).map(|(v, _)| v)
+    }
+
+    /// As [`Self::fetch`], with the `Link: <..>; rel="next"` header's URL
+    /// (RFC 8288; Okta pages this way).
+    pub fn fetch_linked<T: DeserializeOwned>(
+        &mut self,
+        url: &str,
+    ) -> Result<(Fetched<T>, Option<String>), DirectoryError> {
         if origin(url).as_deref() != Some(self.origin.as_str()) {
             // a paging link elsewhere would send our token to another host
             return Err(DirectoryError::new(
@@ -205,6 +277,22 @@ impl<'h> Api<'h> {
         let mut renewed = false;
         let mut retry = 0;
         loop {
+            if let Some(until) = self.pause_until.take() {
+                // the server said our allowance is used up until then
+                let wait = until.saturating_duration_since(std::time::Instant::now());
+                if wait > self.policy.max_wait {
+                    let mut e = DirectoryError::new(
+                        DirectoryFailure::Throttled,
+                        format!("the rate limit of {} is used up", self.origin),
+                    );
+                    e.retry_after = Some(wait);
+                    return Err(e);
+                }
+                if !wait.is_zero() {
+                    tracing::info!("rate limit used up; waiting {} ms", wait.as_millis());
+                    (self.sleep)(wait);
+                }
+            }
             if self.authorization.is_none() {
                 self.authorization = Some(self.credentials.authorization(self.http, false)?);
             }
@@ -212,7 +300,10 @@ impl<'h> Api<'h> {
             self.requests += 1;
             let attempt = self.attempt::<T>(url, &header);
             match attempt {
-                Attempt::Done(v) => return Ok(v),
+                Attempt::Done(answer) => {
+                    self.pause_until = answer.pause.map(|p| std::time::Instant::now() + p);
+                    return Ok((answer.value, answer.next));
+                }
                 Attempt::Renew(e) if !renewed => {
                     // a token can expire in the middle of a long sync
                     tracing::info!("{e}; renewing the token");
@@ -241,7 +332,7 @@ impl<'h> Api<'h> {
         }
     }
 
-    fn attempt<T: DeserializeOwned>(&self, url: &str, authorization: &str) -> Attempt<Fetched<T>> {
+    fn attempt<T: DeserializeOwned>(&self, url: &str, authorization: &str) -> Attempt<Answer<T>> {
         let unavailable = |what: String| DirectoryError::new(DirectoryFailure::Unavailable, what);
         let response = self
             .http
@@ -263,11 +354,21 @@ impl<'h> Api<'h> {
             }
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
+        let headers = response.headers();
+        let limit = RateLimit::of(headers);
+        let retry_after = headers
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(parse_retry_after)
+            .or(if status == 429 { limit.reset_in } else { None });
+        let next = next_link(headers);
+        let done = |value| {
+            Attempt::Done(Answer {
+                value,
+                next: next.clone(),
+                pause: limit.pause(),
+            })
+        };
         let failed = |kind, response: &mut ureq::http::Response<ureq::Body>| {
             DirectoryError::new(
                 kind,
@@ -280,9 +381,9 @@ impl<'h> Api<'h> {
         };
         match status {
             200 => {}
-            404 => return Attempt::Done(Fetched::Missing),
+            404 => return done(Fetched::Missing),
             410 => {
-                return Attempt::Done(Fetched::Gone(failed(
+                return done(Fetched::Gone(failed(
                     DirectoryFailure::Malformed,
                     &mut response,
                 )));
@@ -317,7 +418,7 @@ impl<'h> Api<'h> {
         };
         let parsed = serde_json::from_reader::<_, T>(BufReader::new(&mut capped));
         match parsed {
-            Ok(v) => Attempt::Done(Fetched::Found(v)),
+            Ok(v) => done(Fetched::Found(v)),
             Err(_) if capped.hit => Attempt::Fail(DirectoryError::new(
                 DirectoryFailure::Malformed,
                 format!(
@@ -485,6 +586,36 @@ mod tests {
         let e = links.follow("https://x/a?page=2").unwrap_err();
         assert_eq!(e.kind, DirectoryFailure::Malformed);
         assert!(e.message.contains("loop"), "{e}");
+    }
+
+    #[test]
+    fn next_links_from_link_headers() {
+        let mut h = ureq::http::HeaderMap::new();
+        h.append(
+            "link",
+            "<https://acme.okta.com/api/v1/groups/g/users?limit=200>; rel=\"self\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_link(&h), None);
+        h.append(
+            "link",
+            "<https://acme.okta.com/api/v1/groups/g/users?after=00u1&limit=200>; rel=\"next\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://acme.okta.com/api/v1/groups/g/users?after=00u1&limit=200")
+        );
+        let mut one = ureq::http::HeaderMap::new();
+        one.insert(
+            "link",
+            "<https://x/a?after=1>; rel=\"self\", <https://x/a?after=2>; rel=\"next\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_link(&one).as_deref(), Some("https://x/a?after=2"));
     }
 
     #[test]

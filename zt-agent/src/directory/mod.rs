@@ -9,6 +9,7 @@ pub mod file;
 pub mod keycloak;
 pub mod nesting;
 pub mod oauth;
+pub mod okta;
 pub mod scim;
 
 use std::collections::{BTreeMap, HashMap};
