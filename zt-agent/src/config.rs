@@ -240,15 +240,15 @@ pub struct DirectoryConfig {
     pub org_url: Option<Spanned<String>>,
     /// scim, okta: a file holding the API token.
     pub token_file: Option<Spanned<String>>,
-    /// google: the service account key file (not yet supported).
+    /// google: the service account's JSON key file.
     pub service_account_file: Option<Spanned<String>>,
-    /// google: the admin to impersonate (not yet supported).
+    /// google: the admin the service account acts as (domain-wide delegation).
     pub subject: Option<Spanned<String>>,
-    /// google: the customer id (not yet supported).
+    /// google: the customer id (default "my_customer": the admin's own).
     pub customer: Option<Spanned<String>>,
-    /// google: Admin SDK base override (not yet supported).
+    /// google: the Admin SDK base (tests, proxies).
     pub api_url: Option<Spanned<String>>,
-    /// google: token endpoint override (not yet supported).
+    /// google: the token endpoint (tests, proxies).
     pub token_url: Option<Spanned<String>>,
     /// scim: the service's base (https://idp.example.com/scim/v2);
     /// keycloak: the server's base (https://sso.example.com).
@@ -297,7 +297,21 @@ pub enum DirectorySource {
     Entra(EntraSource),
     Keycloak(KeycloakSource),
     Okta(OktaSource),
+    Google(GoogleSource),
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoogleSource {
+    pub service_account_file: PathBuf,
+    pub subject: String,
+    pub customer: String,
+    /// Without a trailing '/'.
+    pub api_url: String,
+    pub token_url: String,
+}
+
+pub const DEFAULT_GOOGLE_API_URL: &str = "https://admin.googleapis.com";
+pub const DEFAULT_GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OktaSource {
@@ -723,16 +737,13 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
             "directory.client_id",
             "directory.private_key_file",
         ],
-        DirectoryKind::Google => {
-            return Err((
-                here,
-                "directory.kind",
-                format!(
-                    "kind = \"{}\" is not available in this version (file, scim, entra, keycloak, okta are)",
-                    kind.name()
-                ),
-            ));
-        }
+        DirectoryKind::Google => &[
+            "directory.service_account_file",
+            "directory.subject",
+            "directory.customer",
+            "directory.api_url",
+            "directory.token_url",
+        ],
     };
     for (key, value) in optional {
         if let Some(v) = value
@@ -928,16 +939,44 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
                 token_file: file("directory.token_file", &token)?,
             }))
         }
-        // refused before the keys were checked; kept apart so adding a kind
-        // is a compile error here
-        DirectoryKind::Google => Err((
-            here,
-            "directory.kind",
-            format!(
-                "kind = \"{}\" is not available in this version",
-                kind.name()
-            ),
-        )),
+        DirectoryKind::Google => {
+            let account = required(
+                "directory.service_account_file",
+                &d.service_account_file,
+                "service_account_file = \"/etc/zt/google.json\"",
+            )?;
+            let subject = required(
+                "directory.subject",
+                &d.subject,
+                "subject = \"<an admin's email>\" (the admin the service account acts as)",
+            )?;
+            if !subject.get_ref().contains('@') || subject.get_ref().contains(char::is_whitespace) {
+                return Err((
+                    Some(subject.span()),
+                    "directory.subject",
+                    format!("{:?} is not an email", subject.get_ref()),
+                ));
+            }
+            let customer = match &d.customer {
+                Some(c) => path_segment("directory.customer", c)?,
+                None => "my_customer".to_string(),
+            };
+            let api_url = match &d.api_url {
+                Some(v) => base_url("directory.api_url", v)?,
+                None => DEFAULT_GOOGLE_API_URL.to_string(),
+            };
+            let token_url = match &d.token_url {
+                Some(v) => base_url("directory.token_url", v)?,
+                None => DEFAULT_GOOGLE_TOKEN_URL.to_string(),
+            };
+            Ok(DirectorySource::Google(GoogleSource {
+                service_account_file: file("directory.service_account_file", &account)?,
+                subject: subject.get_ref().clone(),
+                customer,
+                api_url,
+                token_url,
+            }))
+        }
     }
 }
 
@@ -1457,12 +1496,16 @@ ca_file = "/etc/zt/ca.pem"
             "kind = \"entra\"\ntenant_id = \"../x\"\nclient_id = \"a\"\nclient_secret_file = \"/s\"\n",
         ));
         assert!(e.contains("directory.tenant_id"), "{e}");
-        // kinds not built yet, and certificate credentials, say so
+        // a kind's required keys, and certificate credentials, say so
         let e = err(&with_directory("kind = \"google\"\n"));
         assert!(
-            e.contains("agent.toml:3:8") && e.contains("not available in this version"),
+            e.contains("agent.toml:3:8") && e.contains("needs service_account_file"),
             "{e}"
         );
+        let e = err(&with_directory(
+            "kind = \"google\"\nservice_account_file = \"/g.json\"\nsubject = \"not-an-email\"\n",
+        ));
+        assert!(e.contains("agent.toml:5:11: directory.subject"), "{e}");
         let e = err(&with_directory(
             "kind = \"entra\"\ntenant_id = \"t\"\nclient_id = \"a\"\ncertificate_file = \"/c\"\n",
         ));

@@ -10,7 +10,7 @@ use zt_snapshot::{Content, GroupEntry, Pair, PolicyEntry, Snapshot, StateDir, Us
 
 use crate::config::{AgentConfig, DirectorySource};
 use crate::directory::error::{DirectoryError, DirectoryFailure};
-use crate::directory::{Directory, entra, file, keycloak, okta, scim};
+use crate::directory::{Directory, entra, file, google, keycloak, okta, scim};
 use crate::identity::local::LocalAccounts;
 use crate::keys;
 use crate::outcome::{Completed, SyncError};
@@ -108,6 +108,13 @@ pub fn load_directory(
             let mut api = okta::connect(&http, source)?;
             let read = okta::read(&mut api, source, &configured_group_ids(config));
             log_requests("okta", api.requests, read.as_ref());
+            read.map(plain)
+        }
+        DirectorySource::Google(source) => {
+            let http = directory_http(config)?;
+            let mut api = google::connect(&http, source)?;
+            let read = google::read(&mut api, source, &configured_group_ids(config));
+            log_requests("google", api.requests, read.as_ref());
             read.map(plain)
         }
         DirectorySource::Keycloak(source) => {

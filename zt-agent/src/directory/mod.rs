@@ -6,6 +6,7 @@ pub mod collect;
 pub mod entra;
 pub mod error;
 pub mod file;
+pub mod google;
 pub mod keycloak;
 pub mod nesting;
 pub mod oauth;

@@ -44,7 +44,6 @@ struct TokenError {
 impl ClientCredentials {
     fn request(&mut self, http: &Http) -> Result<String, DirectoryError> {
         let secret = api::read_secret(&self.secret_file)?;
-        let url = &self.token_url;
         let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
@@ -53,105 +52,114 @@ impl ClientCredentials {
         if let Some(scope) = &self.scope {
             form.push(("scope", scope.as_str()));
         }
-        let mut retry = 0;
-        loop {
-            self.requests += 1;
-            let outcome = http
-                .agent()
-                .post(url)
-                .header("Accept", "application/json")
-                .config()
-                .timeout_global(Some(crate::http::REQUEST_TIMEOUT))
-                .build()
-                .send_form(form.iter().copied());
-            let (error, after) = match outcome {
-                Err(e) => (
-                    DirectoryError::new(
-                        DirectoryFailure::Unavailable,
-                        format!("POST {}: {e}", truncate(url)),
-                    ),
-                    None,
+        let whose = format!(
+            "client {:?}, secret from {}",
+            self.client_id,
+            self.secret_file.display()
+        );
+        self.requests += 1;
+        token_request(http, &self.token_url, &form, &self.policy, &whose)
+    }
+}
+
+/// POSTs a token request (a form holding a credential) with retries on 429
+/// and 5xx; the bearer header value, or an error naming `whose` credential
+/// (never the credential).
+pub fn token_request(
+    http: &Http,
+    url: &str,
+    form: &[(&str, &str)],
+    policy: &RetryPolicy,
+    whose: &str,
+) -> Result<String, DirectoryError> {
+    let mut retry = 0;
+    loop {
+        let outcome = http
+            .agent()
+            .post(url)
+            .header("Accept", "application/json")
+            .config()
+            .timeout_global(Some(crate::http::REQUEST_TIMEOUT))
+            .build()
+            .send_form(form.iter().copied());
+        let (error, after) = match outcome {
+            Err(e) => (
+                DirectoryError::new(
+                    DirectoryFailure::Unavailable,
+                    format!("POST {}: {e}", truncate(url)),
                 ),
-                Ok(mut response) => {
-                    let status = response.status().as_u16();
-                    let after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(api::parse_retry_after);
-                    let body = response
-                        .body_mut()
-                        .with_config()
-                        .limit(MAX_TOKEN_RESPONSE)
-                        .reader();
-                    match status {
-                        200 => {
-                            let token: TokenResponse =
-                                serde_json::from_reader(BufReader::new(body)).map_err(|e| {
-                                    DirectoryError::new(
-                                        DirectoryFailure::Malformed,
-                                        format!(
-                                            "POST {}: not a token response: {e}",
-                                            truncate(url)
-                                        ),
-                                    )
-                                })?;
-                            return bearer(token, url);
-                        }
-                        429 | 500..=599 => {
-                            let kind = if status == 429 {
-                                DirectoryFailure::Throttled
-                            } else {
-                                DirectoryFailure::Unavailable
-                            };
-                            let mut e = DirectoryError::new(
-                                kind,
-                                format!("POST {}: HTTP {status}", truncate(url)),
-                            );
-                            e.retry_after = after;
-                            (e, after)
-                        }
-                        _ => {
-                            let why =
-                                serde_json::from_reader::<_, TokenError>(BufReader::new(body))
-                                    .map(|e| {
-                                        format!(
-                                            ": {:?} {:?}",
-                                            e.error,
-                                            e.error_description.unwrap_or_default()
-                                        )
-                                    })
-                                    .unwrap_or_default();
-                            let kind = if matches!(status, 400 | 401 | 403) {
-                                DirectoryFailure::Unauthorised
-                            } else {
-                                DirectoryFailure::Malformed
-                            };
-                            return Err(DirectoryError::new(
-                                kind,
+                None,
+            ),
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(api::parse_retry_after);
+                let body = response
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_TOKEN_RESPONSE)
+                    .reader();
+                match status {
+                    200 => {
+                        let token: TokenResponse = serde_json::from_reader(BufReader::new(body))
+                            .map_err(|e| {
+                                DirectoryError::new(
+                                    DirectoryFailure::Malformed,
+                                    format!("POST {}: not a token response: {e}", truncate(url)),
+                                )
+                            })?;
+                        return bearer(token, url);
+                    }
+                    429 | 500..=599 => {
+                        let kind = if status == 429 {
+                            DirectoryFailure::Throttled
+                        } else {
+                            DirectoryFailure::Unavailable
+                        };
+                        let mut e = DirectoryError::new(
+                            kind,
+                            format!("POST {}: HTTP {status}", truncate(url)),
+                        );
+                        e.retry_after = after;
+                        (e, after)
+                    }
+                    _ => {
+                        let why = serde_json::from_reader::<_, TokenError>(BufReader::new(body))
+                            .map(|e| {
                                 format!(
-                                    "POST {}: HTTP {status}{why} (client {:?}, secret from {})",
-                                    truncate(url),
-                                    self.client_id,
-                                    self.secret_file.display()
-                                ),
-                            ));
-                        }
+                                    ": {:?} {:?}",
+                                    e.error,
+                                    e.error_description.unwrap_or_default()
+                                )
+                            })
+                            .unwrap_or_default();
+                        let kind = if matches!(status, 400 | 401 | 403) {
+                            DirectoryFailure::Unauthorised
+                        } else {
+                            DirectoryFailure::Malformed
+                        };
+                        return Err(DirectoryError::new(
+                            kind,
+                            format!("POST {}: HTTP {status}{why} ({whose})", truncate(url)),
+                        ));
                     }
                 }
-            };
-            retry += 1;
-            if retry >= self.policy.attempts {
-                return Err(error);
             }
-            let wait = match after {
-                Some(a) if a > self.policy.max_wait => return Err(error),
-                Some(a) => a,
-                None => self.policy.backoff(retry - 1),
-            };
-            tracing::info!("{error}; retrying in {} ms", wait.as_millis());
-            std::thread::sleep(wait);
+        };
+        retry += 1;
+        if retry >= policy.attempts {
+            return Err(error);
         }
+        let wait = match after {
+            Some(a) if a > policy.max_wait => return Err(error),
+            Some(a) => a,
+            None => policy.backoff(retry - 1),
+        };
+        tracing::info!("{error}; retrying in {} ms", wait.as_millis());
+        std::thread::sleep(wait);
     }
 }
 
