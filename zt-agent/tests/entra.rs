@@ -305,6 +305,15 @@ fn paging_links_elsewhere_or_in_a_loop_are_refused() {
     assert!(e.message.contains("not at the configured"), "{e}");
     assert_eq!(other.server.requests().len(), 0, "our token went elsewhere");
 
+    // a delta link elsewhere is refused before it is saved
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    h.graph.state.lock().unwrap().link_base = Some(other.base().to_string());
+    let e = sync(&h.config, &h.paths, false).unwrap_err();
+    assert!(e.message.contains("a delta link elsewhere"), "{e}");
+    assert!(!h.delta_path().exists());
+    assert_eq!(other.server.requests().len(), 0);
+
     let h = Host::new();
     h.graph.populate(SRE, "sre", 35);
     h.graph.state.lock().unwrap().loop_links = true;

@@ -28,6 +28,10 @@ struct Realm {
     expire_next: bool,
     /// Answer this status to every members request.
     members_status: Option<u16>,
+    /// Before answering the n-th members request, delete this member (a
+    /// change while the agent pages).
+    delete_before_members_request: Option<(usize, usize)>,
+    members_requests: usize,
 }
 
 fn user_json(n: usize, enabled: bool) -> serde_json::Value {
@@ -83,6 +87,15 @@ fn answer(realm: &mut Realm, r: &Request) -> Response {
             .to_string(),
         ),
         [_, "members"] => {
+            realm.members_requests += 1;
+            if let Some((n, gone)) = realm.delete_before_members_request
+                && n == realm.members_requests
+            {
+                for (_, users, _) in realm.groups.values_mut() {
+                    users.retain(|u| *u != gone);
+                }
+                return answer(realm, r);
+            }
             if let Some(status) = realm.members_status {
                 return Response::json(status, "{}");
             }
@@ -191,6 +204,25 @@ login = true
     );
     assert_eq!(server.count(|q| q.path().contains("g-sales")), 0);
     assert_eq!(server.count(|q| q.path().ends_with("/token")), 2);
+
+    // someone leaves while the members are paged: everyone after them moves
+    // up a place; the overlap shows it and the listing starts over, so
+    // nobody is skipped
+    {
+        let mut r = realm.lock().unwrap();
+        r.members_requests = 0;
+        r.delete_before_members_request = Some((2, 10));
+    }
+    let r = sync(&config, &paths, false).unwrap();
+    assert_eq!(r.users, 1099);
+    let snapshot = std::fs::read(paths.state_dir.join("snapshot")).unwrap();
+    let s = zt_snapshot::Snapshot::parse(&snapshot).unwrap();
+    assert!(s.user_by_name(b"user10").unwrap().is_none());
+    assert!(
+        s.user_by_name(b"user500").unwrap().is_some(),
+        "the first one moved across the page boundary"
+    );
+    assert!(s.user_by_name(b"user1099").unwrap().is_some());
 
     // a failing members listing publishes nothing
     realm.lock().unwrap().members_status = Some(403);

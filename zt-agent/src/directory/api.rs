@@ -240,6 +240,11 @@ impl<'h> Api<'h> {
         })
     }
 
+    /// Whether `url` is at this API's origin (where paging links must be).
+    pub fn is_at_origin(&self, url: &str) -> bool {
+        origin(url).as_deref() == Some(self.origin.as_str())
+    }
+
     /// GETs `url` as JSON: `Ok(None)` on 404 (the object does not exist).
     pub fn get<T: DeserializeOwned>(&mut self, url: &str) -> Result<Option<T>, DirectoryError> {
         match self.fetch(url)? {

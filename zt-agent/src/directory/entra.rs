@@ -246,6 +246,18 @@ fn round(
                 }
                 match (page.next_link, page.delta_link) {
                     (Some(next), _) => url = next,
+                    // checked now, not when next used: a link saved from
+                    // elsewhere would fail every sync from then on
+                    (None, Some(delta)) if !api.is_at_origin(&delta) => {
+                        return Err(DirectoryError::new(
+                            DirectoryFailure::Malformed,
+                            format!(
+                                "GET {}: a delta link elsewhere: {:?}",
+                                truncate(&url),
+                                truncate(&delta)
+                            ),
+                        ));
+                    }
                     (None, Some(delta)) => return Ok(delta),
                     (None, None) => {
                         return Err(DirectoryError::new(
@@ -303,6 +315,10 @@ pub fn read(
     configured.sort();
     configured.dedup();
     let scope = format!("{graph_url} {} {}", source.tenant_id, configured.join(","));
+    if configured.is_empty() {
+        // nothing to keep: not worth reading the tenant's people
+        return Ok((Directory::default(), DeltaState::default()));
+    }
     let mut state = saved
         .and_then(|b| serde_json::from_slice::<DeltaState>(b).ok())
         .filter(|s| s.scope == scope)

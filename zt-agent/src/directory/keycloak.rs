@@ -206,20 +206,78 @@ pub fn read(
 /// Every entry of a `first`/`max` paged list: pages until one is short.
 /// None if the first page is a 404 (no such list); a 404 on a later page (the
 /// group vanished mid-read) fails the read.
-fn pages<T: serde::de::DeserializeOwned>(
+///
+/// Offset paging skips an entry when one before the offset is removed during
+/// the read (everything after moves up), and a skipped person would look
+/// removed. So each later page starts one entry early and that entry must be
+/// the previous page's last: if it is not, the list moved, and the listing
+/// starts over (a few times, then the read fails as unavailable).
+fn pages<T: serde::de::DeserializeOwned + Identified>(
     api: &mut Api<'_>,
     url: &str,
     extra_query: &str,
 ) -> Result<Option<Vec<T>>, DirectoryError> {
-    let mut all = Vec::new();
+    const ATTEMPTS: usize = 3;
+    for _ in 0..ATTEMPTS {
+        match listing(api, url, extra_query)? {
+            Listing::Complete(all) => return Ok(Some(all)),
+            Listing::Missing => return Ok(None),
+            Listing::Moved => {
+                tracing::info!("{}: the list moved while it was read; again", truncate(url))
+            }
+        }
+    }
+    Err(DirectoryError::new(
+        DirectoryFailure::Unavailable,
+        format!(
+            "{}: the list kept changing while it was read ({ATTEMPTS} tries)",
+            truncate(url)
+        ),
+    ))
+}
+
+enum Listing<T> {
+    Complete(Vec<T>),
+    Missing,
+    Moved,
+}
+
+/// What identifies an entry where two pages overlap.
+trait Identified {
+    fn mark(&self) -> String;
+}
+
+impl Identified for SubGroup {
+    fn mark(&self) -> String {
+        self.id.clone()
+    }
+}
+
+/// A user entry as the server wrote it: the same entry read twice is the
+/// same text (an entry changed in between counts as a move: read again).
+impl Identified for Box<RawValue> {
+    fn mark(&self) -> String {
+        self.get().to_string()
+    }
+}
+
+fn listing<T: serde::de::DeserializeOwned + Identified>(
+    api: &mut Api<'_>,
+    url: &str,
+    extra_query: &str,
+) -> Result<Listing<T>, DirectoryError> {
+    let mut all: Vec<T> = Vec::new();
+    let mut last: Option<String> = None;
     for page in 0..MAX_PAGES {
+        let overlap = usize::from(page > 0);
         let page_url = format!(
-            "{url}?first={}&max={PAGE_SIZE}{extra_query}",
-            page * PAGE_SIZE
+            "{url}?first={}&max={}{extra_query}",
+            page * PAGE_SIZE - overlap,
+            PAGE_SIZE + overlap
         );
-        let Some(entries) = api.get::<Vec<T>>(&page_url)? else {
+        let Some(mut entries) = api.get::<Vec<T>>(&page_url)? else {
             if page == 0 {
-                return Ok(None);
+                return Ok(Listing::Missing);
             }
             return Err(DirectoryError::new(
                 DirectoryFailure::Unavailable,
@@ -229,10 +287,19 @@ fn pages<T: serde::de::DeserializeOwned>(
                 ),
             ));
         };
+        if page > 0 {
+            match entries.first() {
+                Some(first) if Some(first.mark()) == last => {
+                    entries.remove(0);
+                }
+                _ => return Ok(Listing::Moved),
+            }
+        }
         let short = entries.len() < PAGE_SIZE;
+        last = entries.last().map(Identified::mark);
         all.extend(entries);
         if short {
-            return Ok(Some(all));
+            return Ok(Listing::Complete(all));
         }
     }
     Err(DirectoryError::new(
