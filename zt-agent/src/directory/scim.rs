@@ -270,6 +270,7 @@ impl Walk<'_, '_> {
     /// Every person, page by page, keeping the members.
     fn list_users(&mut self) -> Result<(), DirectoryError> {
         let mut start = 1usize;
+        let mut previous_first: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let page_url = format!("{}/Users?startIndex={start}&count={PAGE_SIZE}", self.url);
             let page = self.api.get::<ListResponse>(&page_url)?.ok_or_else(|| {
@@ -288,6 +289,18 @@ impl Walk<'_, '_> {
                 ));
             }
             let got = page.resources.len();
+            // a server that ignores startIndex answers page one forever
+            let first = page.resources.first().map(|r| r.get().to_string());
+            if first.is_some() && first == previous_first {
+                return Err(DirectoryError::new(
+                    DirectoryFailure::Malformed,
+                    format!(
+                        "GET {}: the same page again (startIndex ignored?)",
+                        truncate(&page_url)
+                    ),
+                ));
+            }
+            previous_first = first;
             for raw in &page.resources {
                 let member = serde_json::from_str::<IdOnly>(raw.get())
                     .is_ok_and(|i| self.users.contains(&i.id) || self.untyped.contains(&i.id));
