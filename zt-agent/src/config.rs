@@ -227,10 +227,10 @@ pub struct DirectoryConfig {
     pub client_id: Option<Spanned<String>>,
     /// entra, keycloak: a file holding the client secret.
     pub client_secret_file: Option<Spanned<String>>,
-    /// entra: certificate credentials instead of a secret (not yet supported).
+    /// entra: a certificate (PEM) instead of a secret, with private_key_file.
     pub certificate_file: Option<Spanned<String>>,
     /// entra, okta: the private key of certificate / service-app credentials
-    /// (not yet supported).
+    /// (okta's not yet supported).
     pub private_key_file: Option<Spanned<String>>,
     /// entra: the Microsoft Graph base (national clouds, proxies, tests).
     pub graph_url: Option<Spanned<String>>,
@@ -332,11 +332,24 @@ pub struct ScimSource {
 pub struct EntraSource {
     pub tenant_id: String,
     pub client_id: String,
-    pub client_secret_file: PathBuf,
+    pub credential: EntraCredential,
     /// Without a trailing '/'.
     pub graph_url: String,
     /// Without a trailing '/'.
     pub login_url: String,
+}
+
+/// How the agent proves it is the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntraCredential {
+    /// A client secret, in this file.
+    Secret(PathBuf),
+    /// A certificate uploaded to the app registration (PEM) and its private
+    /// key (PEM): a signed client assertion instead of a shared secret.
+    Certificate {
+        certificate_file: PathBuf,
+        private_key_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -842,19 +855,42 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
             }))
         }
         DirectoryKind::Entra => {
-            for (key, v) in [
-                ("directory.certificate_file", &d.certificate_file),
-                ("directory.private_key_file", &d.private_key_file),
-            ] {
-                if let Some(v) = v {
+            let credential = match (
+                &d.client_secret_file,
+                &d.certificate_file,
+                &d.private_key_file,
+            ) {
+                (Some(secret), None, None) => {
+                    EntraCredential::Secret(file("directory.client_secret_file", secret)?)
+                }
+                (None, Some(cert), Some(key)) => EntraCredential::Certificate {
+                    certificate_file: file("directory.certificate_file", cert)?,
+                    private_key_file: file("directory.private_key_file", key)?,
+                },
+                (Some(_), Some(v), _) | (Some(_), _, Some(v)) => {
                     return Err((
                         Some(v.span()),
-                        key,
-                        "certificate credentials are not supported yet; use client_secret_file"
+                        "directory.client_secret_file",
+                        "either client_secret_file, or certificate_file with private_key_file: not both"
                             .to_string(),
                     ));
                 }
-            }
+                (None, Some(v), None) | (None, None, Some(v)) => {
+                    return Err((
+                        Some(v.span()),
+                        "directory.certificate_file",
+                        "certificate_file and private_key_file go together".to_string(),
+                    ));
+                }
+                (None, None, None) => {
+                    return Err((
+                        here,
+                        "directory.client_secret_file",
+                        "kind = \"entra\" needs client_secret_file = \"/etc/zt/entra.secret\" (or certificate_file + private_key_file)"
+                            .to_string(),
+                    ));
+                }
+            };
             let tenant = required(
                 "directory.tenant_id",
                 &d.tenant_id,
@@ -864,11 +900,6 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
                 "directory.client_id",
                 &d.client_id,
                 "client_id = \"<application (client) id>\"",
-            )?;
-            let secret = required(
-                "directory.client_secret_file",
-                &d.client_secret_file,
-                "client_secret_file = \"/etc/zt/entra.secret\"",
             )?;
             let graph_url = match &d.graph_url {
                 Some(v) => base_url("directory.graph_url", v)?,
@@ -881,7 +912,7 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
             Ok(DirectorySource::Entra(EntraSource {
                 tenant_id: path_segment("directory.tenant_id", &tenant)?,
                 client_id: client.get_ref().trim().to_string(),
-                client_secret_file: file("directory.client_secret_file", &secret)?,
+                credential,
                 graph_url,
                 login_url,
             }))
@@ -1405,7 +1436,7 @@ ca_file = "/etc/zt/ca.pem"
             DirectorySource::Entra(EntraSource {
                 tenant_id: "contoso.onmicrosoft.com".into(),
                 client_id: "app-1".into(),
-                client_secret_file: "/etc/zt/entra.secret".into(),
+                credential: EntraCredential::Secret("/etc/zt/entra.secret".into()),
                 graph_url: DEFAULT_GRAPH_URL.into(),
                 login_url: DEFAULT_LOGIN_URL.into(),
             })
@@ -1510,8 +1541,29 @@ ca_file = "/etc/zt/ca.pem"
             "kind = \"entra\"\ntenant_id = \"t\"\nclient_id = \"a\"\ncertificate_file = \"/c\"\n",
         ));
         assert!(
-            e.contains("directory.certificate_file: certificate credentials are not supported yet"),
+            e.contains("agent.toml:6:20: directory.certificate_file: certificate_file and private_key_file go together"),
             "{e}"
+        );
+        let e = err(&with_directory(
+            "kind = \"entra\"\ntenant_id = \"t\"\nclient_id = \"a\"\nclient_secret_file = \"/s\"\ncertificate_file = \"/c\"\nprivate_key_file = \"/k\"\n",
+        ));
+        assert!(e.contains("not both"), "{e}");
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"entra\"\ntenant_id = \"t\"\nclient_id = \"a\"\ncertificate_file = \"/c.pem\"\nprivate_key_file = \"/k.pem\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        let DirectorySource::Entra(source) = c.directory.source else {
+            panic!("entra")
+        };
+        assert_eq!(
+            source.credential,
+            EntraCredential::Certificate {
+                certificate_file: "/c.pem".into(),
+                private_key_file: "/k.pem".into(),
+            }
         );
         // file keys stay file keys
         let e = err(&with_directory(

@@ -615,3 +615,64 @@ fn a_retry_after_beyond_our_patience_ends_the_sync_at_once() {
     assert_eq!(requests, 1);
     assert_eq!(SLEPT_MS.with(Cell::get), 0);
 }
+
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}");
+    out.stdout
+}
+
+#[test]
+fn certificate_credentials_sign_a_client_assertion() {
+    use base64::Engine;
+    use sha2::Digest;
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 3);
+    let dir = h.tmp.path();
+    let (cert, key) = (dir.join("entra.crt"), dir.join("entra.key"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=zt-agent",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let public = openssl(&["x509", "-pubkey", "-noout", "-in", cert.to_str().unwrap()]);
+    let der = openssl(&["x509", "-outform", "DER", "-in", cert.to_str().unwrap()]);
+    let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der));
+    h.graph.state.lock().unwrap().certificate = Some((public, x5t));
+    let text = format!(
+        "[directory]\nkind = \"entra\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\n\
+         certificate_file = \"{}\"\nprivate_key_file = \"{}\"\ngraph_url = \"{base}\"\nlogin_url = \"{base}\"\n\n\
+         [users]\ndomains = [\"example.com\"]\n\n[[groups]]\nid = \"{SRE}\"\nname = \"sre\"\nlogin = true\n",
+        cert.display(),
+        key.display(),
+        base = h.graph.base()
+    );
+    let config = AgentConfig::parse(&text, "agent.toml").unwrap();
+    let r = sync(&config, &h.paths, false).unwrap();
+    assert_eq!(r.users, 3);
+    assert_eq!(h.graph.token_requests(), 1);
+    // the key readable by others: refused, and never quoted
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = sync(&config, &h.paths, false).unwrap_err();
+    assert_eq!(
+        e.kind,
+        FailureKind::Directory(DirectoryFailure::Unauthorised)
+    );
+    assert!(!e.message.contains("PRIVATE KEY"), "{e}");
+}

@@ -29,9 +29,9 @@ use serde_json::value::RawValue;
 use super::api::{Api, Fetched, PageLinks, query_value, truncate};
 use super::collect::{Collected, MAX_GROUPS, clean, utc_time};
 use super::error::{DirectoryError, DirectoryFailure};
-use super::oauth::ClientCredentials;
+use super::oauth::{ClientAuth, ClientCredentials};
 use super::{DirGroup, DirUser, Directory};
-use crate::config::EntraSource;
+use crate::config::{EntraCredential, EntraSource};
 use crate::http::Http;
 
 /// The user properties read (Graph returns only a default set otherwise).
@@ -51,10 +51,18 @@ pub fn connect<'h>(http: &'h Http, source: &EntraSource) -> Result<Api<'h>, Dire
             source.login_url, source.tenant_id
         ),
         client_id: source.client_id.clone(),
-        secret_file: source.client_secret_file.clone(),
+        auth: match &source.credential {
+            EntraCredential::Secret(file) => ClientAuth::Secret(file.clone()),
+            EntraCredential::Certificate {
+                certificate_file,
+                private_key_file,
+            } => ClientAuth::Certificate {
+                certificate_file: certificate_file.clone(),
+                private_key_file: private_key_file.clone(),
+            },
+        },
         scope: Some(format!("{}/.default", source.graph_url)),
         policy: Default::default(),
-        requests: 0,
     };
     Api::new(http, &source.graph_url, Box::new(credentials))
 }

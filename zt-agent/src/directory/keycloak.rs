@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use super::api::{Api, MAX_PAGES, segment, truncate};
 use super::collect::{Collected, MAX_GROUPS, clean};
 use super::error::{DirectoryError, DirectoryFailure};
-use super::oauth::ClientCredentials;
+use super::oauth::{ClientAuth, ClientCredentials};
 use super::{DirGroup, DirUser, Directory};
 use crate::config::KeycloakSource;
 use crate::http::Http;
@@ -35,10 +35,9 @@ pub fn connect<'h>(http: &'h Http, source: &KeycloakSource) -> Result<Api<'h>, D
             source.url, source.realm
         ),
         client_id: source.client_id.clone(),
-        secret_file: source.client_secret_file.clone(),
+        auth: ClientAuth::Secret(source.client_secret_file.clone()),
         scope: None,
         policy: Default::default(),
-        requests: 0,
     };
     Api::new(http, &source.url, Box::new(credentials))
 }

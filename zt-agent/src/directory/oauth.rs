@@ -1,7 +1,8 @@
 //! OAuth 2.0 client credentials (RFC 6749 4.4): the token Entra ID and
-//! Keycloak hand a service for reading the directory. The secret is read from
-//! its file at every token request (so a rotated secret is picked up) and is
-//! only ever sent in the request body, never put in a message.
+//! Keycloak hand a service for reading the directory, by client secret or
+//! (Entra) by a client assertion signed with a certificate's key (RFC 7523).
+//! The secret or key is read from its file at every token request (so a
+//! rotated one is picked up) and never put in a message.
 
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -18,12 +19,86 @@ const MAX_TOKEN_RESPONSE: u64 = 64 * 1024;
 pub struct ClientCredentials {
     pub token_url: String,
     pub client_id: String,
-    pub secret_file: PathBuf,
+    pub auth: ClientAuth,
     /// `scope` (Entra: `<graph>/.default`); Keycloak needs none.
     pub scope: Option<String>,
     pub policy: RetryPolicy,
-    /// Token requests sent (for logs and benchmarks).
-    pub requests: u64,
+}
+
+/// How the client proves who it is.
+pub enum ClientAuth {
+    /// A client secret in this file.
+    Secret(PathBuf),
+    /// A certificate (PEM) registered with the IdP and its private key (PEM).
+    Certificate {
+        certificate_file: PathBuf,
+        private_key_file: PathBuf,
+    },
+}
+
+/// RFC 7523 client assertion claims (Microsoft identity platform's list).
+#[derive(serde::Serialize)]
+struct ClientAssertion<'a> {
+    aud: &'a str,
+    iss: &'a str,
+    sub: &'a str,
+    jti: String,
+    nbf: u64,
+    iat: u64,
+    exp: u64,
+}
+
+/// A signed assertion for `client_id` at `token_url`: RS256 with the key,
+/// `x5t#S256` the SHA-256 thumbprint of the certificate's DER.
+fn client_assertion(
+    client_id: &str,
+    token_url: &str,
+    certificate_file: &std::path::Path,
+    private_key_file: &std::path::Path,
+) -> Result<String, DirectoryError> {
+    use base64::Engine;
+    use sha2::Digest;
+    use std::hash::{BuildHasher, Hasher};
+    let refused = |path: &std::path::Path, why: &str| {
+        DirectoryError::new(
+            DirectoryFailure::Unauthorised,
+            format!("{}: {why}", path.display()),
+        )
+    };
+    let certificate =
+        crate::trusted_file::read(certificate_file, crate::trusted_file::Kind::Config)
+            .map_err(|why| DirectoryError::new(DirectoryFailure::Unauthorised, why))?;
+    let der = pem::parse_many(certificate.as_bytes())
+        .ok()
+        .and_then(|items| items.into_iter().find(|p| p.tag() == "CERTIFICATE"))
+        .ok_or_else(|| refused(certificate_file, "no PEM CERTIFICATE in it"))?;
+    let key = crate::trusted_file::read(private_key_file, crate::trusted_file::Kind::Secret)
+        .map_err(|why| DirectoryError::new(DirectoryFailure::Unauthorised, why))?;
+    let signing_key = jsonwebtoken::EncodingKey::from_rsa_pem(key.as_bytes())
+        .map_err(|_| refused(private_key_file, "not an RSA private key in PEM"))?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.x5t_s256 = Some(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(der.contents())),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // unique per assertion (replay protection at the IdP), not a secret
+    let nonce = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let claims = ClientAssertion {
+        aud: token_url,
+        iss: client_id,
+        sub: client_id,
+        jti: format!("{nonce:016x}-{now:x}"),
+        nbf: now,
+        iat: now,
+        exp: now + 600,
+    };
+    jsonwebtoken::encode(&header, &claims, &signing_key)
+        .map_err(|_| refused(private_key_file, "cannot sign the client assertion"))
 }
 
 #[derive(Deserialize)]
@@ -43,21 +118,49 @@ struct TokenError {
 
 impl ClientCredentials {
     fn request(&mut self, http: &Http) -> Result<String, DirectoryError> {
-        let secret = api::read_secret(&self.secret_file)?;
+        let (proof, whose) = match &self.auth {
+            ClientAuth::Secret(file) => (
+                ("client_secret", api::read_secret(file)?),
+                format!(
+                    "client {:?}, secret from {}",
+                    self.client_id,
+                    file.display()
+                ),
+            ),
+            ClientAuth::Certificate {
+                certificate_file,
+                private_key_file,
+            } => (
+                (
+                    "client_assertion",
+                    client_assertion(
+                        &self.client_id,
+                        &self.token_url,
+                        certificate_file,
+                        private_key_file,
+                    )?,
+                ),
+                format!(
+                    "client {:?}, certificate {}",
+                    self.client_id,
+                    certificate_file.display()
+                ),
+            ),
+        };
         let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", secret.as_str()),
+            (proof.0, proof.1.as_str()),
         ];
+        if proof.0 == "client_assertion" {
+            form.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ));
+        }
         if let Some(scope) = &self.scope {
             form.push(("scope", scope.as_str()));
         }
-        let whose = format!(
-            "client {:?}, secret from {}",
-            self.client_id,
-            self.secret_file.display()
-        );
-        self.requests += 1;
         token_request(http, &self.token_url, &form, &self.policy, &whose)
     }
 }

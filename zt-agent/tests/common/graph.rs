@@ -92,6 +92,9 @@ pub struct GraphState {
     pub link_base: Option<String>,
     /// A nextLink that points back at page 1 (a loop).
     pub loop_links: bool,
+    /// The app's registered certificate: its public key (PEM) and
+    /// `x5t#S256`; client assertions are checked against it.
+    pub certificate: Option<(Vec<u8>, String)>,
 }
 
 pub struct FakeGraph {
@@ -171,9 +174,18 @@ fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_string(), decode(v)))
             .collect();
+        let proof = match (form.get("client_secret"), form.get("client_assertion")) {
+            (Some(secret), None) => secret == SECRET,
+            (None, Some(assertion)) => {
+                form.get("client_assertion_type").map(String::as_str)
+                    == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                    && valid_assertion(st, base, assertion)
+            }
+            _ => false,
+        };
         let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
             && form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
-            && form.get("client_secret").map(String::as_str) == Some(SECRET)
+            && proof
             && form.get("scope") == Some(&format!("{base}/.default"));
         if !ok {
             return Response::json(
@@ -396,6 +408,32 @@ fn filter_ids(filter: &str) -> Option<Vec<String>> {
             Some(literal.replace("''", "'"))
         })
         .collect()
+}
+
+/// A client assertion as Microsoft's docs describe it: RS256 signed by the
+/// registered certificate's key, `x5t#S256` its thumbprint, iss = sub = the
+/// client id, aud = the token endpoint, a `jti`, at most 10 minutes.
+fn valid_assertion(st: &GraphState, base: &str, assertion: &str) -> bool {
+    let Some((public_pem, x5t)) = &st.certificate else {
+        return false;
+    };
+    let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+        return false;
+    };
+    if header.x5t_s256.as_deref() != Some(x5t.as_str()) {
+        return false;
+    }
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[format!("{base}/{TENANT}/oauth2/v2.0/token")]);
+    validation.set_issuer(&[CLIENT_ID]);
+    validation.sub = Some(CLIENT_ID.into());
+    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem) else {
+        return false;
+    };
+    jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &validation).is_ok_and(|t| {
+        t.claims["jti"].is_string()
+            && t.claims["exp"].as_u64().unwrap_or(0) <= t.claims["iat"].as_u64().unwrap_or(0) + 600
+    })
 }
 
 fn decode(v: &str) -> String {
