@@ -317,8 +317,19 @@ pub const DEFAULT_GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token"
 pub struct OktaSource {
     /// Without a trailing '/'.
     pub org_url: String,
-    /// An API token (sent as `SSWS <token>`).
-    pub token_file: PathBuf,
+    pub credential: OktaCredential,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OktaCredential {
+    /// An API token in this file (sent as `SSWS <token>`).
+    ApiToken(PathBuf),
+    /// An API service app: its client id and the private key whose public
+    /// half is registered with it (private_key_jwt client credentials).
+    ServiceApp {
+        client_id: String,
+        private_key_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -942,32 +953,46 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
             }))
         }
         DirectoryKind::Okta => {
-            for (key, v) in [
-                ("directory.client_id", &d.client_id),
-                ("directory.private_key_file", &d.private_key_file),
-            ] {
-                if let Some(v) = v {
-                    return Err((
-                        Some(v.span()),
-                        key,
-                        "OAuth service-app credentials are not supported yet; use token_file (an API token)"
-                            .to_string(),
-                    ));
-                }
-            }
             let org = required(
                 "directory.org_url",
                 &d.org_url,
                 "org_url = \"https://acme.okta.com\"",
             )?;
-            let token = required(
-                "directory.token_file",
-                &d.token_file,
-                "token_file = \"/etc/zt/okta.token\"",
-            )?;
+            let credential = match (&d.token_file, &d.client_id, &d.private_key_file) {
+                (Some(token), None, None) => {
+                    OktaCredential::ApiToken(file("directory.token_file", token)?)
+                }
+                (None, Some(client), Some(key)) => OktaCredential::ServiceApp {
+                    client_id: client.get_ref().trim().to_string(),
+                    private_key_file: file("directory.private_key_file", key)?,
+                },
+                (Some(_), Some(v), _) | (Some(_), _, Some(v)) => {
+                    return Err((
+                        Some(v.span()),
+                        "directory.token_file",
+                        "either token_file, or client_id with private_key_file: not both"
+                            .to_string(),
+                    ));
+                }
+                (None, Some(v), None) | (None, None, Some(v)) => {
+                    return Err((
+                        Some(v.span()),
+                        "directory.client_id",
+                        "client_id and private_key_file go together".to_string(),
+                    ));
+                }
+                (None, None, None) => {
+                    return Err((
+                        here,
+                        "directory.token_file",
+                        "kind = \"okta\" needs token_file = \"/etc/zt/okta.token\" (or client_id + private_key_file)"
+                            .to_string(),
+                    ));
+                }
+            };
             Ok(DirectorySource::Okta(OktaSource {
                 org_url: base_url("directory.org_url", &org)?,
-                token_file: file("directory.token_file", &token)?,
+                credential,
             }))
         }
         DirectoryKind::Google => {
@@ -1474,14 +1499,33 @@ ca_file = "/etc/zt/ca.pem"
             c.directory.source,
             DirectorySource::Okta(OktaSource {
                 org_url: "https://acme.okta.com".into(),
-                token_file: "/etc/zt/okta.token".into(),
+                credential: OktaCredential::ApiToken("/etc/zt/okta.token".into()),
             })
         );
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"okta\"\norg_url = \"https://acme.okta.com\"\nclient_id = \"0oa1\"\nprivate_key_file = \"/etc/zt/okta.key\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        let DirectorySource::Okta(source) = c.directory.source else {
+            panic!("okta")
+        };
+        assert_eq!(
+            source.credential,
+            OktaCredential::ServiceApp {
+                client_id: "0oa1".into(),
+                private_key_file: "/etc/zt/okta.key".into(),
+            }
+        );
         let e = err(&with_directory(
-            "kind = \"okta\"\norg_url = \"https://acme.okta.com\"\nclient_id = \"x\"\nprivate_key_file = \"/k\"\n",
+            "kind = \"okta\"\norg_url = \"https://acme.okta.com\"\nclient_id = \"x\"\n",
         ));
         assert!(
-            e.contains("directory.client_id: OAuth service-app credentials are not supported yet"),
+            e.contains(
+                "agent.toml:5:13: directory.client_id: client_id and private_key_file go together"
+            ),
             "{e}"
         );
     }

@@ -35,7 +35,12 @@ struct Org {
     /// Where next links point.
     link_base: Option<String>,
     requests: usize,
+    /// A service app's registered public key (PEM): its client assertions
+    /// get a bearer token.
+    service_app_key: Option<Vec<u8>>,
 }
+
+const SERVICE_APP: &str = "0oa9test0only0client";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -54,7 +59,48 @@ fn okta_error(status: u16, code: &str, summary: &str) -> Response {
 }
 
 fn answer(org: &mut Org, base: &str, r: &Request) -> Response {
-    if r.authorization.as_deref() != Some(&format!("SSWS {TOKEN}")) {
+    if r.method == "POST" && r.path() == "/oauth2/v1/token" {
+        let form: std::collections::BTreeMap<String, String> = r
+            .body
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| {
+                let v = v.replace('+', " ");
+                (
+                    k.to_string(),
+                    percent_encoding::percent_decode_str(&v)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                )
+            })
+            .collect();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_audience(&[format!("{base}/oauth2/v1/token")]);
+        validation.set_issuer(&[SERVICE_APP]);
+        validation.sub = Some(SERVICE_APP.into());
+        let valid = org.service_app_key.as_ref().is_some_and(|pem| {
+            let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem).unwrap();
+            form.get("client_assertion").is_some_and(|a| {
+                jsonwebtoken::decode::<serde_json::Value>(a, &key, &validation).is_ok()
+            })
+        });
+        if !valid
+            || form.get("grant_type").map(String::as_str) != Some("client_credentials")
+            || form.get("scope").map(String::as_str) != Some(okta::SCOPES)
+        {
+            return Response::json(
+                401,
+                r#"{"error":"invalid_client","error_description":"The client_assertion signature is invalid."}"#,
+            );
+        }
+        return Response::json(
+            200,
+            r#"{"token_type":"Bearer","expires_in":3600,"access_token":"okta-at-1","scope":"okta.groups.read okta.users.read"}"#,
+        );
+    }
+    let bearer_ok =
+        org.service_app_key.is_some() && r.authorization.as_deref() == Some("Bearer okta-at-1");
+    if !bearer_ok && r.authorization.as_deref() != Some(&format!("SSWS {TOKEN}")) {
         return okta_error(401, "E0000011", "Invalid token provided");
     }
     org.requests += 1;
@@ -259,4 +305,48 @@ fn a_next_link_elsewhere_is_refused_and_nothing_published() {
     let e = sync(&h.config, &h.paths, false).unwrap_err();
     assert_eq!(e.kind, FailureKind::Directory(DirectoryFailure::Malformed));
     assert!(!h.paths.state_dir.join("snapshot").exists());
+}
+
+#[test]
+fn a_service_app_signs_its_way_in() {
+    let h = host(5);
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("okta.key");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    h.org.lock().unwrap().service_app_key =
+        Some(run(&["pkey", "-pubout", "-in", key.to_str().unwrap()]));
+    let text = format!(
+        "[directory]\nkind = \"okta\"\norg_url = \"{}\"\nclient_id = \"{SERVICE_APP}\"\nprivate_key_file = \"{}\"\n\n\
+         [users]\ndomains = [\"example.com\"]\n\n[[groups]]\nid = \"{GROUP}\"\nname = \"sre\"\nlogin = true\n",
+        h.server.base,
+        key.display()
+    );
+    let config = AgentConfig::parse(&text, "agent.toml").unwrap();
+    let r = sync(&config, &h.paths, false).unwrap();
+    assert_eq!(r.users, 5);
+    assert!(
+        h.server
+            .requests()
+            .iter()
+            .filter(|r| r.path().starts_with("/api/"))
+            .all(|r| r.authorization.as_deref() == Some("Bearer okta-at-1"))
+    );
 }

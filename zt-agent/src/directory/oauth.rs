@@ -34,6 +34,9 @@ pub enum ClientAuth {
         certificate_file: PathBuf,
         private_key_file: PathBuf,
     },
+    /// A private key (PEM) whose public half is registered with the IdP
+    /// (Okta's private_key_jwt).
+    PrivateKey(PathBuf),
 }
 
 /// RFC 7523 client assertion claims (Microsoft identity platform's list).
@@ -49,11 +52,11 @@ struct ClientAssertion<'a> {
 }
 
 /// A signed assertion for `client_id` at `token_url`: RS256 with the key,
-/// `x5t#S256` the SHA-256 thumbprint of the certificate's DER.
+/// and with a certificate `x5t#S256`, the SHA-256 thumbprint of its DER.
 fn client_assertion(
     client_id: &str,
     token_url: &str,
-    certificate_file: &std::path::Path,
+    certificate_file: Option<&std::path::Path>,
     private_key_file: &std::path::Path,
 ) -> Result<String, DirectoryError> {
     use base64::Engine;
@@ -65,22 +68,28 @@ fn client_assertion(
             format!("{}: {why}", path.display()),
         )
     };
-    let certificate =
-        crate::trusted_file::read(certificate_file, crate::trusted_file::Kind::Config)
-            .map_err(|why| DirectoryError::new(DirectoryFailure::Unauthorised, why))?;
-    let der = pem::parse_many(certificate.as_bytes())
-        .ok()
-        .and_then(|items| items.into_iter().find(|p| p.tag() == "CERTIFICATE"))
-        .ok_or_else(|| refused(certificate_file, "no PEM CERTIFICATE in it"))?;
+    let thumbprint = match certificate_file {
+        None => None,
+        Some(certificate_file) => {
+            let certificate =
+                crate::trusted_file::read(certificate_file, crate::trusted_file::Kind::Config)
+                    .map_err(|why| DirectoryError::new(DirectoryFailure::Unauthorised, why))?;
+            let der = pem::parse_many(certificate.as_bytes())
+                .ok()
+                .and_then(|items| items.into_iter().find(|p| p.tag() == "CERTIFICATE"))
+                .ok_or_else(|| refused(certificate_file, "no PEM CERTIFICATE in it"))?;
+            Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(sha2::Sha256::digest(der.contents())),
+            )
+        }
+    };
     let key = crate::trusted_file::read(private_key_file, crate::trusted_file::Kind::Secret)
         .map_err(|why| DirectoryError::new(DirectoryFailure::Unauthorised, why))?;
     let signing_key = jsonwebtoken::EncodingKey::from_rsa_pem(key.as_bytes())
         .map_err(|_| refused(private_key_file, "not an RSA private key in PEM"))?;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.x5t_s256 = Some(
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(sha2::Sha256::digest(der.contents())),
-    );
+    header.x5t_s256 = thumbprint;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -136,7 +145,7 @@ impl ClientCredentials {
                     client_assertion(
                         &self.client_id,
                         &self.token_url,
-                        certificate_file,
+                        Some(certificate_file),
                         private_key_file,
                     )?,
                 ),
@@ -144,6 +153,17 @@ impl ClientCredentials {
                     "client {:?}, certificate {}",
                     self.client_id,
                     certificate_file.display()
+                ),
+            ),
+            ClientAuth::PrivateKey(private_key_file) => (
+                (
+                    "client_assertion",
+                    client_assertion(&self.client_id, &self.token_url, None, private_key_file)?,
+                ),
+                format!(
+                    "client {:?}, key {}",
+                    self.client_id,
+                    private_key_file.display()
                 ),
             ),
         };

@@ -1,5 +1,8 @@
 //! `kind = "okta"`: an Okta organisation through its management API, with an
-//! API token (`Authorization: SSWS <token>`; a read-only administrator's).
+//! API token (`Authorization: SSWS <token>`; a read-only administrator's) or
+//! as an API service app (client credentials with a private_key_jwt client
+//! assertion at `<org_url>/oauth2/v1/token`, scopes `okta.groups.read
+//! okta.users.read`, then `Authorization: Bearer`).
 //!
 //! For each configured group only: the group (`/api/v1/groups/{id}`) and its
 //! members (`/api/v1/groups/{id}/users?limit=200`), paged by the
@@ -18,11 +21,14 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::api::{Api, Fetched, PageLinks, StaticToken, read_secret, segment, truncate};
+use super::api::{
+    Api, Credentials, Fetched, PageLinks, StaticToken, read_secret, segment, truncate,
+};
 use super::collect::{Collected, clean, utc_time};
 use super::error::{DirectoryError, DirectoryFailure};
+use super::oauth::{ClientAuth, ClientCredentials};
 use super::{DirGroup, DirUser, Directory};
-use crate::config::OktaSource;
+use crate::config::{OktaCredential, OktaSource};
 use crate::http::Http;
 
 /// Members per page (Okta's largest for group members).
@@ -31,13 +37,27 @@ pub const PAGE_SIZE: usize = 200;
 /// Statuses of an account that exists and is active.
 const ENABLED: [&str; 4] = ["ACTIVE", "PASSWORD_EXPIRED", "LOCKED_OUT", "RECOVERY"];
 
+/// What a service app's token may do.
+pub const SCOPES: &str = "okta.groups.read okta.users.read";
+
 pub fn connect<'h>(http: &'h Http, source: &OktaSource) -> Result<Api<'h>, DirectoryError> {
-    let token = read_secret(&source.token_file)?;
-    let credentials = StaticToken {
-        header: format!("SSWS {token}"),
-        origin: source.token_file.display().to_string(),
+    let credentials: Box<dyn Credentials + 'h> = match &source.credential {
+        OktaCredential::ApiToken(file) => Box::new(StaticToken {
+            header: format!("SSWS {}", read_secret(file)?),
+            origin: file.display().to_string(),
+        }),
+        OktaCredential::ServiceApp {
+            client_id,
+            private_key_file,
+        } => Box::new(ClientCredentials {
+            token_url: format!("{}/oauth2/v1/token", source.org_url),
+            client_id: client_id.clone(),
+            auth: ClientAuth::PrivateKey(private_key_file.clone()),
+            scope: Some(SCOPES.to_string()),
+            policy: Default::default(),
+        }),
     };
-    Api::new(http, &source.org_url, Box::new(credentials))
+    Api::new(http, &source.org_url, credentials)
 }
 
 #[derive(Deserialize)]
