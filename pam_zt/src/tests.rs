@@ -1196,6 +1196,7 @@ fn live_directory_reads_issuers_users_and_policy() {
             max_offline_secs: 3600,
         },
         shared_accounts: Vec::new(),
+        local_grants: Vec::new(),
     };
     d.publish(&content);
     let mut live = crate::live::Live::open(

@@ -124,6 +124,7 @@ fn token_login_through_linux_pam() {
             max_offline_secs: 3600,
         },
         shared_accounts: Vec::new(),
+        local_grants: Vec::new(),
     });
     std::fs::create_dir_all(tmp.join("pam.d")).unwrap();
     let so = module();

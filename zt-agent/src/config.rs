@@ -9,6 +9,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::identity::{idmap, names};
+use crate::resolve::grants::LocalGroupRule;
+use crate::sudo::file::SudoRule;
+use crate::sudo::rule::{self as sudo_rule, Rights};
 
 pub const DEFAULT_PATH: &str = "/etc/zt/agent.toml";
 
@@ -34,9 +37,53 @@ pub struct AgentConfig {
     /// with their own certificates.
     #[serde(default)]
     pub shared_accounts: Vec<SharedAccountConfig>,
+    /// `[[sudo]]`: sudo rights for the members of IdP groups.
+    #[serde(default)]
+    pub sudo: Vec<SudoConfig>,
+    /// `[[local_groups]]`: existing local groups the members of IdP groups get.
+    #[serde(default)]
+    pub local_groups: Vec<LocalGroupsConfig>,
     /// `issuers`, checked and resolved (iss, key source) by `parse`.
     #[serde(skip)]
     pub issuer_specs: Vec<IssuerSpec>,
+    /// `sudo`, checked by `parse`, each with where it is written.
+    #[serde(skip)]
+    pub sudo_rules: Vec<SudoRule>,
+    /// `local_groups`, with where each is written.
+    #[serde(skip)]
+    pub local_group_rules: Vec<LocalGroupRule>,
+    /// The file this config was read from (for the sudoers header and messages).
+    #[serde(skip)]
+    pub origin: String,
+}
+
+/// `[[sudo]]`: either `rule` (the sudoers right-hand side, as written) or
+/// `commands` with `run_as` and `authenticate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SudoConfig {
+    /// The IdP group id (one of the `[[groups]]` ids).
+    pub group: Spanned<String>,
+    pub rule: Option<Spanned<String>>,
+    /// Default "root".
+    pub run_as: Option<Spanned<String>>,
+    pub commands: Option<Spanned<Vec<Spanned<String>>>>,
+    /// false: NOPASSWD. Default true.
+    pub authenticate: Option<Spanned<bool>>,
+}
+
+/// `[[local_groups]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalGroupsConfig {
+    /// The IdP group id (one of the `[[groups]]` ids).
+    pub group: Spanned<String>,
+    /// Names of groups in this host's /etc/group.
+    pub grant: Spanned<Vec<Spanned<String>>>,
+    /// Needed to grant a group that is as good as root (see
+    /// `resolve::grants::PRIVILEGED`).
+    #[serde(default)]
+    pub allow_privileged: bool,
 }
 
 /// `[[issuers]]` as written; `parse` checks it and fills `issuer_specs`.
@@ -605,11 +652,11 @@ impl AgentConfig {
         let mut ids = BTreeMap::new();
         let mut group_names = BTreeMap::new();
         for g in &config.groups {
-            if g.id.get_ref().trim().is_empty() {
+            if g.id.get_ref().trim().is_empty() || g.id.get_ref().chars().any(char::is_control) {
                 return Err(fail(
                     g.id.span(),
                     "groups.id",
-                    "must be the IdP group's object id".into(),
+                    "must be the IdP group's object id (no control characters)".into(),
                 ));
             }
             if let Err(why) = names::validate(g.name.get_ref(), false) {
@@ -692,6 +739,77 @@ impl AgentConfig {
             specs.push(spec);
         }
         config.issuer_specs = specs;
+        let at = |span: std::ops::Range<usize>| {
+            let (l, _) = line_col(text, span.start);
+            format!("{origin}:{l}")
+        };
+        let mut sudo_rules = Vec::with_capacity(config.sudo.len());
+        for s in &config.sudo {
+            let rights = sudo_rights(s).map_err(|(span, key, why)| fail(span, key, why))?;
+            if !ids.contains_key(s.group.get_ref()) {
+                return Err(fail(
+                    s.group.span(),
+                    "sudo.group",
+                    format!(
+                        "{:?} is not the id of a configured [[groups]] entry (sudoers names \
+                         the group by its POSIX name there)",
+                        s.group.get_ref()
+                    ),
+                ));
+            }
+            sudo_rules.push(SudoRule {
+                at: at(s.group.span()),
+                group_id: s.group.get_ref().clone(),
+                rights,
+            });
+        }
+        config.sudo_rules = sudo_rules;
+        for l in config.local_groups.clone() {
+            let l = &l;
+            if !ids.contains_key(l.group.get_ref()) {
+                return Err(fail(
+                    l.group.span(),
+                    "local_groups.group",
+                    format!(
+                        "{:?} is not the id of a configured [[groups]] entry",
+                        l.group.get_ref()
+                    ),
+                ));
+            }
+            if l.grant.get_ref().is_empty() {
+                return Err(fail(
+                    l.grant.span(),
+                    "local_groups.grant",
+                    "list at least one existing local group, e.g. [\"adm\"]".into(),
+                ));
+            }
+            for g in l.grant.get_ref() {
+                let name = g.get_ref();
+                if name.is_empty()
+                    || name
+                        .chars()
+                        .any(|c| c.is_control() || c.is_whitespace() || c == ':' || c == ',')
+                {
+                    return Err(fail(
+                        g.span(),
+                        "local_groups.grant",
+                        format!("{name:?} is not a group name"),
+                    ));
+                }
+            }
+            config.local_group_rules.push(LocalGroupRule {
+                at: at(l.group.span()),
+                group_id: l.group.get_ref().clone(),
+                grant: l
+                    .grant
+                    .get_ref()
+                    .iter()
+                    .map(|g| g.get_ref().clone())
+                    .collect(),
+                allow_privileged: l.allow_privileged,
+            });
+        }
+        config.origin = origin.to_string();
         Ok(config)
     }
 
@@ -1037,6 +1155,75 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
 }
 
 type SpanError = (std::ops::Range<usize>, &'static str, String);
+
+/// Checks one `[[sudo]]` entry's rights: `rule`, or `commands` (with
+/// `run_as` and `authenticate`), never both.
+fn sudo_rights(s: &SudoConfig) -> Result<Rights, SpanError> {
+    let here = s.group.span();
+    match (&s.rule, &s.commands) {
+        (Some(_), Some(c)) => Err((
+            c.span(),
+            "sudo.commands",
+            "give either rule or commands, not both".into(),
+        )),
+        (None, None) => Err((
+            here,
+            "sudo",
+            "needs rule = \"ALL=(ALL:ALL) ALL\" or commands = [\"/usr/bin/...\"]".into(),
+        )),
+        (Some(rule), None) => {
+            for (key, span) in [
+                ("sudo.run_as", s.run_as.as_ref().map(Spanned::span)),
+                (
+                    "sudo.authenticate",
+                    s.authenticate.as_ref().map(Spanned::span),
+                ),
+            ] {
+                if let Some(span) = span {
+                    return Err((
+                        span,
+                        key,
+                        "belongs with commands; with rule, write it in the rule \
+                         (e.g. \"ALL=(root) NOPASSWD: /usr/bin/id\")"
+                            .into(),
+                    ));
+                }
+            }
+            sudo_rule::check_line(rule.get_ref()).map_err(|why| (rule.span(), "sudo.rule", why))?;
+            Ok(Rights::Line(rule.get_ref().clone()))
+        }
+        (None, Some(commands)) => {
+            if commands.get_ref().is_empty() {
+                return Err((
+                    commands.span(),
+                    "sudo.commands",
+                    "list at least one command".into(),
+                ));
+            }
+            for c in commands.get_ref() {
+                sudo_rule::check_command(c.get_ref())
+                    .map_err(|why| (c.span(), "sudo.commands", why))?;
+            }
+            let run_as = match &s.run_as {
+                Some(r) => {
+                    sudo_rule::check_run_as(r.get_ref())
+                        .map_err(|why| (r.span(), "sudo.run_as", why))?;
+                    r.get_ref().clone()
+                }
+                None => "root".into(),
+            };
+            Ok(Rights::Commands {
+                run_as,
+                commands: commands
+                    .get_ref()
+                    .iter()
+                    .map(|c| c.get_ref().trim().to_string())
+                    .collect(),
+                authenticate: s.authenticate.as_ref().is_none_or(|a| *a.get_ref()),
+            })
+        }
+    }
+}
 
 /// Checks one `[[issuers]]` entry and resolves its iss and key source.
 fn issuer_spec(i: &IssuerConfig) -> Result<IssuerSpec, SpanError> {

@@ -2,7 +2,8 @@
 //! directory. It turns people and groups into the snapshot that nss_zt reads.
 //!
 //! config -> directory (a source) -> resolve (identity rules, uid/gid) ->
-//! sync (build, verify, publish atomically) -> status for the CLI.
+//! sync (build, verify, publish atomically) -> sudo (the sudoers drop-in) ->
+//! status for the CLI.
 
 pub mod cli;
 pub mod config;
@@ -17,5 +18,6 @@ pub mod logging;
 pub mod outcome;
 pub mod resolve;
 pub mod status;
+pub mod sudo;
 pub mod sync;
 pub mod trusted_file;

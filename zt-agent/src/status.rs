@@ -23,6 +23,20 @@ pub struct Status {
     /// last good sync is older than three intervals frozen.
     #[serde(default)]
     pub sync_interval_secs: Option<u64>,
+    /// The `[[sudo]]` step after the last attempt.
+    #[serde(default)]
+    pub sudo: Option<SudoStatus>,
+}
+
+/// What the last attempt did to /etc/sudoers.d/zt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SudoStatus {
+    /// Rules in force from zt's file.
+    pub rules: usize,
+    /// Why the file could not be updated (the previous one stays in force).
+    pub error: Option<String>,
+    /// Rules left out.
+    pub problems: Vec<String>,
 }
 
 /// A host is frozen when its last good sync is older than this many intervals:

@@ -1,12 +1,14 @@
 //! One sync: directory -> rules -> snapshot, published only if everything
 //! worked. Any failure leaves the last good snapshot in force and says why.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use zt_snapshot::format::group_flags;
 use zt_snapshot::state::{modes, names};
-use zt_snapshot::{Content, GroupEntry, Pair, PolicyEntry, Snapshot, StateDir, UserEntry};
+use zt_snapshot::{
+    Content, GroupEntry, LocalGrantEntry, Pair, PolicyEntry, Snapshot, StateDir, UserEntry,
+};
 
 use crate::config::{AgentConfig, DirectorySource};
 use crate::directory::error::{DirectoryError, DirectoryFailure};
@@ -14,8 +16,9 @@ use crate::directory::{Directory, entra, file, google, keycloak, okta, scim};
 use crate::identity::local::LocalAccounts;
 use crate::keys;
 use crate::outcome::{Completed, SyncError};
-use crate::resolve::{self, IdState, Resolution, hold_back};
-use crate::status::{self, Status};
+use crate::resolve::{self, IdState, Resolution, grants, hold_back};
+use crate::status::{self, Status, SudoStatus};
+use crate::sudo;
 
 /// Where the agent keeps its state and finds the host's account files.
 #[derive(Debug, Clone)]
@@ -24,6 +27,8 @@ pub struct Paths {
     pub state_dir: PathBuf,
     /// "/" normally: the root under which etc/passwd and etc/group are read.
     pub host_root: PathBuf,
+    /// Where `[[sudo]]` rules are installed (/etc/sudoers.d/zt).
+    pub sudoers: sudo::install::Target,
 }
 
 impl Default for Paths {
@@ -31,6 +36,7 @@ impl Default for Paths {
         Paths {
             state_dir: PathBuf::from("/var/lib/zt"),
             host_root: PathBuf::from("/"),
+            sudoers: sudo::install::Target::default(),
         }
     }
 }
@@ -240,6 +246,17 @@ pub fn sync_fetched(
         }
         Err(e) => st.last_error = Some(e.message.clone()),
     }
+    // After every attempt, good or failed, from what is published now. Past
+    // max_offline (a failed attempt) the IdP's say-so is stale: the grants
+    // and the sudo rules it gave are withdrawn until a sync works again.
+    let offline = offline_reason(config, &state);
+    if let Some(why) = &offline
+        && !config.local_group_rules.is_empty()
+        && let Err(e) = republish_locked(config, paths, &state, &[], false)
+    {
+        tracing::error!("{why}, but the local group grants could not be withdrawn: {e}");
+    }
+    st.sudo = Some(apply_sudo(config, paths, &state, offline.as_deref()));
     let text = serde_json::to_vec_pretty(&st).map_err(|e| SyncError::host(e.to_string()))?;
     if let Err(e) = state.write_atomic(names::STATUS, &text, modes::PRIVATE) {
         tracing::warn!("cannot write status.json: {e}");
@@ -269,6 +286,22 @@ pub fn publish_keys_only(
     else {
         return Ok(None);
     };
+    let offline = offline_reason(config, &state);
+    republish_locked(config, paths, &state, fetched, offline.is_none()).map(Some)
+}
+
+/// Republishes the current pair (users and groups as published, `synced_at`
+/// kept, no heartbeat) with the issuers' keys from `fetched` (the previous
+/// ones where `fetched` has none), config-made parts as the config says now,
+/// and the local group grants only if `grants`. Returns the generation in
+/// force afterwards. The caller holds the state lock.
+fn republish_locked(
+    config: &AgentConfig,
+    paths: &Paths,
+    state: &StateDir,
+    fetched: &[keys::Fetched],
+    grants: bool,
+) -> Result<u64, SyncError> {
     let read = |name| {
         state
             .read_trusted(name)
@@ -285,11 +318,21 @@ pub fn publish_keys_only(
     content.policy = PolicyEntry {
         max_offline_secs: config.max_offline_secs(),
     };
+    let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
+        SyncError::host(format!(
+            "cannot read the host's {}etc/passwd or group: {e}",
+            paths.host_root.display()
+        ))
+    })?;
+    if grants {
+        // grants are configuration too: recomputed, as a sync would
+        content.local_grants = local_grants(config, paths, &local, &content).0;
+    }
     let (generation, synced_at) = (pair.generation(), pair.public.synced_at());
     let mut built = zt_snapshot::build(&content)
         .map_err(|e| SyncError::host(format!("cannot build snapshot: {e}")))?;
     if built.private == private && built.public == public {
-        return Ok(Some(generation));
+        return Ok(generation);
     }
     let announced = state.read_generation().ok().flatten().unwrap_or(0);
     let next = generation.max(announced) + 1;
@@ -302,10 +345,124 @@ pub fn publish_keys_only(
             ))
         })?;
     state
-        .publish_for(&built, crate::identity::local::zt_gid(&paths.host_root))
+        .publish_for(&built, local.zt_gid)
         .map_err(|e| SyncError::host(format!("publishing snapshot: {e}")))?;
-    tracing::info!("published generation {next}: issuer keys only (the directory was not read)");
-    Ok(Some(next))
+    tracing::info!(
+        "published generation {next} without reading the directory ({})",
+        if grants {
+            "issuer keys"
+        } else {
+            "local group grants withdrawn: offline past max_offline"
+        }
+    );
+    Ok(next)
+}
+
+/// Why this host is past `[login] max_offline`, if it is: measured as pam_zt
+/// measures it (the later of the heartbeat and the private file's synced_at).
+fn offline_reason(config: &AgentConfig, state: &StateDir) -> Option<String> {
+    let limit = config.max_offline_secs();
+    if limit == 0 {
+        return None;
+    }
+    let private = state.read_trusted(names::PRIVATE).ok().flatten()?;
+    let synced_at = zt_snapshot::Private::parse(&private).ok()?.synced_at();
+    let last = zt_snapshot::last_good_sync(state.read_last_good_sync().ok().flatten(), synced_at);
+    let age = status::now().saturating_sub(last);
+    (age > limit).then(|| {
+        format!("the last good sync was {age} s ago, past [login] max_offline ({limit} s)")
+    })
+}
+
+/// `[[local_groups]]` for the groups `content` publishes, and the grants refused.
+fn local_grants(
+    config: &AgentConfig,
+    paths: &Paths,
+    local: &LocalAccounts,
+    content: &Content,
+) -> (Vec<LocalGrantEntry>, Vec<String>) {
+    if config.local_group_rules.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let published: HashMap<&str, u32> = content
+        .groups
+        .iter()
+        .filter(|g| !g.idp_id.is_empty())
+        .map(|g| (g.idp_id.as_str(), g.gid))
+        .collect();
+    let in_sudoers = grants::sudoers_groups(
+        &paths.host_root.join("etc/sudoers"),
+        &paths.sudoers.dir,
+        sudo::install::FILE_NAME,
+    );
+    let served: HashSet<u32> = content.groups.iter().map(|g| g.gid).collect();
+    grants::grants(
+        &config.local_group_rules,
+        local,
+        &in_sudoers,
+        &published,
+        &served,
+    )
+}
+
+/// Installs the `[[sudo]]` rules for the groups published now; none past
+/// `max_offline` (`offline`). Called with the state lock held.
+fn apply_sudo(
+    config: &AgentConfig,
+    paths: &Paths,
+    state: &StateDir,
+    offline: Option<&str>,
+) -> SudoStatus {
+    let installed_rules = || sudo::install::installed_rule_count(&paths.sudoers);
+    // the case-clash check needs /etc/group: without it, change nothing
+    let local = match LocalAccounts::load(&paths.host_root) {
+        Ok(l) => l,
+        Err(e) => {
+            return SudoStatus {
+                rules: installed_rules(),
+                error: Some(format!(
+                    "cannot read the host's {}etc/group ({e}); the installed rules stay as they are",
+                    paths.host_root.display()
+                )),
+                problems: Vec::new(),
+            };
+        }
+    };
+    let public = state.read_trusted(names::SNAPSHOT).ok().flatten();
+    let private = state.read_trusted(names::PRIVATE).ok().flatten();
+    let pair = match (&public, &private) {
+        (Some(a), Some(b)) => Pair::parse(a, b).ok(),
+        _ => None,
+    };
+    let published = sudo::published_groups(pair.as_ref());
+    let report = sudo::apply(
+        config,
+        &published,
+        &local.group_names,
+        offline,
+        &paths.sudoers,
+    );
+    let mut problems = report.problems;
+    let rules = installed_rules();
+    if rules > 0 {
+        let sudo_conf = paths.host_root.join("etc/sudo.conf");
+        if !sudo::group_source_dynamic(&sudo_conf) {
+            problems.push(sudo::group_source_problem(&sudo_conf));
+        }
+        let main = paths.host_root.join("etc/sudoers");
+        if !sudo::includes_dir(&main, &paths.sudoers.dir) {
+            problems.push(format!(
+                "{} has no \"@includedir {}\" line: sudo does not read the rules zt installs",
+                main.display(),
+                paths.sudoers.dir.display()
+            ));
+        }
+    }
+    SudoStatus {
+        rules,
+        error: report.outcome.err(),
+        problems,
+    }
 }
 
 /// Logs skips and problems once, when they first appear, not every minute.
@@ -409,6 +566,9 @@ fn sync_locked(
     resolution.content.policy = PolicyEntry {
         max_offline_secs: config.max_offline_secs(),
     };
+    let (grants, grant_problems) = local_grants(config, paths, &local, &resolution.content);
+    resolution.content.local_grants = grants;
+    resolution.problems.extend(grant_problems);
 
     // Unchanged content keeps its generation: readers have nothing to reload.
     // Build once with the previous stamp, compare, and restamp if it changed.

@@ -35,10 +35,6 @@ struct Host {
 impl Host {
     fn new() -> Host {
         let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("host");
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
-        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
         let secret = tmp.path().join("entra.secret");
         std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -66,10 +62,7 @@ login = true
             base = graph.base(),
         );
         let config = AgentConfig::parse(&text, "agent.toml").unwrap();
-        let paths = Paths {
-            state_dir: tmp.path().join("state"),
-            host_root: root,
-        };
+        let paths = common::host_paths(tmp.path());
         Host {
             tmp,
             graph,

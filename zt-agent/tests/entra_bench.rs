@@ -36,7 +36,14 @@ struct Run {
 fn run_agent(config: &std::path::Path, state: &std::path::Path, graph: &FakeGraph) -> Run {
     let before = graph.server.requests().len();
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_zt-agent"))
+    // in a private mount namespace with an empty sudoers.d: the agent
+    // never touches this machine's /etc (unshare and sh exec into it, so
+    // the rusage is the agent's)
+    let child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("{ [ ! -d /etc/sudoers.d ] || mount -t tmpfs tmpfs /etc/sudoers.d; } && exec \"$@\"")
+        .arg("zt-bench")
+        .arg(env!("CARGO_BIN_EXE_zt-agent"))
         .arg("--config")
         .arg(config)
         .arg("--state-dir")

@@ -17,7 +17,7 @@ use zt_agent::config::AgentConfig;
 use zt_agent::directory::error::DirectoryFailure;
 use zt_agent::directory::google::SCOPES;
 use zt_agent::outcome::{Completed, FailureKind};
-use zt_agent::sync::{Paths, sync};
+use zt_agent::sync::sync;
 
 const GROUP: &str = "03x8tuzt3hqdv5w";
 const NESTED: &str = "01ci93xb3tmzkn9";
@@ -213,10 +213,6 @@ fn a_workspace_synced_with_a_service_account() {
     fake.lock().unwrap().base = server.base.clone();
 
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("host");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
-    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
     let key_file = tmp.path().join("google.json");
     std::fs::write(
         &key_file,
@@ -236,10 +232,7 @@ fn a_workspace_synced_with_a_service_account() {
         base = server.base
     );
     let config = AgentConfig::parse(&text, "agent.toml").unwrap();
-    let paths = Paths {
-        state_dir: tmp.path().join("state"),
-        host_root: root,
-    };
+    let paths = common::host_paths(tmp.path());
     // people 900 and 901 (derived members) are on the third page of users
     fake.lock().unwrap().users = 1000;
     fake.lock().unwrap().expire_next = true;

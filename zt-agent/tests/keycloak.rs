@@ -14,7 +14,7 @@ use serde_json::json;
 use zt_agent::config::AgentConfig;
 use zt_agent::directory::error::DirectoryFailure;
 use zt_agent::outcome::{Completed, FailureKind};
-use zt_agent::sync::{Paths, sync};
+use zt_agent::sync::sync;
 
 const SECRET: &str = "test-only-keycloak-secret";
 
@@ -144,10 +144,6 @@ fn a_keycloak_realm_synced() {
     let server = FakeServer::start(move |req| answer(&mut rr.lock().unwrap(), req));
 
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("host");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
-    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
     let secret = tmp.path().join("kc.secret");
     std::fs::write(&secret, SECRET).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -172,10 +168,7 @@ login = true
         secret.display()
     );
     let config = AgentConfig::parse(&text, "agent.toml").unwrap();
-    let paths = Paths {
-        state_dir: tmp.path().join("state"),
-        host_root: root,
-    };
+    let paths = common::host_paths(tmp.path());
     realm.lock().unwrap().expire_next = true;
     let r = sync(&config, &paths, false).unwrap();
     assert_eq!(r.completed, Completed::Published);

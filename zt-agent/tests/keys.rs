@@ -127,7 +127,7 @@ impl Host {
         let root = tmp.path().join("host");
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
-        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\nadm:x:4:\n").unwrap();
         let example =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/examples/directory.json");
         let directory = tmp.path().join("directory.json");
@@ -165,6 +165,10 @@ id = "00000000-0000-0000-0000-00000000a001"
 name = "sre"
 login = true
 
+[[local_groups]]
+group = "00000000-0000-0000-0000-00000000a001"
+grant = ["adm"]
+
 [[issuers]]
 kind = "cloudflare-access"
 team = "acme"
@@ -187,6 +191,11 @@ max_offline = "3d"
         let paths = Paths {
             state_dir: tmp.path().join("state"),
             host_root: root,
+            // never the machine's own /etc/sudoers.d
+            sudoers: zt_agent::sudo::install::Target {
+                dir: tmp.path().join("no-sudo"),
+                visudo: None,
+            },
         };
         Host {
             _tmp: tmp,
@@ -453,6 +462,10 @@ fn a_refresh_publishes_keys_only_and_never_reads_the_directory() {
         public_before[32..],
         "synced_at and users kept"
     );
+    // ... with the local group grants (adm, gid 4) the sync gave sre's members
+    let snap = zt_snapshot::Snapshot::parse(&public_after).unwrap();
+    let alice = snap.user_by_name(b"alice").unwrap().unwrap();
+    assert!(alice.groups.iter().any(|g| g == 4), "adm granted");
     let state = StateDir::open(&h.paths.state_dir).unwrap();
     assert_eq!(
         state.read_last_good_sync().unwrap(),

@@ -201,10 +201,6 @@ fn host(members: usize) -> Host {
     let server = FakeServer::start(move |r| answer(&mut o.lock().unwrap(), &b.lock().unwrap(), r));
     *base.lock().unwrap() = server.base.clone();
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("host");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
-    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
     let token = tmp.path().join("okta.token");
     std::fs::write(&token, TOKEN).unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -215,10 +211,7 @@ fn host(members: usize) -> Host {
         token.display()
     );
     let config = AgentConfig::parse(&text, "agent.toml").unwrap();
-    let paths = Paths {
-        state_dir: tmp.path().join("state"),
-        host_root: root,
-    };
+    let paths = common::host_paths(tmp.path());
     Host {
         _tmp: tmp,
         server,

@@ -73,6 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 max_offline_secs: 3 * 86_400,
             },
             shared_accounts: Vec::new(),
+            local_grants: Vec::new(),
         });
     }
     for (i, c) in sets.iter().enumerate() {

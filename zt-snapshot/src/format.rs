@@ -52,7 +52,7 @@
 //! | STRINGS | bytes referenced by `StrRef { offset: u32, len: u32 }` |
 //! | USERS | `USER_RECORD_LEN`-byte user records |
 //! | GROUPS | `GROUP_RECORD_LEN`-byte group records |
-//! | USER_GROUPS | u32 gids: each user's supplementary groups, a slice per user |
+//! | USER_GROUPS | u32 gids: each user's supplementary groups, a slice per user, ascending; besides the snapshot's own groups it may hold gids of the host's local groups that `[[local_groups]]` grants (the snapshot has no record for those: `files` serves them) |
 //! | GROUP_MEMBERS | u32 user indexes: each group's members, a slice per group |
 //! | USER_BY_NAME, USER_BY_UID, GROUP_BY_NAME, GROUP_BY_GID | hash indexes |
 //!

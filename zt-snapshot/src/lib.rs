@@ -22,6 +22,6 @@ pub use reader::{
 };
 pub use state::{StateDir, StateError, StateLock, last_good_sync};
 pub use writer::{
-    BuildError, Built, Content, GroupEntry, IssuerEntry, KeyEntry, PolicyEntry, SharedAccountEntry,
-    UserEntry, build, restamp,
+    BuildError, Built, Content, GroupEntry, IssuerEntry, KeyEntry, LocalGrantEntry, PolicyEntry,
+    SharedAccountEntry, UserEntry, build, restamp,
 };

@@ -72,6 +72,18 @@ pub struct SharedAccountEntry {
     pub groups: Vec<String>,
 }
 
+/// Existing local groups that the members of one published group get as
+/// supplementary groups (`[[local_groups]]`): they go into each member's
+/// USER_GROUPS list, which libnss_zt's initgroups answers. The local groups
+/// themselves are not in the snapshot (`files` serves them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalGrantEntry {
+    /// The published group whose members get them.
+    pub group_gid: u32,
+    /// Local gids; never 0, never a gid of the snapshot.
+    pub gids: Vec<u32>,
+}
+
 /// Host login policy (private file only, a MUST_UNDERSTAND section).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PolicyEntry {
@@ -93,6 +105,8 @@ pub struct Content {
     pub policy: PolicyEntry,
     /// Shared accounts reachable by IdP group. Private file only.
     pub shared_accounts: Vec<SharedAccountEntry>,
+    /// Local groups granted to the members of published groups.
+    pub local_grants: Vec<LocalGrantEntry>,
 }
 
 /// Why content cannot become a snapshot. The agent's rules should make these
@@ -112,6 +126,12 @@ pub enum BuildError {
     DuplicateIssuer(String),
     /// Two shared accounts with the same name, or an empty name.
     DuplicateSharedAccount(String),
+    /// A local grant names a group the snapshot does not have, gid 0, or a
+    /// gid the snapshot itself serves.
+    BadLocalGrant {
+        group_gid: u32,
+        gid: u32,
+    },
     /// One issuer lists a `kid` twice, or an empty `kid`.
     DuplicateKid {
         iss: String,
@@ -150,6 +170,11 @@ impl std::fmt::Display for BuildError {
                     "issuer {iss:?} lists key id {kid:?} twice (or an empty one)"
                 )
             }
+            BuildError::BadLocalGrant { group_gid, gid } => write!(
+                f,
+                "local grant of gid {gid} to the members of group {group_gid}: the group is not \
+                 in the snapshot, or the gid is 0 or one of the snapshot's"
+            ),
             BuildError::BadString { field, value } => {
                 write!(
                     f,
@@ -279,7 +304,7 @@ pub fn build(content: &Content) -> Result<Built, BuildError> {
         }
     }
     let mut group_names = HashMap::with_capacity(content.groups.len());
-    let mut gids = HashMap::with_capacity(content.groups.len());
+    let mut gids: HashMap<u32, usize> = HashMap::with_capacity(content.groups.len());
     // user index -> supplementary gids, derived from group members so the two
     // directions can never disagree.
     let mut user_groups: Vec<Vec<u32>> = vec![Vec::new(); content.users.len()];
@@ -295,7 +320,7 @@ pub fn build(content: &Content) -> Result<Built, BuildError> {
         if g.name.is_empty() || group_names.insert(g.name.as_str(), ()).is_some() {
             return Err(BuildError::DuplicateGroupName(g.name.clone()));
         }
-        if gids.insert(g.gid, ()).is_some() {
+        if gids.insert(g.gid, gi).is_some() {
             return Err(BuildError::DuplicateGid(g.gid));
         }
         let mut members = Vec::with_capacity(g.members.len());
@@ -318,6 +343,26 @@ pub fn build(content: &Content) -> Result<Built, BuildError> {
             }
         }
         group_members.push(members);
+    }
+    for grant in &content.local_grants {
+        let bad = |gid| BuildError::BadLocalGrant {
+            group_gid: grant.group_gid,
+            gid,
+        };
+        let Some(&gi) = gids.get(&grant.group_gid) else {
+            return Err(bad(0));
+        };
+        for &gid in &grant.gids {
+            if gid == 0 || gids.contains_key(&gid) {
+                return Err(bad(gid));
+            }
+            for &ui in &group_members[gi] {
+                let list = &mut user_groups[ui as usize];
+                if content.users[ui as usize].gid != gid && !list.contains(&gid) {
+                    list.push(gid);
+                }
+            }
+        }
     }
     check_issuers(&content.issuers)?;
     check_shared_accounts(&content.shared_accounts)?;

@@ -56,6 +56,7 @@ fn sample() -> Content {
             max_offline_secs: 3 * 86_400,
         },
         shared_accounts: Vec::new(),
+        local_grants: Vec::new(),
     }
 }
 
@@ -580,6 +581,7 @@ fn arb_content() -> impl Strategy<Value = Content> {
                         max_offline_secs: generation % 1000,
                     },
                     shared_accounts: Vec::new(),
+                    local_grants: Vec::new(),
                 }
             })
     })

@@ -76,7 +76,7 @@ fn main() {
         policy: PolicyEntry {
             max_offline_secs: 86_400,
         },
-        shared_accounts: Vec::new(),
+        ..Content::default()
     };
     let mut built = zt_snapshot::build(&content).expect("build");
     built.restamp(content.generation, content.synced_at);

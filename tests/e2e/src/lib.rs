@@ -107,9 +107,11 @@ impl Host {
             .tempdir()
             .expect("tempdir");
         let root = dir.path().to_path_buf();
-        for d in ["etc/zt", "var/lib/zt", "lib"] {
+        for d in ["etc/zt", "etc/sudoers.d", "var/lib/zt", "lib"] {
             std::fs::create_dir_all(root.join(d)).expect("mkdir");
         }
+        // the agent installs [[sudo]] rules there: never into the machine's own
+        pam::set_mode(&root.join("etc/sudoers.d"), 0o755);
         std::fs::copy("/etc/passwd", root.join("etc/passwd")).expect("copy passwd");
         std::fs::copy("/etc/group", root.join("etc/group")).expect("copy group");
         let nss = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
@@ -178,6 +180,7 @@ impl Host {
              mount --bind {r}/etc/group /etc/group
              mount --bind {r}/etc/nsswitch.conf /etc/nsswitch.conf
              mount --bind {r}/var/lib /var/lib
+             [ -d /etc/sudoers.d ] && mount --bind {r}/etc/sudoers.d /etc/sudoers.d
              [ -d /run/nscd ] && mount -t tmpfs tmpfs /run/nscd
              {pam}
              export LD_LIBRARY_PATH={r}/lib

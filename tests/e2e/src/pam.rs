@@ -75,7 +75,6 @@ pub(crate) fn mounts(r: &str) -> String {
     format!(
         "mount --bind {r}/etc/shadow /etc/shadow
          mount --bind {r}/etc/pam.d /etc/pam.d
-         mount --bind {r}/etc/sudoers.d /etc/sudoers.d
          mount --bind {r}/run /run
          mount --bind {r}/var/log /var/log
          mount --bind {r}/home /home
@@ -157,13 +156,7 @@ impl Host {
         let mut h = Host::new();
         h.pam = true;
         let r = h.root.clone();
-        for d in [
-            "etc/pam.d",
-            "etc/sudoers.d",
-            "run/sshd",
-            "run/sudo",
-            "run/zt",
-        ] {
+        for d in ["etc/pam.d", "run/sshd", "run/sudo", "run/zt"] {
             std::fs::create_dir_all(r.join(d)).expect("mkdir");
         }
         for d in [

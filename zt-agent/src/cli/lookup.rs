@@ -11,7 +11,7 @@ use crate::identity::local::LocalAccounts;
 use crate::resolve::{self, Skip};
 use crate::sync::{self, Paths};
 
-fn show(s: &Snapshot<'_>, pair: Option<&Pair<'_>>, u: &User<'_>) {
+fn show(s: &Snapshot<'_>, pair: Option<&Pair<'_>>, u: &User<'_>, local: &LocalAccounts) {
     let t = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     crate::say!(
         "{}:*:{}:{}:{}:{}:{}",
@@ -30,11 +30,18 @@ fn show(s: &Snapshot<'_>, pair: Option<&Pair<'_>>, u: &User<'_>) {
     }
     let mut groups = vec![format!("{}({})", t(u.name), u.gid)];
     for gid in u.groups.iter() {
-        let name = s
-            .group_by_gid(gid)
-            .ok()
-            .flatten()
-            .map_or("?".into(), |g| t(g.name));
+        // a gid the snapshot has no group for is a local group granted by
+        // [[local_groups]]
+        let name = s.group_by_gid(gid).ok().flatten().map_or_else(
+            || {
+                local
+                    .gid_by_group
+                    .iter()
+                    .find(|(_, g)| **g == gid)
+                    .map_or("?".into(), |(n, _)| format!("{n}, local"))
+            },
+            |g| t(g.name),
+        );
         groups.push(format!("{name}({gid})"));
     }
     crate::say!("  groups {}", groups.join(" "));
@@ -69,7 +76,7 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
             Err(_) => s.user_by_name(key.as_bytes()),
         };
         if let Ok(Some(u)) = found {
-            show(&s, pair.as_ref(), &u);
+            show(&s, pair.as_ref(), &u, &local);
             return ExitCode::SUCCESS;
         }
     }

@@ -45,8 +45,9 @@ enum Command {
     Run,
     /// Sync once and exit. Exit 0 published or unchanged, 3 removals held back,
     /// 65 directory answer malformed, 69 directory unavailable, 75 throttled,
-    /// 77 credentials refused, 78 bad config, 1 other failure. The last good
-    /// snapshot stays whenever the sync fails.
+    /// 77 credentials refused, 78 bad config, 1 other failure (including sudo
+    /// rules visudo refused: the installed ones stay). The last good snapshot
+    /// stays whenever the sync fails.
     Sync {
         /// Accepted for clarity: a sync is always one pass.
         #[arg(long)]
@@ -116,6 +117,18 @@ pub fn main() -> ExitCode {
                     );
                 }
                 Err(e) => tracing::error!("sync failed, last good snapshot kept: {e}"),
+            }
+            // the directory synced, but the sudo rules could not be installed:
+            // the previous ones stay in force, and a script must notice
+            let sudo_error = zt_snapshot::StateDir::open(&paths.state_dir)
+                .ok()
+                .and_then(|s| crate::sync::load_status(&s).sudo)
+                .and_then(|s| s.error);
+            if result.is_ok()
+                && let Some(e) = sudo_error
+            {
+                tracing::error!("sudo rules not updated: {e}");
+                return ExitCode::from(outcome::exit::HOST);
             }
             outcome::exit(&result.map(|r| r.completed), detailed_exitcodes)
         }

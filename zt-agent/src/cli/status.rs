@@ -83,6 +83,25 @@ pub fn status(paths: &Paths) -> ExitCode {
         );
         healthy = false;
     }
+    if let Some(sudo) = &st.sudo {
+        if let Some(e) = &sudo.error {
+            crate::say!("SUDO RULES NOT UPDATED: {e}");
+            healthy = false;
+        } else if sudo.rules > 0 {
+            crate::say!(
+                "sudo: {} rules in {}",
+                sudo.rules,
+                paths
+                    .sudoers
+                    .dir
+                    .join(crate::sudo::install::FILE_NAME)
+                    .display()
+            );
+        }
+        for p in &sudo.problems {
+            crate::say!("sudo problem: {p}");
+        }
+    }
     if !st.skipped.is_empty() {
         crate::say!("skipped: {} (see `zt-agent lookup NAME`)", st.skipped.len());
         for s in &st.skipped {

@@ -2,7 +2,7 @@
 //! whose name or id a local one uses is skipped, never shadowed. Read straight
 //! from /etc/passwd and /etc/group (never through NSS, which would ask us).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// Names never handed to a directory person or group, even if absent from this
@@ -67,6 +67,8 @@ pub struct LocalAccounts {
     pub group_names: HashSet<String>,
     pub uids: HashSet<u32>,
     pub gids: HashSet<u32>,
+    /// Local group name -> gid, for `[[local_groups]]` grants.
+    pub gid_by_group: HashMap<String, u32>,
     /// Names listed as members in /etc/group: accounts that exist somewhere
     /// (another NSS source, a package about to create them) even if not in passwd.
     pub member_names: HashSet<String>,
@@ -111,6 +113,7 @@ impl LocalAccounts {
                 self.group_names.insert(f[0].to_string());
                 if let Ok(gid) = f[2].parse() {
                     self.gids.insert(gid);
+                    self.gid_by_group.entry(f[0].to_string()).or_insert(gid);
                     if f[0] == ZT_GROUP {
                         self.zt_gid = Some(gid);
                     }

@@ -14,6 +14,7 @@
 //! [`hold_back::hold_back_removals`] then runs in sync against the previous
 //! snapshot. Every directory string that reaches a message is `{:?}`-escaped.
 
+pub mod grants;
 pub mod hold_back;
 pub mod policy;
 pub mod ssh;
