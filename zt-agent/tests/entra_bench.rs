@@ -41,7 +41,7 @@ fn run_agent(config: &std::path::Path, state: &std::path::Path, graph: &FakeGrap
     // the rusage is the agent's)
     let child = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg("{ [ ! -d /etc/sudoers.d ] || mount -t tmpfs tmpfs /etc/sudoers.d; } && exec \"$@\"")
+        .arg("{ [ ! -d /etc/sudoers.d ] || mount -t tmpfs -o mode=0755 tmpfs /etc/sudoers.d; } && exec \"$@\"")
         .arg("zt-bench")
         .arg(env!("CARGO_BIN_EXE_zt-agent"))
         .arg("--config")
