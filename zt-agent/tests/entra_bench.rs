@@ -127,6 +127,10 @@ fn graph_sync_of_100k_people() {
     assert!(second.ok, "second sync failed");
     let third = run_agent(&config, &state, &graph);
     assert!(third.ok, "third sync failed");
+    let saved = std::fs::metadata(state.join("entra-delta.json"))
+        .unwrap()
+        .len();
+    println!("saved delta state: {:.1} MB", saved as f64 / 1e6);
     for (what, r) in [
         ("full sync", &first),
         ("delta round, 10 changes", &second),
