@@ -1,21 +1,21 @@
 //! The agent's one HTTP client: ureq with rustls, the proxy from the
 //! environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), the system's CA
-//! bundle plus `[http] ca_file`, bounded timeouts and a response size cap.
+//! bundle plus `[http] ca_file` and bounded timeouts. The key fetches
+//! (`keys`) and the directory connectors (`directory::api`) both use it, each
+//! with its own response size cap.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
-use super::{KeysError, KeysFailure};
 use crate::config::HttpConfig;
 
 /// Bound on connecting (and resolving) to a server.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on one whole request, response body included.
+/// Bound on one whole request, response body included (the directory
+/// connectors set a longer one per request for their larger pages).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-/// Bound on a response body: a JWKS is a few KiB.
-pub const MAX_RESPONSE: u64 = 1024 * 1024;
 
 /// Where distributions keep the system's CA bundle.
 const SYSTEM_BUNDLES: [&str; 3] = [
@@ -42,7 +42,8 @@ impl Http {
     /// The client for `[http]`. The roots are the system bundle plus every
     /// certificate of `ca_file` (which must exist and hold at least one); with
     /// no system bundle, Mozilla's list (webpki-roots), or `ca_file` alone.
-    pub fn new(config: &HttpConfig) -> Result<Http, KeysError> {
+    /// The error names the file and what is wrong with it.
+    pub fn new(config: &HttpConfig) -> Result<Http, String> {
         let mut roots: Vec<Certificate<'static>> = SYSTEM_BUNDLES
             .iter()
             .find_map(|p| std::fs::read(p).ok())
@@ -50,20 +51,13 @@ impl Http {
             .unwrap_or_default();
         let system_found = !roots.is_empty();
         if let Some(path) = &config.ca_file {
-            let bytes = std::fs::read(path).map_err(|e| {
-                KeysError::new(
-                    KeysFailure::Refused,
-                    format!("[http] ca_file {}: {e}", path.display()),
-                )
-            })?;
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("[http] ca_file {}: {e}", path.display()))?;
             let extra = pem_certs(&bytes);
             if extra.is_empty() {
-                return Err(KeysError::new(
-                    KeysFailure::Refused,
-                    format!(
-                        "[http] ca_file {}: no PEM certificate in it",
-                        path.display()
-                    ),
+                return Err(format!(
+                    "[http] ca_file {}: no PEM certificate in it",
+                    path.display()
                 ));
             }
             if !system_found {
@@ -84,7 +78,8 @@ impl Http {
             .timeout_resolve(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false)
-            // a redirect could leave https; key URLs are configured exactly
+            // a redirect could leave https or the configured host; key and
+            // directory URLs are configured exactly
             .max_redirects(0)
             .proxy(ureq::Proxy::try_from_env())
             .user_agent(concat!("zt-agent/", env!("CARGO_PKG_VERSION")))
@@ -95,33 +90,9 @@ impl Http {
         })
     }
 
-    /// GETs `url` (already checked by `config::check_key_url`): 200 and at
-    /// most `MAX_RESPONSE` bytes, or a typed error naming the URL.
-    pub fn get(&self, url: &str) -> Result<Vec<u8>, KeysError> {
-        crate::config::check_key_url(url)
-            .map_err(|why| KeysError::new(KeysFailure::Refused, why))?;
-        let unavailable = |what: String| KeysError::new(KeysFailure::Unavailable, what);
-        let mut response = self
-            .agent
-            .get(url)
-            .header("Accept", "application/json")
-            .call()
-            .map_err(|e| unavailable(format!("GET {url}: {e}")))?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(unavailable(format!("GET {url}: HTTP {status}")));
-        }
-        response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE)
-            .read_to_vec()
-            .map_err(|e| {
-                KeysError::new(
-                    KeysFailure::Malformed,
-                    format!("GET {url}: reading the body (at most {MAX_RESPONSE} bytes): {e}"),
-                )
-            })
+    /// The configured ureq agent, for callers that build their own requests.
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
     }
 }
 
@@ -135,21 +106,14 @@ mod tests {
         let missing = HttpConfig {
             ca_file: Some(t.path().join("missing.pem")),
         };
-        assert_eq!(Http::new(&missing).unwrap_err().kind, KeysFailure::Refused);
+        assert!(Http::new(&missing).unwrap_err().contains("missing.pem"));
         let empty = t.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let e = Http::new(&HttpConfig {
             ca_file: Some(empty),
         })
         .unwrap_err();
-        assert!(e.message.contains("no PEM certificate"), "{e}");
+        assert!(e.contains("no PEM certificate"), "{e}");
         Http::new(&HttpConfig::default()).unwrap();
-    }
-
-    #[test]
-    fn plain_http_off_loopback_is_never_requested() {
-        let http = Http::new(&HttpConfig::default()).unwrap();
-        let e = http.get("http://192.0.2.1/jwks").unwrap_err();
-        assert_eq!(e.kind, KeysFailure::Refused);
     }
 }
