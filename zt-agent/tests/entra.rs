@@ -486,7 +486,7 @@ fn an_expired_delta_link_starts_over_in_the_same_sync() {
         answer: |_| {
             Response::json(
                 410,
-                r#"{"error":{"code":"syncStateNotFound","message":"The sync state generation is not found. Please resync."}}"#,
+                r#"{"error":{"code":"resyncRequired","message":"Resync required. Replace any local items with the server's version (including deletes)."}}"#,
             )
         },
     });
@@ -504,6 +504,61 @@ fn an_expired_delta_link_starts_over_in_the_same_sync() {
     assert_eq!(r.users, 20);
     // users: 410 then 3 pages from scratch; groups: 410 then 1 page
     assert_eq!(h.graph.graph_requests() - before, 1 + 3 + 1 + 1);
+}
+
+#[test]
+fn a_delta_link_graph_forgot_400_sync_state_not_found_starts_over() {
+    // a host offline for more than 7 days: Graph answers its saved links
+    // 400 syncStateNotFound; every later sync must not fail on them forever
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 25);
+    sync(&h.config, &h.paths, false).unwrap();
+    h.graph.expire_delta_links();
+    h.graph
+        .state
+        .lock()
+        .unwrap()
+        .groups
+        .get_mut(SRE)
+        .unwrap()
+        .1
+        .truncate(20);
+    let before = h.graph.graph_requests();
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.completed, Completed::Published);
+    assert_eq!(r.users, 20);
+    // users: 400 then 3 pages from scratch; groups: 400 then 1 page
+    assert_eq!(h.graph.graph_requests() - before, 1 + 3 + 1 + 1);
+    // the new links are used from then on
+    let before = h.graph.graph_requests();
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.completed, Completed::Unchanged);
+    assert_eq!(h.graph.graph_requests() - before, 2);
+}
+
+#[test]
+fn a_saved_delta_state_older_than_six_days_is_not_used() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 25);
+    sync(&h.config, &h.paths, false).unwrap();
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.delta_path()).unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now - state["saved_at"].as_u64().unwrap() < 60);
+    state["saved_at"] = (now - 6 * 24 * 3600 - 1).into();
+    std::fs::write(h.delta_path(), serde_json::to_vec(&state).unwrap()).unwrap();
+    let before = h.graph.graph_requests();
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.users, 25);
+    // from scratch (3 pages of people, 1 of groups), no expired link tried
+    assert_eq!(h.graph.graph_requests() - before, 3 + 1);
+    assert_eq!(
+        h.graph.server.count(|r| r.target.contains("$deltatoken")),
+        0
+    );
 }
 
 #[test]

@@ -124,8 +124,9 @@ pub enum Fetched<T> {
     Found(T),
     /// 404: no such object.
     Missing,
-    /// 410: the state the request refers to (a delta link) is gone; the
-    /// error says so for callers that cannot start over.
+    /// 410, or Graph's 400 `syncStateNotFound` / `resyncRequired`: the
+    /// state the request refers to (a delta link) is gone; the error says so
+    /// for callers that cannot start over.
     Gone(DirectoryError),
 }
 
@@ -374,29 +375,37 @@ impl<'h> Api<'h> {
                 pause: limit.pause(),
             })
         };
-        let failed = |kind, response: &mut ureq::http::Response<ureq::Body>| {
+        // an error's body is read (bounded) before the match: it says why,
+        // and Graph's error code decides whether a delta link expired
+        let body = if status == 200 {
+            Vec::new()
+        } else {
+            error_body(&mut response)
+        };
+        let failed = |kind| {
             DirectoryError::new(
                 kind,
                 format!(
                     "GET {}: HTTP {status}{}",
                     truncate(url),
-                    error_snippet(response)
+                    error_snippet(&body)
                 ),
             )
         };
         match status {
             200 => {}
             404 => return done(Fetched::Missing),
-            410 => {
-                return done(Fetched::Gone(failed(
-                    DirectoryFailure::Malformed,
-                    &mut response,
-                )));
+            // Graph answers an expired or unknown delta link with 400
+            // `syncStateNotFound` (sometimes 410 / `resyncRequired`):
+            // start that query over, as for any 410
+            410 => return done(Fetched::Gone(failed(DirectoryFailure::Malformed))),
+            400 if is_resync(&body) => {
+                return done(Fetched::Gone(failed(DirectoryFailure::Malformed)));
             }
-            401 => return Attempt::Renew(failed(DirectoryFailure::Unauthorised, &mut response)),
-            403 => return Attempt::Fail(failed(DirectoryFailure::Unauthorised, &mut response)),
+            401 => return Attempt::Renew(failed(DirectoryFailure::Unauthorised)),
+            403 => return Attempt::Fail(failed(DirectoryFailure::Unauthorised)),
             429 => {
-                let mut error = failed(DirectoryFailure::Throttled, &mut response);
+                let mut error = failed(DirectoryFailure::Throttled);
                 error.retry_after = retry_after;
                 return Attempt::Retry {
                     error,
@@ -404,14 +413,14 @@ impl<'h> Api<'h> {
                 };
             }
             500..=599 => {
-                let mut error = failed(DirectoryFailure::Unavailable, &mut response);
+                let mut error = failed(DirectoryFailure::Unavailable);
                 error.retry_after = retry_after;
                 return Attempt::Retry {
                     error,
                     after: retry_after,
                 };
             }
-            _ => return Attempt::Fail(failed(DirectoryFailure::Malformed, &mut response)),
+            _ => return Attempt::Fail(failed(DirectoryFailure::Malformed)),
         }
         // ureq's own limit is lifted: `Capped` stops at ours and remembers
         // that it did, so a cut-off answer reads as too large, not as a
@@ -505,15 +514,36 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// The start of an error body, escaped, for the message: IdPs explain
-/// refusals there (never with our secret, which is only ever sent).
-fn error_snippet(response: &mut ureq::http::Response<ureq::Body>) -> String {
-    let body = response
+/// An error answer's body, at most 64 KiB of it.
+fn error_body(response: &mut ureq::http::Response<ureq::Body>) -> Vec<u8> {
+    response
         .body_mut()
         .with_config()
         .limit(64 * 1024)
         .read_to_vec()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Whether an error body is Graph's "this delta state is gone, read from
+/// scratch": `{"error":{"code":"syncStateNotFound"|"resyncRequired",..}}`.
+fn is_resync(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Outer {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        code: String,
+    }
+    serde_json::from_slice::<Outer>(body).is_ok_and(|o| {
+        o.error.code.eq_ignore_ascii_case("syncStateNotFound")
+            || o.error.code.eq_ignore_ascii_case("resyncRequired")
+    })
+}
+
+/// The start of an error body, escaped, for the message: IdPs explain
+/// refusals there.
+fn error_snippet(body: &[u8]) -> String {
     if body.is_empty() {
         return String::new();
     }

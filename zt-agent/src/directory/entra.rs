@@ -12,8 +12,10 @@
 //!   with `displayName,members`: only the configured groups and the groups
 //!   found nested in them (`members@delta`, `@removed` for a member gone).
 //!
-//! A `410 Gone` (the delta link expired) starts that query over from scratch
-//! in the same sync. Any other failure fails the read, and the saved state is
+//! An expired delta link (Graph keeps a directory delta state for 7 days and
+//! then answers `400 Bad Request` with error code `syncStateNotFound`, or
+//! `410 Gone` / `resyncRequired`) starts that query over from scratch in the
+//! same sync; a saved state older than [`MAX_STATE_AGE`] is not even tried. Any other failure fails the read, and the saved state is
 //! left as it was: the next sync resumes from the same links, so a change is
 //! never lost. Nothing is saved but a complete round.
 //!
@@ -41,6 +43,10 @@ const USER_FIELDS: &str =
 const GROUPS_PER_QUERY: usize = 50;
 /// Rounds of "found a nested group, track it too" per sync.
 const MAX_NESTING_ROUNDS: usize = 32;
+/// A saved delta state older than this is dropped and Graph read from
+/// scratch: Graph forgets a directory delta state after 7 days, and a link
+/// it has forgotten would only cost a refused request per query.
+pub const MAX_STATE_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 24 * 3600);
 
 /// The API client for `source`: Graph at its configured base, tokens from
 /// the configured login endpoint.
@@ -73,6 +79,9 @@ pub struct DeltaState {
     /// What it was built for (Graph base, tenant, configured groups):
     /// anything else starts over.
     scope: String,
+    /// When the delta links were taken (unix seconds; 0 in older files).
+    #[serde(default)]
+    saved_at: u64,
     users_link: Option<String>,
     group_queries: Vec<GroupQuery>,
     users: BTreeMap<String, CachedUser>,
@@ -232,7 +241,7 @@ enum Delta<'a> {
 }
 
 /// One delta query from `link` (or `initial`, when there is no link yet or
-/// Graph answered 410 for it) to its new delta link.
+/// Graph said it expired) to its new delta link.
 fn round(
     api: &mut Api<'_>,
     link: Option<&str>,
@@ -327,13 +336,24 @@ pub fn read(
         // nothing to keep: not worth reading the tenant's people
         return Ok((Directory::default(), DeltaState::default()));
     }
+    let now = unix_now();
     let mut state = saved
         .and_then(|b| serde_json::from_slice::<DeltaState>(b).ok())
         .filter(|s| s.scope == scope)
+        .filter(|s| {
+            // a clock set back makes a state look young: Graph still says
+            // whether its links are valid
+            let fresh = now.saturating_sub(s.saved_at) < MAX_STATE_AGE.as_secs();
+            if !fresh {
+                tracing::info!("the saved Graph delta state is too old; reading from scratch");
+            }
+            fresh
+        })
         .unwrap_or_else(|| DeltaState {
             scope,
             ..DeltaState::default()
         });
+    state.saved_at = now;
     let mut collected = Collected::default();
 
     // people
@@ -486,6 +506,12 @@ pub fn read(
         }
     }
     Ok((collected.into_directory(), state))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Tracks `ids` in new queries of at most [`GROUPS_PER_QUERY`] ids.

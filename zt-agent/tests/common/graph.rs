@@ -7,7 +7,8 @@
 //! members, `members@delta` typed `#microsoft.graph.user` / `.group`; Graph's
 //! error objects, 401 for an expired token. A delta link remembers the
 //! directory as it was when its round started; the next round answers the
-//! difference. Faults are injected per request.
+//! difference; an expired delta token is answered `400 syncStateNotFound`.
+//! Faults are injected per request.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -92,6 +93,9 @@ pub struct GraphState {
     pub link_base: Option<String>,
     /// A nextLink that points back at page 1 (a loop).
     pub loop_links: bool,
+    /// Delta tokens below this have expired (Graph keeps a directory delta
+    /// state for 7 days): answered 400 `syncStateNotFound`.
+    pub expired_before: usize,
     /// The app's registered certificate: its public key (PEM) and
     /// `x5t#S256`; client assertions are checked against it.
     pub certificate: Option<(Vec<u8>, String)>,
@@ -136,6 +140,13 @@ impl FakeGraph {
             ),
         );
         users
+    }
+
+    /// Every delta link handed out so far expires (a host offline for
+    /// more than 7 days).
+    pub fn expire_delta_links(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.expired_before = st.snapshots.len();
     }
 
     pub fn fault(&self, f: Fault) {
@@ -255,9 +266,21 @@ fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
         None => {
             let since = match r.query("$deltatoken") {
                 None => Arc::new((Users::new(), Groups::new())),
-                Some(t) => match t.parse::<usize>().ok().and_then(|t| st.snapshots.get(t)) {
+                Some(t) => match t
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|t| *t >= st.expired_before)
+                    .and_then(|t| st.snapshots.get(t))
+                {
                     Some(s) => s.clone(),
-                    None => return graph_error(400, "BadRequest", "bad delta token"),
+                    // what Graph answers for a delta token it no longer has
+                    None => {
+                        return graph_error(
+                            400,
+                            "syncStateNotFound",
+                            "The sync state generation is not found. Please resync.",
+                        );
+                    }
                 },
             };
             let filter = r.query("$filter").map(str::to_string);
