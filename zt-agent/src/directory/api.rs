@@ -26,6 +26,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on the pages of one listing: a paging loop the server sets up (or
 /// an endless series of links) ends as an error, not a hang.
 pub const MAX_PAGES: usize = 20_000;
+/// Bound on a wait a server's headers ask for (`Retry-After`, Okta's
+/// `X-Rate-Limit-Reset`): any number is accepted from the wire, so a huge one
+/// must neither overflow the clock arithmetic nor park the agent. Longer
+/// than any [`RetryPolicy::max_wait`], so such a wait still ends the sync as
+/// throttled, and the daemon bounds its own pause again.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(3600);
 /// How much of an error body goes into a message.
 const MAX_ERROR_SNIPPET: usize = 300;
 
@@ -158,8 +164,10 @@ impl RateLimit {
         RateLimit {
             remaining: number("x-rate-limit-remaining"),
             // a second more: the reset is a whole second, the clocks differ
-            reset_in: number("x-rate-limit-reset")
-                .map(|reset| Duration::from_secs(reset.saturating_sub(now) + 1)),
+            reset_in: number("x-rate-limit-reset").map(|reset| {
+                Duration::from_secs(reset.saturating_sub(now).saturating_add(1))
+                    .min(MAX_SERVER_WAIT)
+            }),
         }
     }
 
@@ -307,7 +315,12 @@ impl<'h> Api<'h> {
             let attempt = self.attempt::<T>(url, &header);
             match attempt {
                 Attempt::Done(answer) => {
-                    self.pause_until = answer.pause.map(|p| std::time::Instant::now() + p);
+                    // checked: a pause the server set cannot panic the agent
+                    // (it is bounded already; an Instant's range is the OS's)
+                    self.pause_until = answer.pause.map(|p| {
+                        let now = std::time::Instant::now();
+                        now.checked_add(p.min(MAX_SERVER_WAIT)).unwrap_or(now)
+                    });
                     return Ok((answer.value, answer.next));
                 }
                 Attempt::Renew(e) if !renewed => {
@@ -511,7 +524,11 @@ impl PageLinks {
 /// `Retry-After` in seconds (the form every IdP here sends); an HTTP date
 /// is ignored in favour of our own backoff.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s).min(MAX_SERVER_WAIT))
 }
 
 /// An error answer's body, at most 64 KiB of it.
@@ -657,6 +674,10 @@ mod tests {
     fn retry_after_seconds() {
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_SERVER_WAIT)
+        );
     }
 
     #[test]
