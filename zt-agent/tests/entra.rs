@@ -507,6 +507,63 @@ fn an_expired_delta_link_starts_over_in_the_same_sync() {
 }
 
 #[test]
+fn a_group_delta_entry_that_cannot_be_applied_fails_the_read_and_keeps_the_link() {
+    // past an entry it could not apply, the saved link would never send that
+    // change again: the read fails and the next sync asks from the same link
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 25);
+    sync(&h.config, &h.paths, false).unwrap();
+    let saved = std::fs::read(h.delta_path()).unwrap();
+    h.graph
+        .state
+        .lock()
+        .unwrap()
+        .groups
+        .get_mut(SRE)
+        .unwrap()
+        .1
+        .truncate(20);
+    for bad in [
+        // members@delta not a list
+        format!(r##"{{"@odata.type":"#microsoft.graph.group","id":"{SRE}","members@delta":"x"}}"##),
+        // no id
+        r##"{"@odata.type":"#microsoft.graph.group","displayName":"sre"}"##.to_string(),
+    ] {
+        h.graph.state.lock().unwrap().extra_group_entry = Some(bad);
+        let e = sync(&h.config, &h.paths, false).unwrap_err();
+        assert_eq!(e.kind, FailureKind::Directory(DirectoryFailure::Malformed));
+        assert!(e.message.contains("cannot be applied"), "{e}");
+        assert_eq!(std::fs::read(h.delta_path()).unwrap(), saved);
+        assert_eq!(h.published_users().len(), 25);
+    }
+    // Graph answers well again: the change still comes, from the old link
+    h.graph.state.lock().unwrap().extra_group_entry = None;
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.completed, Completed::Published);
+    assert_eq!(r.users, 20);
+}
+
+#[test]
+fn a_users_delta_entry_without_an_id_fails_the_read() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    h.graph.fault(Fault {
+        path_contains: "users/delta".into(),
+        skiptoken: None,
+        times: usize::MAX,
+        answer: |_| {
+            Response::json(
+                200,
+                r#"{"value":[{"accountEnabled":false}],"@odata.deltaLink":"http://127.0.0.1:1/v1.0/users/delta?$deltatoken=9"}"#,
+            )
+        },
+    });
+    let e = read(&h).0.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Malformed);
+    assert!(e.message.contains("without an id"), "{e}");
+}
+
+#[test]
 fn a_delta_link_graph_forgot_400_sync_state_not_found_starts_over() {
     // a host offline for more than 7 days: Graph answers its saved links
     // 400 syncStateNotFound; every later sync must not fail on them forever

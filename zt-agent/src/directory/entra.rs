@@ -242,15 +242,18 @@ enum Delta<'a> {
 
 /// One delta query from `link` (or `initial`, when there is no link yet or
 /// Graph said it expired) to its new delta link.
+///
+/// `on` failing fails the round: the new link is only ever saved once every
+/// entry before it was applied, or a change would be skipped for good.
 fn round(
     api: &mut Api<'_>,
     link: Option<&str>,
     initial: &str,
-    mut on: impl FnMut(Delta<'_>),
+    mut on: impl FnMut(Delta<'_>) -> Result<(), DirectoryError>,
 ) -> Result<String, DirectoryError> {
     let mut from_scratch = link.is_none();
     if from_scratch {
-        on(Delta::Restart);
+        on(Delta::Restart)?;
     }
     let mut url = link.unwrap_or(initial).to_string();
     let mut links = PageLinks::default();
@@ -259,7 +262,12 @@ fn round(
         match api.fetch::<DeltaPage>(&url)? {
             Fetched::Found(page) => {
                 for raw in &page.value {
-                    on(Delta::Entry(raw));
+                    on(Delta::Entry(raw)).map_err(|why| {
+                        DirectoryError::new(
+                            why.kind,
+                            format!("GET {}: {}", truncate(&url), why.message),
+                        )
+                    })?;
                 }
                 match (page.next_link, page.delta_link) {
                     (Some(next), _) => url = next,
@@ -290,7 +298,7 @@ fn round(
             Fetched::Gone(e) if !from_scratch => {
                 tracing::info!("{e}: the delta link expired; reading from scratch");
                 from_scratch = true;
-                on(Delta::Restart);
+                on(Delta::Restart)?;
                 url = initial.to_string();
                 links = PageLinks::default();
             }
@@ -362,33 +370,38 @@ pub fn read(
     // id -> why its latest entry did not apply (reported only for members:
     // the rest of the tenant is none of this host's business)
     let mut user_problems: BTreeMap<String, String> = BTreeMap::new();
-    let link = round(
-        api,
-        state.users_link.as_deref(),
-        &users_initial,
-        |delta| match delta {
+    let link = round(api, state.users_link.as_deref(), &users_initial, |delta| {
+        match delta {
             Delta::Restart => {
                 users.clear();
                 user_problems.clear();
             }
             Delta::Entry(raw) => {
                 let result = apply_user(users, raw);
-                if let Ok(id) = serde_json::from_str::<IdOnly>(raw.get()) {
-                    match result {
-                        Ok(()) => {
-                            user_problems.remove(&id.id);
-                        }
-                        // what Graph now says of this person is unknown: they
-                        // are left out (as a bad entry of the file would be)
-                        Err(why) => {
-                            users.remove(&id.id);
-                            user_problems.insert(id.id, why);
-                        }
+                // an entry without an id could be anyone's change (a
+                // disable): not skipped past
+                let id = serde_json::from_str::<IdOnly>(raw.get()).map_err(|e| {
+                    DirectoryError::new(
+                        DirectoryFailure::Malformed,
+                        format!("a users/delta entry without an id: {e}"),
+                    )
+                })?;
+                match result {
+                    Ok(()) => {
+                        user_problems.remove(&id.id);
+                    }
+                    // what Graph now says of this person is unknown: they
+                    // are left out (as a bad entry of the file would be)
+                    // until Graph sends them again
+                    Err(why) => {
+                        users.remove(&id.id);
+                        user_problems.insert(id.id, why);
                     }
                 }
             }
-        },
-    )?;
+        }
+        Ok(())
+    })?;
     state.users_link = Some(link);
     if state.users.len() > super::collect::MAX_USERS {
         return Err(DirectoryError::new(
@@ -412,7 +425,6 @@ pub fn read(
         .cloned()
         .collect();
     add_queries(&mut state.group_queries, untracked);
-    let mut group_problems: Vec<(Box<RawValue>, String)> = Vec::new();
     // each query runs once a sync; queries for nested groups found on the
     // way are added after the others and run in the next pass
     let mut done = 0;
@@ -424,17 +436,24 @@ pub fn read(
                 api,
                 query.link.as_deref(),
                 &groups_query(graph_url, &query.ids),
-                |delta| match delta {
-                    Delta::Restart => {
-                        for id in &ids {
-                            groups.remove(id);
+                |delta| {
+                    match delta {
+                        Delta::Restart => {
+                            for id in &ids {
+                                groups.remove(id);
+                            }
                         }
+                        // a group change that cannot be applied fails the
+                        // read: past it, the link would never send it again
+                        // and the group would stay wrong
+                        Delta::Entry(raw) => apply_group(groups, &ids, raw).map_err(|why| {
+                            DirectoryError::new(
+                                DirectoryFailure::Malformed,
+                                format!("a groups/delta entry that cannot be applied: {why}"),
+                            )
+                        })?,
                     }
-                    Delta::Entry(raw) => {
-                        if let Err(why) = apply_group(groups, &ids, raw) {
-                            group_problems.push((raw.to_owned(), why));
-                        }
-                    }
+                    Ok(())
                 },
             )?;
             query.link = Some(link);
@@ -467,9 +486,6 @@ pub fn read(
         ));
     }
 
-    for (raw, why) in &group_problems {
-        collected.left_out("group", raw, why);
-    }
     // only the configured groups, what is nested in them and their people
     let mut people: BTreeSet<&String> = BTreeSet::new();
     for id in reachable(&state.groups, &configured) {
@@ -500,9 +516,14 @@ pub fn read(
             },
             // a member the people round has not shown (added between the
             // two queries): not removed on that account
-            None => {
-                collected.left_out_id(id, false, "a member not (yet) among the tenant's people")
-            }
+            None => collected.left_out_id(
+                id,
+                false,
+                user_problems.get(id).map_or(
+                    "a member not (yet) among the tenant's people",
+                    String::as_str,
+                ),
+            ),
         }
     }
     Ok((collected.into_directory(), state))

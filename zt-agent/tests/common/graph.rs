@@ -96,6 +96,9 @@ pub struct GraphState {
     /// Delta tokens below this have expired (Graph keeps a directory delta
     /// state for 7 days): answered 400 `syncStateNotFound`.
     pub expired_before: usize,
+    /// Sent first on every `groups/delta` page one (an entry Graph could
+    /// send that the agent cannot apply).
+    pub extra_group_entry: Option<String>,
     /// The app's registered certificate: its public key (PEM) and
     /// `x5t#S256`; client assertions are checked against it.
     pub certificate: Option<(Vec<u8>, String)>,
@@ -318,12 +321,18 @@ fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
             )
         }
     };
-    let page: Vec<&str> = entries
+    let mut page: Vec<&str> = entries
         .iter()
         .skip(offset)
         .take(st.page_size)
         .map(String::as_str)
         .collect();
+    if let Some(extra) = st.extra_group_entry.as_deref()
+        && offset == 0
+        && r.path() == "/v1.0/groups/delta"
+    {
+        page.insert(0, extra);
+    }
     let next = offset + st.page_size;
     let link_base = st.link_base.clone().unwrap_or_else(|| base.to_string());
     let filter = filter.map(|f| format!("&$filter={f}")).unwrap_or_default();
