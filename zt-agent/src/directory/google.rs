@@ -127,6 +127,11 @@ pub fn connect<'h>(http: &'h Http, source: &GoogleSource) -> Result<Api<'h>, Dir
 
 #[derive(Deserialize)]
 struct GoogleGroup {
+    /// Required, `admin#directory#group`: a 200 carrying something else (an
+    /// error object, a proxy's page) is no group. Checked after parsing,
+    /// for a message that says so.
+    #[serde(default)]
+    kind: String,
     id: String,
     #[serde(default)]
     name: Option<String>,
@@ -135,6 +140,12 @@ struct GoogleGroup {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MembersPage {
+    /// Required, `admin#directory#members`: without it, `{}` or an error
+    /// object answered with 200 would read as "no members, no next page" and
+    /// silently end the listing. (`members` itself is absent for an empty
+    /// group.) Checked after parsing, for a message that says so.
+    #[serde(default)]
+    kind: String,
     #[serde(default)]
     members: Vec<Member>,
     #[serde(default)]
@@ -280,6 +291,12 @@ pub fn read(
         let Some(group) = api.get::<GoogleGroup>(&group_url)? else {
             continue;
         };
+        if group.kind != "admin#directory#group" {
+            return Err(DirectoryError::new(
+                DirectoryFailure::Malformed,
+                format!("GET {}: not a group", truncate(&group_url)),
+            ));
+        }
         if &group.id != group_id {
             return Err(DirectoryError::new(
                 DirectoryFailure::Malformed,
@@ -305,6 +322,12 @@ pub fn read(
                     ),
                 )
             })?;
+            if page.kind != "admin#directory#members" {
+                return Err(DirectoryError::new(
+                    DirectoryFailure::Malformed,
+                    format!("GET {}: not a list of members", truncate(&url)),
+                ));
+            }
             for m in page.members {
                 if m.kind.as_deref() == Some("USER")
                     && let Some(id) = clean(&m.id, 256)
