@@ -711,14 +711,52 @@ fn a_retry_after_beyond_our_patience_ends_the_sync_at_once() {
         path_contains: "users/delta".into(),
         skiptoken: None,
         times: usize::MAX,
-        answer: |_| Response::json(503, "{}").header("Retry-After", "3600"),
+        answer: |_| {
+            Response::json(
+                429,
+                r#"{"error":{"code":"TooManyRequests","message":"Too many requests"}}"#,
+            )
+            .header("Retry-After", "3600")
+        },
+    });
+    let (d, requests) = read(&h);
+    let e = d.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Throttled);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(3600)));
+    assert_eq!(requests, 1);
+    assert_eq!(SLEPT_MS.with(Cell::get), 0);
+}
+
+#[test]
+fn a_retry_after_on_a_5xx_is_not_followed() {
+    // a maintenance page asking for a day: our own backoff, and no
+    // Retry-After handed to the daemon (which would stop syncing for a day)
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    h.graph.fault(Fault {
+        path_contains: "users/delta".into(),
+        skiptoken: None,
+        times: usize::MAX,
+        answer: |_| Response::json(503, "{}").header("Retry-After", "86400"),
     });
     let (d, requests) = read(&h);
     let e = d.unwrap_err();
     assert_eq!(e.kind, DirectoryFailure::Unavailable);
-    assert_eq!(e.retry_after, Some(Duration::from_secs(3600)));
-    assert_eq!(requests, 1);
-    assert_eq!(SLEPT_MS.with(Cell::get), 0);
+    assert_eq!(e.retry_after, None);
+    assert_eq!(requests, 4, "retried with backoff");
+    assert!(SLEPT_MS.with(Cell::get) < 1000);
+    // and the same at the token endpoint: two maintenance answers, then a token
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    h.graph.fault(Fault {
+        path_contains: "/oauth2/v2.0/token".into(),
+        skiptoken: None,
+        times: 2,
+        answer: |_| Response::json(503, "{}").header("Retry-After", "86400"),
+    });
+    let (d, _) = read(&h);
+    assert_eq!(d.unwrap().users.len(), 5);
+    assert_eq!(h.graph.token_requests(), 3);
 }
 
 fn openssl(args: &[&str]) -> Vec<u8> {

@@ -92,13 +92,18 @@ fn guarded(sync: impl FnOnce() -> Result<Report, SyncError>) -> Result<Report, S
     })
 }
 
-/// The IdP's Retry-After, when longer than the interval, is waited out (a
-/// throttled fleet that came back every interval anyway would stay
-/// throttled); at most a day.
+/// The IdP's Retry-After (only ever from a 429), when longer than the
+/// interval, is waited out (a throttled fleet that came back every interval
+/// anyway would stay throttled), but never longer than the interval or
+/// [`MAX_THROTTLED_WAIT`], whichever is longer: a server's number must not
+/// stop syncing (disables, removals) for long.
 fn wait_after_failure(interval: Duration, retry_after: Option<Duration>) -> Duration {
-    let most = Duration::from_secs(24 * 3600);
+    let most = interval.max(MAX_THROTTLED_WAIT);
     retry_after.map_or(interval, |after| interval.max(after.min(most)))
 }
+
+/// See [`wait_after_failure`].
+const MAX_THROTTLED_WAIT: Duration = Duration::from_secs(15 * 60);
 
 #[cfg(test)]
 mod tests {
@@ -116,9 +121,15 @@ mod tests {
             super::wait_after_failure(minute, Some(Duration::from_secs(600))),
             Duration::from_secs(600)
         );
+        // bounded: 15 minutes, or the interval if that is longer
         assert_eq!(
             super::wait_after_failure(minute, Some(Duration::from_secs(10 * 86_400))),
-            Duration::from_secs(86_400)
+            Duration::from_secs(900)
+        );
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            super::wait_after_failure(hour, Some(Duration::from_secs(86_400))),
+            hour
         );
     }
 

@@ -1,6 +1,6 @@
 //! What the HTTP connectors share: authenticated GETs of JSON through the
 //! agent's one client, retried with exponential backoff and jitter (honouring
-//! `Retry-After`), a renewed token after a 401, a size cap on every response
+//! a 429's `Retry-After`, bounded), a renewed token after a 401, a size cap on every response
 //! parsed as it streams in, paging links held to the configured origin, and
 //! every failure mapped onto [`DirectoryFailure`].
 //!
@@ -425,12 +425,13 @@ impl<'h> Api<'h> {
                     after: retry_after,
                 };
             }
+            // a Retry-After on a 5xx (a maintenance page) is not followed:
+            // one such page could otherwise stop syncing for hours; our own
+            // bounded backoff, and the next interval, pace the retries
             500..=599 => {
-                let mut error = failed(DirectoryFailure::Unavailable);
-                error.retry_after = retry_after;
                 return Attempt::Retry {
-                    error,
-                    after: retry_after,
+                    error: failed(DirectoryFailure::Unavailable),
+                    after: None,
                 };
             }
             _ => return Attempt::Fail(failed(DirectoryFailure::Malformed)),

@@ -180,8 +180,23 @@ fn graph_error(status: u16, code: &str, message: &str) -> Response {
     )
 }
 
+/// The answer of the first fault for `r` (at `skip`), if any, used up once.
+fn take_fault(st: &mut GraphState, r: &Request, skip: usize) -> Option<Response> {
+    let i = st.faults.iter().position(|f| {
+        r.target.contains(&f.path_contains) && f.skiptoken.is_none_or(|s| s == skip) && f.times > 0
+    })?;
+    let f = &mut st.faults[i];
+    if f.times != usize::MAX {
+        f.times -= 1;
+    }
+    Some((f.answer)(&r.target))
+}
+
 fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
     if r.method == "POST" && r.path() == format!("/{TENANT}/oauth2/v2.0/token") {
+        if let Some(fault) = take_fault(st, r, 0) {
+            return fault;
+        }
         let form: BTreeMap<String, String> = r
             .body
             .split('&')
@@ -244,14 +259,8 @@ fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
         .query("$skiptoken")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    if let Some(i) = st.faults.iter().position(|f| {
-        r.target.contains(&f.path_contains) && f.skiptoken.is_none_or(|s| s == skip) && f.times > 0
-    }) {
-        let f = &mut st.faults[i];
-        if f.times != usize::MAX {
-            f.times -= 1;
-        }
-        return (f.answer)(&r.target);
+    if let Some(fault) = take_fault(st, r, skip) {
+        return fault;
     }
     let (entries, round, offset, filter) = match r.query("$round") {
         Some(round) => {
