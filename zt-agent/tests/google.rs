@@ -33,6 +33,8 @@ struct Fake {
     suspended: Vec<usize>,
     /// Answered for the members page with this pageToken offset instead.
     members_page: Option<(usize, &'static str)>,
+    /// People sent without `suspended` (the API always sends it).
+    unflagged: Vec<usize>,
     /// Answered for the group instead.
     group_body: Option<&'static str>,
 }
@@ -166,7 +168,13 @@ fn answer(f: &mut Fake, r: &Request) -> Response {
             }
             let size: usize = r.query("maxResults").and_then(|v| v.parse().ok()).unwrap_or(100);
             let page: Vec<_> = (page_token..f.users.min(page_token + size))
-                .map(|n| user(n, f.suspended.contains(&n)))
+                .map(|n| {
+                    let mut u = user(n, f.suspended.contains(&n));
+                    if f.unflagged.contains(&n) {
+                        u.as_object_mut().unwrap().remove("suspended");
+                    }
+                    u
+                })
                 .collect();
             let mut body = json!({"kind": "admin#directory#users", "etag": "\"e\"", "users": page});
             if page_token + size < f.users {
@@ -228,6 +236,7 @@ fn workspace() -> Workspace {
         suspended: vec![3],
         members_page: None,
         group_body: None,
+        unflagged: Vec::new(),
     }));
     let f = fake.clone();
     let server = FakeServer::start(move |r| answer(&mut f.lock().unwrap(), r));
@@ -345,4 +354,26 @@ fn a_group_answer_that_is_not_a_group_fails_the_read() {
     let e = sync(&w.config, &w.paths, false).unwrap_err();
     assert_eq!(e.kind, FailureKind::Directory(DirectoryFailure::Malformed));
     assert!(e.message.contains("not a group"), "{e}");
+}
+
+#[test]
+fn a_person_without_suspended_is_left_out_with_a_problem() {
+    // whether they are suspended is unknown: never let in on a guess
+    let w = workspace();
+    w.fake.lock().unwrap().users = 1000;
+    w.fake.lock().unwrap().unflagged = vec![5];
+    let r = sync(&w.config, &w.paths, false).unwrap();
+    assert_eq!(r.completed, Completed::Published);
+    assert_eq!(r.users, 250, "251 less user5");
+    assert!(
+        r.resolution
+            .problems
+            .iter()
+            .any(|p| p.contains("100000000000000000005") && p.contains("suspended")),
+        "{:?}",
+        r.resolution.problems
+    );
+    let snapshot = std::fs::read(w.paths.state_dir.join("snapshot")).unwrap();
+    let s = zt_snapshot::Snapshot::parse(&snapshot).unwrap();
+    assert!(s.user_by_name(b"user5").unwrap().is_none());
 }

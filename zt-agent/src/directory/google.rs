@@ -11,7 +11,8 @@
 //! keeping members. Everything pages by `pageToken` / `nextPageToken`.
 //!
 //! Each user maps to: id, email (`primaryEmail`), display name
-//! (`name.fullName`), enabled (neither `suspended` nor `archived`), created
+//! (`name.fullName`), enabled (neither `suspended`, which is required, nor
+//! `archived`), created
 //! (`creationTime`), username and uid from the primary (else first)
 //! `posixAccounts` entry, and the unexpired `sshPublicKeys`.
 
@@ -177,8 +178,10 @@ struct GoogleUser {
     primary_email: String,
     #[serde(default)]
     name: Option<UserName>,
-    #[serde(default)]
+    /// Required: the API always sends it, and a person whose state we
+    /// cannot see is not let in (the entry is left out with a problem).
     suspended: bool,
+    /// Absent: not archived (older answers may lack it).
     #[serde(default)]
     archived: bool,
     #[serde(default)]
@@ -443,17 +446,24 @@ mod tests {
             ["ssh-ed25519 AAAA liz@laptop", "ssh-ed25519 CCCC new"]
         );
         assert!(u.enabled);
-        for flag in ["suspended", "archived"] {
-            let u = user(&format!(
-                r#"{{"id":"1","primaryEmail":"a@example.com","{flag}":true}}"#
-            ))
-            .unwrap();
-            assert!(!u.enabled, "{flag}");
-        }
+        let u = user(r#"{"id":"1","primaryEmail":"a@example.com","suspended":true}"#).unwrap();
+        assert!(!u.enabled, "suspended");
+        let u =
+            user(r#"{"id":"1","primaryEmail":"a@example.com","suspended":false,"archived":true}"#)
+                .unwrap();
+        assert!(!u.enabled, "archived");
         let e = user(
-            r#"{"id":"1","primaryEmail":"a@example.com","posixAccounts":[{"uid":"99999999999"}]}"#,
+            r#"{"id":"1","primaryEmail":"a@example.com","suspended":false,"posixAccounts":[{"uid":"99999999999"}]}"#,
         )
         .unwrap_err();
         assert!(e.contains("32-bit"), "{e}");
+    }
+
+    #[test]
+    fn a_user_without_suspended_is_left_out_not_let_in() {
+        let raw =
+            RawValue::from_string(r#"{"id":"1","primaryEmail":"a@example.com"}"#.into()).unwrap();
+        let e = map_user(&raw, 0).unwrap_err();
+        assert!(e.contains("suspended"), "{e}");
     }
 }

@@ -129,6 +129,9 @@ fn map_user(raw: &RawValue) -> Result<DirUser, String> {
         id,
         email,
         display_name: display.and_then(|d| clean(d, 256)),
+        // RFC 7643 4.1.1 makes `active` optional; a service that does not
+        // support it leaves it out for everyone, and reading that as
+        // disabled would lock them all out (README: the connector section)
         enabled: u.active.unwrap_or(true),
         username: u.user_name.as_deref().and_then(|n| clean(n, 256)),
         uid: None,
