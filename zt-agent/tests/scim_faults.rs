@@ -191,3 +191,21 @@ fn a_nested_group_that_does_not_parse_fails_the_read() {
     assert_eq!(e.kind, DirectoryFailure::Malformed);
     assert!(e.message.contains("/Groups/g2"), "{e}");
 }
+
+#[test]
+fn a_user_read_by_id_must_be_that_user() {
+    let (d, _) = read(|r| match r.path() {
+        "/scim/v2/Users" => Response::json(
+            200,
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                   "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user(1)]})
+            .to_string(),
+        ),
+        // someone else's record for u9
+        "/scim/v2/Users/u9" => Response::json(200, user(2).to_string()),
+        _ => Response::json(404, "{}"),
+    });
+    let e = d.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Malformed);
+    assert!(e.message.contains("answered user"), "{e}");
+}

@@ -342,6 +342,15 @@ impl Walk<'_, '_> {
         let user_url = format!("{}/Users/{}", self.url, segment(id));
         match self.api.get::<Box<RawValue>>(&user_url)? {
             Some(raw) => {
+                // another person's answer would stand in for this one (and
+                // their data be mixed with a listing's): the server is broken
+                let answered = serde_json::from_str::<IdOnly>(raw.get()).ok().map(|u| u.id);
+                if answered.as_deref() != Some(id) {
+                    return Err(DirectoryError::new(
+                        DirectoryFailure::Malformed,
+                        format!("GET {}: answered user {answered:?}", truncate(&user_url)),
+                    ));
+                }
                 self.keep_user(&raw)?;
                 Ok(true)
             }
@@ -401,5 +410,7 @@ mod tests {
                 .contains("no email")
         );
         assert!(user(r#"{"id":"z","emails":"e@example.com"}"#).is_err());
+        // present but not a boolean: unknown, left out
+        assert!(user(r#"{"id":"w","userName":"w@example.com","active":"false"}"#).is_err());
     }
 }
