@@ -335,6 +335,34 @@ fn credentials_problems_are_unauthorised_and_never_show_the_secret() {
 }
 
 #[test]
+fn echoed_credentials_are_redacted_from_errors() {
+    // a token endpoint that echoes the form: the secret never reaches the
+    // message (which is logged and kept in status.json)
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 3);
+    h.graph.state.lock().unwrap().echo_token_requests = true;
+    let e = read(&h).0.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Unauthorised);
+    assert!(e.message.contains("AADSTS7000215"), "{e}");
+    assert!(!e.message.contains(SECRET), "{e}");
+    assert!(e.message.contains("[redacted]"), "{e}");
+    // Graph (or a proxy) echoing the Authorization header: nor the token
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 3);
+    h.graph.state.lock().unwrap().echo_graph_requests = true;
+    let e = sync(&h.config, &h.paths, false).unwrap_err();
+    assert_eq!(
+        e.kind,
+        FailureKind::Directory(DirectoryFailure::Unauthorised)
+    );
+    assert!(e.message.contains("Insufficient privileges"), "{e}");
+    assert!(!e.message.contains("tok-1"), "{e}");
+    let status = std::fs::read_to_string(h.paths.state_dir.join("status.json")).unwrap();
+    assert!(!status.contains("tok-1"), "{status}");
+    assert!(status.contains("[redacted]"), "{status}");
+}
+
+#[test]
 fn a_missing_configured_group_is_no_error_but_reported() {
     let h = Host::new();
     let r = sync(&h.config, &h.paths, false).unwrap();

@@ -401,7 +401,7 @@ impl<'h> Api<'h> {
                 format!(
                     "GET {}: HTTP {status}{}",
                     truncate(url),
-                    error_snippet(&body)
+                    error_snippet(&body, &[authorization])
                 ),
             )
         };
@@ -560,13 +560,42 @@ fn is_resync(body: &[u8]) -> bool {
 }
 
 /// The start of an error body, escaped, for the message: IdPs explain
-/// refusals there.
-fn error_snippet(body: &[u8]) -> String {
+/// refusals there. A server (or a proxy) may echo the request, so `secrets`
+/// (the `Authorization` value) are blanked out of the whole body first:
+/// messages are logged and kept in status.json.
+fn error_snippet(body: &[u8], secrets: &[&str]) -> String {
     if body.is_empty() {
         return String::new();
     }
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_SNIPPET)]);
-    format!(": {:?}", text)
+    let text = redact(&String::from_utf8_lossy(body), secrets);
+    let end = text
+        .char_indices()
+        .nth(MAX_ERROR_SNIPPET)
+        .map_or(text.len(), |(i, _)| i);
+    format!(": {:?}", &text[..end])
+}
+
+/// `text` with every secret (and an `Authorization` value's credential
+/// alone: `Bearer <token>`, `SSWS <token>`) replaced by `[redacted]`.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut words: Vec<&str> = Vec::new();
+    for secret in secrets {
+        words.push(secret);
+        if let Some((_, credential)) = secret.split_once(' ') {
+            words.push(credential.trim());
+        }
+    }
+    // longest first, so a header is blanked whole before its token;
+    // short strings are no secret and would blank ordinary words
+    words.retain(|w| w.len() >= 8);
+    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    let mut text = text.to_string();
+    for word in words {
+        if text.contains(word) {
+            text = text.replace(word, "[redacted]");
+        }
+    }
+    text
 }
 
 /// URLs in messages: paging links can be long.
@@ -678,6 +707,25 @@ mod tests {
         assert_eq!(
             parse_retry_after("18446744073709551615"),
             Some(MAX_SERVER_WAIT)
+        );
+    }
+
+    #[test]
+    fn error_bodies_never_carry_the_credential() {
+        let auth = "Bearer eyJ0eXAiOiJKV1QiLCJhbGciOi.secret-part";
+        let body = format!(
+            r#"{{"error":"denied","echo":"Authorization: {auth}","token":"eyJ0eXAiOiJKV1QiLCJhbGciOi.secret-part"}}"#
+        );
+        let s = error_snippet(body.as_bytes(), &[auth]);
+        assert!(!s.contains("secret-part"), "{s}");
+        assert!(s.contains("Authorization: [redacted]"), "{s}");
+        // a long body: blanked before it is cut, so no prefix of it shows
+        let long = format!("{}{auth}", "x".repeat(MAX_ERROR_SNIPPET - 20));
+        let s = error_snippet(long.as_bytes(), &[auth]);
+        assert!(!s.contains("eyJ0"), "{s}");
+        assert_eq!(
+            redact("SSWS 00abcdefgh here", &["SSWS 00abcdefgh"]),
+            "[redacted] here"
         );
     }
 

@@ -262,6 +262,19 @@ pub fn token_request(
                                 )
                             })
                             .unwrap_or_default();
+                        // an IdP may echo the form: its credentials (the
+                        // secret, the signed assertion) never reach a message
+                        let secrets: Vec<&str> = form
+                            .iter()
+                            .filter(|(k, _)| {
+                                !matches!(
+                                    *k,
+                                    "grant_type" | "client_id" | "scope" | "client_assertion_type"
+                                )
+                            })
+                            .map(|(_, v)| *v)
+                            .collect();
+                        let why = api::redact(&why, &secrets);
                         let kind = if matches!(status, 400 | 401 | 403) {
                             DirectoryFailure::Unauthorised
                         } else {

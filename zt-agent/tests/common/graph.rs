@@ -99,6 +99,10 @@ pub struct GraphState {
     /// Sent first on every `groups/delta` page one (an entry Graph could
     /// send that the agent cannot apply).
     pub extra_group_entry: Option<String>,
+    /// The token endpoint refuses with the form echoed, as some servers do.
+    pub echo_token_requests: bool,
+    /// Graph refuses with the Authorization header echoed (a proxy).
+    pub echo_graph_requests: bool,
     /// The app's registered certificate: its public key (PEM) and
     /// `x5t#S256`; client assertions are checked against it.
     pub certificate: Option<(Vec<u8>, String)>,
@@ -197,6 +201,14 @@ fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
         if let Some(fault) = take_fault(st, r, 0) {
             return fault;
         }
+        if st.echo_token_requests {
+            return Response::json(
+                401,
+                serde_json::json!({"error": "invalid_client",
+                    "error_description": format!("AADSTS7000215: Invalid client secret provided. Request: {}", decode(&r.body))})
+                .to_string(),
+            );
+        }
         let form: BTreeMap<String, String> = r
             .body
             .split('&')
@@ -253,6 +265,16 @@ fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
             401,
             "InvalidAuthenticationToken",
             "Access token has expired or is not yet valid.",
+        );
+    }
+    if st.echo_graph_requests {
+        return graph_error(
+            403,
+            "Authorization_RequestDenied",
+            &format!(
+                "Insufficient privileges. Authorization: {}",
+                r.authorization.as_deref().unwrap_or_default()
+            ),
         );
     }
     let skip: usize = r
