@@ -495,24 +495,50 @@ impl<R: std::io::Read> std::io::Read for Capped<R> {
     }
 }
 
+/// Bound on one paging or delta link (Graph's skip tokens are a few
+/// hundred bytes; a server's multi-megabyte link is an attack on memory).
+pub const MAX_LINK: usize = 16 * 1024;
+
+/// An error unless `link` is at most [`MAX_LINK`] bytes.
+pub fn check_link(link: &str) -> Result<(), DirectoryError> {
+    if link.len() > MAX_LINK {
+        return Err(DirectoryError::new(
+            DirectoryFailure::Malformed,
+            format!(
+                "a paging link of {} bytes (more than {MAX_LINK}): {:?}",
+                link.len(),
+                truncate(link)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Follows paging links (`@odata.nextLink`-style) until there is none: each
-/// link at most once, at most [`MAX_PAGES`] pages.
+/// link at most once, at most [`MAX_PAGES`] pages, each at most
+/// [`MAX_LINK`] bytes. Only the links' SHA-256 is kept, so the memory spent
+/// on loop detection does not grow with the links' length.
 #[derive(Default)]
 pub struct PageLinks {
-    seen: HashSet<String>,
+    seen: HashSet<[u8; 32]>,
 }
 
 impl PageLinks {
     /// Records `next` as about to be fetched; an error if it was already
-    /// (a loop) or the listing is implausibly long.
+    /// (a loop), is too long, or the listing is implausibly long.
     pub fn follow(&mut self, next: &str) -> Result<(), DirectoryError> {
+        use sha2::Digest;
+        check_link(next)?;
         if self.seen.len() >= MAX_PAGES {
             return Err(DirectoryError::new(
                 DirectoryFailure::Malformed,
                 format!("more than {MAX_PAGES} pages in one listing"),
             ));
         }
-        if !self.seen.insert(next.to_string()) {
+        if !self
+            .seen
+            .insert(sha2::Sha256::digest(next.as_bytes()).into())
+        {
             return Err(DirectoryError::new(
                 DirectoryFailure::Malformed,
                 format!("the paging link {:?} came back: a loop", truncate(next)),
@@ -668,6 +694,19 @@ mod tests {
         let e = links.follow("https://x/a?page=2").unwrap_err();
         assert_eq!(e.kind, DirectoryFailure::Malformed);
         assert!(e.message.contains("loop"), "{e}");
+    }
+
+    #[test]
+    fn an_overlong_paging_link_is_refused() {
+        let mut links = PageLinks::default();
+        let long = format!("https://x/a?page={}", "9".repeat(MAX_LINK));
+        let e = links.follow(&long).unwrap_err();
+        assert_eq!(e.kind, DirectoryFailure::Malformed);
+        assert!(e.message.contains("more than 16384"), "{e}");
+        assert!(e.message.len() < 400, "the link is not quoted whole");
+        let fits = format!("https://x/a?p={}", "9".repeat(MAX_LINK - 20));
+        links.follow(&fits).unwrap();
+        assert!(links.follow(&fits).is_err(), "still a loop by its hash");
     }
 
     #[test]

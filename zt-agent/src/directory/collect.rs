@@ -135,6 +135,16 @@ impl Collected {
     }
 }
 
+/// An error once one group's member list reaches [`MAX_USERS`]: checked per
+/// entry as pages come, so a listing that repeats people without end stops
+/// before it fills memory.
+pub fn check_members(members: usize) -> Result<(), DirectoryError> {
+    if members >= MAX_USERS {
+        return Err(too_many("members of one group", MAX_USERS));
+    }
+    Ok(())
+}
+
 fn too_many(what: &str, limit: usize) -> DirectoryError {
     DirectoryError::new(
         DirectoryFailure::Malformed,
@@ -223,6 +233,13 @@ mod tests {
         c.user(person(true, "a@example.com")).unwrap();
         c.user(person(true, "a@example.com")).unwrap();
         assert!(c.into_directory().users[0].enabled);
+    }
+
+    #[test]
+    fn one_groups_members_are_bounded() {
+        assert!(check_members(MAX_USERS - 1).is_ok());
+        let e = check_members(MAX_USERS).unwrap_err();
+        assert_eq!(e.kind, DirectoryFailure::Malformed);
     }
 
     #[test]

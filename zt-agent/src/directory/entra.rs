@@ -283,7 +283,11 @@ fn round(
                             ),
                         ));
                     }
-                    (None, Some(delta)) => return Ok(delta),
+                    (None, Some(delta)) => {
+                        // saved, and sent again next sync
+                        super::api::check_link(&delta)?;
+                        return Ok(delta);
+                    }
                     (None, None) => {
                         return Err(DirectoryError::new(
                             DirectoryFailure::Malformed,
@@ -386,6 +390,11 @@ pub fn read(
                         format!("a users/delta entry without an id: {e}"),
                     )
                 })?;
+                // checked as entries come, not after the round: a hostile
+                // listing is stopped before it fills memory
+                if users.len() > super::collect::MAX_USERS {
+                    return Err(too_many_people());
+                }
                 match result {
                     Ok(()) => {
                         user_problems.remove(&id.id);
@@ -403,15 +412,6 @@ pub fn read(
         Ok(())
     })?;
     state.users_link = Some(link);
-    if state.users.len() > super::collect::MAX_USERS {
-        return Err(DirectoryError::new(
-            DirectoryFailure::Malformed,
-            format!(
-                "more than {} people in the tenant",
-                super::collect::MAX_USERS
-            ),
-        ));
-    }
 
     // groups: the configured ones, then those found nested in them
     let tracked: BTreeSet<String> = state
@@ -527,6 +527,16 @@ pub fn read(
         }
     }
     Ok((collected.into_directory(), state))
+}
+
+fn too_many_people() -> DirectoryError {
+    DirectoryError::new(
+        DirectoryFailure::Malformed,
+        format!(
+            "more than {} people in the tenant",
+            super::collect::MAX_USERS
+        ),
+    )
 }
 
 fn unix_now() -> u64 {

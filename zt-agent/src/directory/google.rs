@@ -332,6 +332,7 @@ pub fn read(
                 ));
             }
             for m in page.members {
+                super::collect::check_members(members.len())?;
                 if m.kind.as_deref() == Some("USER")
                     && let Some(id) = clean(&m.id, 256)
                 {

@@ -301,6 +301,8 @@ fn listing<T: serde::de::DeserializeOwned + Identified>(
         }
         let short = entries.len() < PAGE_SIZE;
         last = entries.last().map(Identified::mark);
+        // bounded as pages come: the entries are kept whole until mapped
+        super::collect::check_members(all.len() + entries.len())?;
         all.extend(entries);
         if short {
             return Ok(Listing::Complete(all));
