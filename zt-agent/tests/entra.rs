@@ -787,6 +787,41 @@ fn a_retry_after_on_a_5xx_is_not_followed() {
     assert_eq!(h.graph.token_requests(), 3);
 }
 
+#[test]
+fn a_read_that_runs_past_its_deadline_fails() {
+    // an IdP that answers slowly and badly for ever: the read ends at its
+    // deadline (30 min in production), not after every retry it could make
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    h.graph.fault(Fault {
+        path_contains: "users/delta".into(),
+        skiptoken: None,
+        times: usize::MAX,
+        answer: |_| {
+            std::thread::sleep(Duration::from_millis(100));
+            Response::json(503, "{}")
+        },
+    });
+    let DirectorySource::Entra(source) = &h.config.directory.source else {
+        panic!("entra config")
+    };
+    let http = Http::new(&HttpConfig::default()).unwrap();
+    let mut api = entra::connect(&http, source).unwrap();
+    api.policy = RetryPolicy {
+        attempts: 100,
+        base: Duration::from_millis(1),
+        max_wait: Duration::from_millis(1),
+    };
+    assert_eq!(api.deadline, Duration::from_secs(1800));
+    api.deadline = Duration::from_millis(600);
+    let started = std::time::Instant::now();
+    let e = entra::read(&mut api, source, &[SRE.to_string()], None).unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Unavailable);
+    assert!(e.message.contains("took longer than"), "{e}");
+    assert!(api.requests < 10, "{} requests", api.requests);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
 fn openssl(args: &[&str]) -> Vec<u8> {
     let out = std::process::Command::new("openssl")
         .args(args)

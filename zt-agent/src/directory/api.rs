@@ -32,6 +32,10 @@ pub const MAX_PAGES: usize = 20_000;
 /// than any [`RetryPolicy::max_wait`], so such a wait still ends the sync as
 /// throttled, and the daemon bounds its own pause again.
 pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(3600);
+/// Bound on one whole directory read (every request, retry and wait of it):
+/// a slow or stalling IdP fails the sync, the last good snapshot stays, and
+/// the next sync starts afresh instead of one sync hanging for days.
+pub const READ_DEADLINE: Duration = Duration::from_secs(30 * 60);
 /// How much of an error body goes into a message.
 const MAX_ERROR_SNIPPET: usize = 300;
 
@@ -222,6 +226,9 @@ pub struct Api<'h> {
     pub sleep: fn(Duration),
     /// A rate limit used up: no request before this.
     pause_until: Option<std::time::Instant>,
+    /// The read fails once it has taken this long ([`READ_DEADLINE`]).
+    pub deadline: Duration,
+    started: std::time::Instant,
 }
 
 impl<'h> Api<'h> {
@@ -246,7 +253,27 @@ impl<'h> Api<'h> {
             requests: 0,
             sleep: std::thread::sleep,
             pause_until: None,
+            deadline: READ_DEADLINE,
+            started: std::time::Instant::now(),
         })
+    }
+
+    /// An error if the read, after a further `wait`, would run past its
+    /// deadline (checked before every request and every wait; a request
+    /// itself is bounded by [`REQUEST_TIMEOUT`]).
+    fn check_deadline(&self, wait: Duration) -> Result<(), DirectoryError> {
+        if self.started.elapsed().saturating_add(wait) > self.deadline {
+            return Err(DirectoryError::new(
+                DirectoryFailure::Unavailable,
+                format!(
+                    "reading the directory at {} took longer than {} s (after {} requests)",
+                    self.origin,
+                    self.deadline.as_secs(),
+                    self.requests
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether `url` is at this API's origin (where paging links must be).
@@ -303,6 +330,7 @@ impl<'h> Api<'h> {
                     return Err(e);
                 }
                 if !wait.is_zero() {
+                    self.check_deadline(wait)?;
                     tracing::info!("rate limit used up; waiting {} ms", wait.as_millis());
                     (self.sleep)(wait);
                 }
@@ -310,6 +338,7 @@ impl<'h> Api<'h> {
             if self.authorization.is_none() {
                 self.authorization = Some(self.credentials.authorization(self.http, false)?);
             }
+            self.check_deadline(Duration::ZERO)?;
             let header = self.authorization.clone().unwrap_or_default();
             self.requests += 1;
             let attempt = self.attempt::<T>(url, &header);
@@ -344,6 +373,7 @@ impl<'h> Api<'h> {
                         Some(a) => a,
                         None => self.policy.backoff(retry - 1),
                     };
+                    self.check_deadline(wait)?;
                     tracing::info!("{error}; retrying in {} ms", wait.as_millis());
                     (self.sleep)(wait);
                 }
