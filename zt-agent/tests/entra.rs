@@ -335,6 +335,34 @@ fn credentials_problems_are_unauthorised_and_never_show_the_secret() {
 }
 
 #[test]
+fn echoed_credentials_are_redacted_from_errors() {
+    // a token endpoint that echoes the form: the secret never reaches the
+    // message (which is logged and kept in status.json)
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 3);
+    h.graph.state.lock().unwrap().echo_token_requests = true;
+    let e = read(&h).0.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Unauthorised);
+    assert!(e.message.contains("AADSTS7000215"), "{e}");
+    assert!(!e.message.contains(SECRET), "{e}");
+    assert!(e.message.contains("[redacted]"), "{e}");
+    // Graph (or a proxy) echoing the Authorization header: nor the token
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 3);
+    h.graph.state.lock().unwrap().echo_graph_requests = true;
+    let e = sync(&h.config, &h.paths, false).unwrap_err();
+    assert_eq!(
+        e.kind,
+        FailureKind::Directory(DirectoryFailure::Unauthorised)
+    );
+    assert!(e.message.contains("Insufficient privileges"), "{e}");
+    assert!(!e.message.contains("tok-1"), "{e}");
+    let status = std::fs::read_to_string(h.paths.state_dir.join("status.json")).unwrap();
+    assert!(!status.contains("tok-1"), "{status}");
+    assert!(status.contains("[redacted]"), "{status}");
+}
+
+#[test]
 fn a_missing_configured_group_is_no_error_but_reported() {
     let h = Host::new();
     let r = sync(&h.config, &h.paths, false).unwrap();
@@ -486,7 +514,7 @@ fn an_expired_delta_link_starts_over_in_the_same_sync() {
         answer: |_| {
             Response::json(
                 410,
-                r#"{"error":{"code":"syncStateNotFound","message":"The sync state generation is not found. Please resync."}}"#,
+                r#"{"error":{"code":"resyncRequired","message":"Resync required. Replace any local items with the server's version (including deletes)."}}"#,
             )
         },
     });
@@ -504,6 +532,118 @@ fn an_expired_delta_link_starts_over_in_the_same_sync() {
     assert_eq!(r.users, 20);
     // users: 410 then 3 pages from scratch; groups: 410 then 1 page
     assert_eq!(h.graph.graph_requests() - before, 1 + 3 + 1 + 1);
+}
+
+#[test]
+fn a_group_delta_entry_that_cannot_be_applied_fails_the_read_and_keeps_the_link() {
+    // past an entry it could not apply, the saved link would never send that
+    // change again: the read fails and the next sync asks from the same link
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 25);
+    sync(&h.config, &h.paths, false).unwrap();
+    let saved = std::fs::read(h.delta_path()).unwrap();
+    h.graph
+        .state
+        .lock()
+        .unwrap()
+        .groups
+        .get_mut(SRE)
+        .unwrap()
+        .1
+        .truncate(20);
+    for bad in [
+        // members@delta not a list
+        format!(r##"{{"@odata.type":"#microsoft.graph.group","id":"{SRE}","members@delta":"x"}}"##),
+        // no id
+        r##"{"@odata.type":"#microsoft.graph.group","displayName":"sre"}"##.to_string(),
+    ] {
+        h.graph.state.lock().unwrap().extra_group_entry = Some(bad);
+        let e = sync(&h.config, &h.paths, false).unwrap_err();
+        assert_eq!(e.kind, FailureKind::Directory(DirectoryFailure::Malformed));
+        assert!(e.message.contains("cannot be applied"), "{e}");
+        assert_eq!(std::fs::read(h.delta_path()).unwrap(), saved);
+        assert_eq!(h.published_users().len(), 25);
+    }
+    // Graph answers well again: the change still comes, from the old link
+    h.graph.state.lock().unwrap().extra_group_entry = None;
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.completed, Completed::Published);
+    assert_eq!(r.users, 20);
+}
+
+#[test]
+fn a_users_delta_entry_without_an_id_fails_the_read() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    h.graph.fault(Fault {
+        path_contains: "users/delta".into(),
+        skiptoken: None,
+        times: usize::MAX,
+        answer: |_| {
+            Response::json(
+                200,
+                r#"{"value":[{"accountEnabled":false}],"@odata.deltaLink":"http://127.0.0.1:1/v1.0/users/delta?$deltatoken=9"}"#,
+            )
+        },
+    });
+    let e = read(&h).0.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Malformed);
+    assert!(e.message.contains("without an id"), "{e}");
+}
+
+#[test]
+fn a_delta_link_graph_forgot_400_sync_state_not_found_starts_over() {
+    // a host offline for more than 7 days: Graph answers its saved links
+    // 400 syncStateNotFound; every later sync must not fail on them forever
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 25);
+    sync(&h.config, &h.paths, false).unwrap();
+    h.graph.expire_delta_links();
+    h.graph
+        .state
+        .lock()
+        .unwrap()
+        .groups
+        .get_mut(SRE)
+        .unwrap()
+        .1
+        .truncate(20);
+    let before = h.graph.graph_requests();
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.completed, Completed::Published);
+    assert_eq!(r.users, 20);
+    // users: 400 then 3 pages from scratch; groups: 400 then 1 page
+    assert_eq!(h.graph.graph_requests() - before, 1 + 3 + 1 + 1);
+    // the new links are used from then on
+    let before = h.graph.graph_requests();
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.completed, Completed::Unchanged);
+    assert_eq!(h.graph.graph_requests() - before, 2);
+}
+
+#[test]
+fn a_saved_delta_state_older_than_six_days_is_not_used() {
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 25);
+    sync(&h.config, &h.paths, false).unwrap();
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.delta_path()).unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now - state["saved_at"].as_u64().unwrap() < 60);
+    state["saved_at"] = (now - 6 * 24 * 3600 - 1).into();
+    std::fs::write(h.delta_path(), serde_json::to_vec(&state).unwrap()).unwrap();
+    let before = h.graph.graph_requests();
+    let r = sync(&h.config, &h.paths, false).unwrap();
+    assert_eq!(r.users, 25);
+    // from scratch (3 pages of people, 1 of groups), no expired link tried
+    assert_eq!(h.graph.graph_requests() - before, 3 + 1);
+    assert_eq!(
+        h.graph.server.count(|r| r.target.contains("$deltatoken")),
+        0
+    );
 }
 
 #[test]
@@ -599,14 +739,87 @@ fn a_retry_after_beyond_our_patience_ends_the_sync_at_once() {
         path_contains: "users/delta".into(),
         skiptoken: None,
         times: usize::MAX,
-        answer: |_| Response::json(503, "{}").header("Retry-After", "3600"),
+        answer: |_| {
+            Response::json(
+                429,
+                r#"{"error":{"code":"TooManyRequests","message":"Too many requests"}}"#,
+            )
+            .header("Retry-After", "3600")
+        },
+    });
+    let (d, requests) = read(&h);
+    let e = d.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Throttled);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(3600)));
+    assert_eq!(requests, 1);
+    assert_eq!(SLEPT_MS.with(Cell::get), 0);
+}
+
+#[test]
+fn a_retry_after_on_a_5xx_is_not_followed() {
+    // a maintenance page asking for a day: our own backoff, and no
+    // Retry-After handed to the daemon (which would stop syncing for a day)
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    h.graph.fault(Fault {
+        path_contains: "users/delta".into(),
+        skiptoken: None,
+        times: usize::MAX,
+        answer: |_| Response::json(503, "{}").header("Retry-After", "86400"),
     });
     let (d, requests) = read(&h);
     let e = d.unwrap_err();
     assert_eq!(e.kind, DirectoryFailure::Unavailable);
-    assert_eq!(e.retry_after, Some(Duration::from_secs(3600)));
-    assert_eq!(requests, 1);
-    assert_eq!(SLEPT_MS.with(Cell::get), 0);
+    assert_eq!(e.retry_after, None);
+    assert_eq!(requests, 4, "retried with backoff");
+    assert!(SLEPT_MS.with(Cell::get) < 1000);
+    // and the same at the token endpoint: two maintenance answers, then a token
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    h.graph.fault(Fault {
+        path_contains: "/oauth2/v2.0/token".into(),
+        skiptoken: None,
+        times: 2,
+        answer: |_| Response::json(503, "{}").header("Retry-After", "86400"),
+    });
+    let (d, _) = read(&h);
+    assert_eq!(d.unwrap().users.len(), 5);
+    assert_eq!(h.graph.token_requests(), 3);
+}
+
+#[test]
+fn a_read_that_runs_past_its_deadline_fails() {
+    // an IdP that answers slowly and badly for ever: the read ends at its
+    // deadline (30 min in production), not after every retry it could make
+    let h = Host::new();
+    h.graph.populate(SRE, "sre", 5);
+    h.graph.fault(Fault {
+        path_contains: "users/delta".into(),
+        skiptoken: None,
+        times: usize::MAX,
+        answer: |_| {
+            std::thread::sleep(Duration::from_millis(100));
+            Response::json(503, "{}")
+        },
+    });
+    let DirectorySource::Entra(source) = &h.config.directory.source else {
+        panic!("entra config")
+    };
+    let http = Http::new(&HttpConfig::default()).unwrap();
+    let mut api = entra::connect(&http, source).unwrap();
+    api.policy = RetryPolicy {
+        attempts: 100,
+        base: Duration::from_millis(1),
+        max_wait: Duration::from_millis(1),
+    };
+    assert_eq!(api.deadline, Duration::from_secs(1800));
+    api.deadline = Duration::from_millis(600);
+    let started = std::time::Instant::now();
+    let e = entra::read(&mut api, source, &[SRE.to_string()], None).unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Unavailable);
+    assert!(e.message.contains("took longer than"), "{e}");
+    assert!(api.requests < 10, "{} requests", api.requests);
+    assert!(started.elapsed() < Duration::from_secs(3));
 }
 
 fn openssl(args: &[&str]) -> Vec<u8> {

@@ -31,6 +31,12 @@ struct Fake {
     expire_next: bool,
     users: usize,
     suspended: Vec<usize>,
+    /// Answered for the members page with this pageToken offset instead.
+    members_page: Option<(usize, &'static str)>,
+    /// People sent without `suspended` (the API always sends it).
+    unflagged: Vec<usize>,
+    /// Answered for the group instead.
+    group_body: Option<&'static str>,
 }
 
 fn user(n: usize, suspended: bool) -> serde_json::Value {
@@ -123,6 +129,12 @@ fn answer(f: &mut Fake, r: &Request) -> Response {
         .and_then(|t| t.strip_prefix("tok").and_then(|n| n.parse().ok()))
         .unwrap_or(0);
     match path.split('/').collect::<Vec<_>>().as_slice() {
+        ["groups", id] if *id == GROUP && f.group_body.is_some() => {
+            Response::json(200, f.group_body.unwrap_or_default())
+        }
+        ["groups", id, "members"] if *id == GROUP && f.members_page.is_some_and(|(t, _)| t == page_token) => {
+            Response::json(200, f.members_page.unwrap_or_default().1)
+        }
         ["groups", id] if *id == GROUP || *id == NESTED => Response::json(
             200,
             json!({"kind": "admin#directory#group", "id": id, "email": "sre@example.com", "name": "SRE",
@@ -156,7 +168,13 @@ fn answer(f: &mut Fake, r: &Request) -> Response {
             }
             let size: usize = r.query("maxResults").and_then(|v| v.parse().ok()).unwrap_or(100);
             let page: Vec<_> = (page_token..f.users.min(page_token + size))
-                .map(|n| user(n, f.suspended.contains(&n)))
+                .map(|n| {
+                    let mut u = user(n, f.suspended.contains(&n));
+                    if f.unflagged.contains(&n) {
+                        u.as_object_mut().unwrap().remove("suspended");
+                    }
+                    u
+                })
                 .collect();
             let mut body = json!({"kind": "admin#directory#users", "etag": "\"e\"", "users": page});
             if page_token + size < f.users {
@@ -187,8 +205,17 @@ fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
     out.stdout
 }
 
-#[test]
-fn a_workspace_synced_with_a_service_account() {
+struct Workspace {
+    _tmp: tempfile::TempDir,
+    server: FakeServer,
+    fake: Arc<Mutex<Fake>>,
+    key_file: std::path::PathBuf,
+    config: AgentConfig,
+    paths: zt_agent::sync::Paths,
+}
+
+/// A fake Workspace, a service account key for it and the agent's config.
+fn workspace() -> Workspace {
     let private = openssl(
         &[
             "genpkey",
@@ -207,6 +234,9 @@ fn a_workspace_synced_with_a_service_account() {
         expire_next: false,
         users: 1200,
         suspended: vec![3],
+        members_page: None,
+        group_body: None,
+        unflagged: Vec::new(),
     }));
     let f = fake.clone();
     let server = FakeServer::start(move |r| answer(&mut f.lock().unwrap(), r));
@@ -233,6 +263,26 @@ fn a_workspace_synced_with_a_service_account() {
     );
     let config = AgentConfig::parse(&text, "agent.toml").unwrap();
     let paths = common::host_paths(tmp.path());
+    Workspace {
+        _tmp: tmp,
+        server,
+        fake,
+        key_file,
+        config,
+        paths,
+    }
+}
+
+#[test]
+fn a_workspace_synced_with_a_service_account() {
+    let Workspace {
+        _tmp,
+        server,
+        fake,
+        key_file,
+        config,
+        paths,
+    } = workspace();
     // people 900 and 901 (derived members) are on the third page of users
     fake.lock().unwrap().users = 1000;
     fake.lock().unwrap().expire_next = true;
@@ -268,4 +318,62 @@ fn a_workspace_synced_with_a_service_account() {
         FailureKind::Directory(DirectoryFailure::Unauthorised)
     );
     assert!(!e.message.contains("PRIVATE KEY"), "{e}");
+}
+
+#[test]
+fn a_members_page_that_is_not_a_members_list_fails_the_read() {
+    // `{}` or an error object with a 200 once read as "no members, no next
+    // page": the listing ended early and the people after it were removed
+    for (token, body) in [
+        (200, "{}"),
+        (
+            200,
+            r#"{"error":{"code":500,"message":"Backend Error","errors":[]}}"#,
+        ),
+        (0, r#"{"kind":"admin#directory#users","users":[]}"#),
+    ] {
+        let w = workspace();
+        w.fake.lock().unwrap().users = 1000;
+        w.fake.lock().unwrap().members_page = Some((token, body));
+        let e = sync(&w.config, &w.paths, false).unwrap_err();
+        assert_eq!(
+            e.kind,
+            FailureKind::Directory(DirectoryFailure::Malformed),
+            "{body}"
+        );
+        assert!(e.message.contains("not a list of members"), "{e}");
+        assert!(!w.paths.state_dir.join("snapshot").exists());
+    }
+}
+
+#[test]
+fn a_group_answer_that_is_not_a_group_fails_the_read() {
+    let w = workspace();
+    w.fake.lock().unwrap().users = 1000;
+    w.fake.lock().unwrap().group_body = Some(r#"{"id":"03x8tuzt3hqdv5w","name":"SRE"}"#);
+    let e = sync(&w.config, &w.paths, false).unwrap_err();
+    assert_eq!(e.kind, FailureKind::Directory(DirectoryFailure::Malformed));
+    assert!(e.message.contains("not a group"), "{e}");
+}
+
+#[test]
+fn a_person_without_suspended_is_left_out_with_a_problem() {
+    // whether they are suspended is unknown: never let in on a guess
+    let w = workspace();
+    w.fake.lock().unwrap().users = 1000;
+    w.fake.lock().unwrap().unflagged = vec![5];
+    let r = sync(&w.config, &w.paths, false).unwrap();
+    assert_eq!(r.completed, Completed::Published);
+    assert_eq!(r.users, 250, "251 less user5");
+    assert!(
+        r.resolution
+            .problems
+            .iter()
+            .any(|p| p.contains("100000000000000000005") && p.contains("suspended")),
+        "{:?}",
+        r.resolution.problems
+    );
+    let snapshot = std::fs::read(w.paths.state_dir.join("snapshot")).unwrap();
+    let s = zt_snapshot::Snapshot::parse(&snapshot).unwrap();
+    assert!(s.user_by_name(b"user5").unwrap().is_none());
 }

@@ -32,6 +32,8 @@ struct Realm {
     /// change while the agent pages).
     delete_before_members_request: Option<(usize, usize)>,
     members_requests: usize,
+    /// user index -> createdTimestamp sent instead of the usual one.
+    created: BTreeMap<usize, i64>,
 }
 
 fn user_json(n: usize, enabled: bool) -> serde_json::Value {
@@ -106,7 +108,13 @@ fn answer(realm: &mut Realm, r: &Request) -> Response {
                 .iter()
                 .skip(first)
                 .take(max)
-                .map(|n| user_json(*n, !realm.disabled.contains(n)))
+                .map(|n| {
+                    let mut u = user_json(*n, !realm.disabled.contains(n));
+                    if let Some(ms) = realm.created.get(n) {
+                        u["createdTimestamp"] = json!(ms);
+                    }
+                    u
+                })
                 .collect();
             Response::json(200, serde_json::Value::Array(page).to_string())
         }
@@ -226,4 +234,36 @@ login = true
     );
     let after = std::fs::read(paths.state_dir.join("snapshot")).unwrap();
     assert_eq!(after, snapshot);
+}
+
+#[test]
+fn a_creation_time_past_year_9999_is_left_out_not_a_crash() {
+    // Keycloak's createdTimestamp is any Java long (an import can set it):
+    // formatting year 10000 used to panic the agent
+    let realm = Arc::new(Mutex::new(Realm::default()));
+    {
+        let mut r = realm.lock().unwrap();
+        r.groups
+            .insert("g-sre".into(), ("sre".into(), vec![1, 2], vec![]));
+        r.created.insert(1, 253_402_300_800_000);
+        r.created.insert(2, i64::MAX);
+    }
+    let rr = realm.clone();
+    let server = FakeServer::start(move |req| answer(&mut rr.lock().unwrap(), req));
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("kc.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = format!(
+        "[directory]\nkind = \"keycloak\"\nurl = \"{}\"\nrealm = \"staff\"\nclient_id = \"zt-agent\"\n\
+         client_secret_file = \"{}\"\n\n[users]\ndomains = [\"example.com\"]\n\n\
+         [[groups]]\nid = \"g-sre\"\nname = \"sre\"\nlogin = true\n",
+        server.base,
+        secret.display()
+    );
+    let config = AgentConfig::parse(&text, "agent.toml").unwrap();
+    let paths = common::host_paths(tmp.path());
+    let r = sync(&config, &paths, false).unwrap();
+    assert_eq!(r.completed, Completed::Published);
+    assert_eq!(r.users, 2, "the people stay; only the time is dropped");
 }

@@ -32,6 +32,8 @@ struct Org {
     remaining_zero_at: Option<usize>,
     /// Answer 429 (with only X-Rate-Limit-Reset) to request n.
     throttle_at: Option<usize>,
+    /// X-Rate-Limit-Reset sent instead of a second from now.
+    reset: Option<&'static str>,
     /// Where next links point.
     link_base: Option<String>,
     requests: usize,
@@ -105,10 +107,11 @@ fn answer(org: &mut Org, base: &str, r: &Request) -> Response {
     }
     org.requests += 1;
     let n = org.requests;
+    let reset = org.reset.map_or((now() + 1).to_string(), str::to_string);
     let limit_headers = |resp: Response, remaining: u64| {
         resp.header("X-Rate-Limit-Limit", "600")
             .header("X-Rate-Limit-Remaining", &remaining.to_string())
-            .header("X-Rate-Limit-Reset", &(now() + 1).to_string())
+            .header("X-Rate-Limit-Reset", &reset)
     };
     if org.throttle_at == Some(n) {
         return limit_headers(
@@ -284,6 +287,30 @@ fn rate_limits_are_waited_for() {
     let slept = SLEPT_MS.with(Cell::get);
     assert!((1000..=4000).contains(&slept), "{slept} ms");
     assert_eq!(h.server.requests().len(), 5);
+}
+
+#[test]
+fn a_huge_rate_limit_reset_ends_the_read_as_throttled_not_in_a_panic() {
+    // the reset is a number from the wire: u64::MAX once overflowed the
+    // clock arithmetic and panicked the agent
+    for (remaining_zero_at, throttle_at) in [(Some(2), None), (None, Some(2))] {
+        let h = host(450);
+        {
+            let mut o = h.org.lock().unwrap();
+            o.reset = Some("18446744073709551615");
+            o.remaining_zero_at = remaining_zero_at;
+            o.throttle_at = throttle_at;
+        }
+        let e = read(&h).unwrap_err();
+        assert_eq!(e.kind, DirectoryFailure::Throttled, "{e}");
+        // bounded: an hour at most, never waited here
+        let after = e.retry_after.unwrap();
+        assert!(
+            after > Duration::from_secs(3500) && after <= Duration::from_secs(3600),
+            "{e}"
+        );
+        assert_eq!(SLEPT_MS.with(Cell::get), 0);
+    }
 }
 
 #[test]

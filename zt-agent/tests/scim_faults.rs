@@ -21,24 +21,32 @@ fn user(n: usize) -> serde_json::Value {
            "active": true, "meta": {"resourceType": "User", "created": "2024-01-01T00:00:00Z"}})
 }
 
-fn read(
-    answer: impl Fn(&Request) -> Response + Send + Sync + 'static,
-) -> (
+type Read = (
     Result<zt_agent::directory::Directory, zt_agent::directory::error::DirectoryError>,
     FakeServer,
-) {
+);
+
+fn read(answer: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Read {
+    read_group(
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g1",
+               "displayName": "sre", "members": [{"value": "u1", "type": "User"},
+                                                 {"value": "u9", "type": "User"}]}),
+        answer,
+    )
+}
+
+/// As [`read`], group g1 answering `group`.
+fn read_group(
+    group: serde_json::Value,
+    answer: impl Fn(&Request) -> Response + Send + Sync + 'static,
+) -> Read {
+    let group = group.to_string();
     let server = FakeServer::start(move |r| {
         if r.authorization.as_deref() != Some(&format!("Bearer {TOKEN}")) {
             return Response::json(401, "{}");
         }
         if r.path() == "/scim/v2/Groups/g1" {
-            return Response::json(
-                200,
-                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g1",
-                       "displayName": "sre", "members": [{"value": "u1", "type": "User"},
-                                                         {"value": "u9", "type": "User"}]})
-                .to_string(),
-            );
+            return Response::json(200, group.clone());
         }
         answer(r)
     });
@@ -107,4 +115,97 @@ fn a_member_the_listing_missed_is_read_by_id() {
     let d = d.unwrap();
     assert_eq!(d.users.len(), 2);
     assert_eq!(server.count(|r| r.path() == "/scim/v2/Users/u9"), 1);
+}
+
+/// The people of a well-behaved `/Users` listing (u1, u2, u9).
+fn users(r: &Request) -> Response {
+    match r.path() {
+        "/scim/v2/Users" => Response::json(
+            200,
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                   "totalResults": 3, "startIndex": 1, "itemsPerPage": 3,
+                   "Resources": [user(1), user(2), user(9)]})
+            .to_string(),
+        ),
+        _ => Response::json(404, "{}"),
+    }
+}
+
+#[test]
+fn one_bad_member_is_left_out_alone_not_the_group() {
+    // `value` is required (RFC 7643 4.2); a `$ref`-only member used to fail
+    // the whole group, which then looked empty and its people went
+    let (d, _) = read_group(
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g1",
+               "displayName": "sre", "members": [
+                   {"value": "u1", "type": "User"},
+                   {"$ref": "https://idp.example.com/scim/v2/Users/u2", "type": "User"},
+                   {"value": 7, "type": "User"},
+                   {"value": "u9", "type": "User"}]}),
+        users,
+    );
+    let d = d.unwrap();
+    let ids: Vec<&str> = d.users.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(ids, ["u1", "u9"]);
+    assert_eq!(d.groups.len(), 1);
+    assert_eq!(d.groups[0].members, ["u1", "u9"]);
+    assert_eq!(
+        d.problems
+            .iter()
+            .filter(|p| p.contains("g1") && p.contains("member left out"))
+            .count(),
+        2,
+        "{:?}",
+        d.problems
+    );
+}
+
+#[test]
+fn a_configured_group_that_does_not_parse_fails_the_read() {
+    // left out, it would look empty and remove all its people
+    for group in [
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g1",
+               "displayName": "sre", "members": {"value": "u1"}}),
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+               "displayName": "sre", "members": []}),
+    ] {
+        let (d, _) = read_group(group, users);
+        let e = d.unwrap_err();
+        assert_eq!(e.kind, DirectoryFailure::Malformed);
+        assert!(e.message.contains("not a SCIM group"), "{e}");
+    }
+}
+
+#[test]
+fn a_nested_group_that_does_not_parse_fails_the_read() {
+    let (d, _) = read_group(
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": "g1",
+               "displayName": "sre", "members": [{"value": "u1", "type": "User"},
+                                                 {"value": "g2", "type": "Group"}]}),
+        |r| match r.path() {
+            "/scim/v2/Groups/g2" => Response::json(200, r#"{"id":"g2","members":"u9"}"#),
+            _ => users(r),
+        },
+    );
+    let e = d.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Malformed);
+    assert!(e.message.contains("/Groups/g2"), "{e}");
+}
+
+#[test]
+fn a_user_read_by_id_must_be_that_user() {
+    let (d, _) = read(|r| match r.path() {
+        "/scim/v2/Users" => Response::json(
+            200,
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                   "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user(1)]})
+            .to_string(),
+        ),
+        // someone else's record for u9
+        "/scim/v2/Users/u9" => Response::json(200, user(2).to_string()),
+        _ => Response::json(404, "{}"),
+    });
+    let e = d.unwrap_err();
+    assert_eq!(e.kind, DirectoryFailure::Malformed);
+    assert!(e.message.contains("answered user"), "{e}");
 }

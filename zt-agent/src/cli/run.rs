@@ -11,8 +11,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::AgentConfig;
 use crate::control::{self, Refresher};
-use crate::outcome::Completed;
-use crate::sync::{self, Paths};
+use crate::outcome::{Completed, SyncError};
+use crate::sync::{self, Paths, Report};
 
 /// Spreads a fleet's syncs over +-10% of the interval so hosts do not hit the
 /// IdP in lockstep. std's RandomState is randomly seeded per process.
@@ -49,7 +49,7 @@ pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
     let mut config = config;
     loop {
         let mut wait = jittered(config.directory.sync_interval);
-        match sync::sync(&config, paths, false) {
+        match guarded(|| sync::sync(&config, paths, false)) {
             Ok(r) => match r.completed {
                 Completed::Published => {}
                 Completed::Unchanged => tracing::debug!("no change (generation {})", r.generation),
@@ -77,13 +77,33 @@ pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
     }
 }
 
-/// The IdP's Retry-After, when longer than the interval, is waited out (a
-/// throttled fleet that came back every interval anyway would stay
-/// throttled); at most a day.
+/// Runs one sync, turning a panic in it (a bug, or an answer nothing
+/// foresaw) into a failed sync: the daemon logs it and goes on serving the
+/// last good snapshot, instead of dying and leaving hosts to `max_offline`.
+/// Whatever the sync held (the state lock, files) is released as it unwinds.
+fn guarded(sync: impl FnOnce() -> Result<Report, SyncError>) -> Result<Report, SyncError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(sync)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        Err(SyncError::host(format!("the sync panicked: {what}")))
+    })
+}
+
+/// The IdP's Retry-After (only ever from a 429), when longer than the
+/// interval, is waited out (a throttled fleet that came back every interval
+/// anyway would stay throttled), but never longer than the interval or
+/// [`MAX_THROTTLED_WAIT`], whichever is longer: a server's number must not
+/// stop syncing (disables, removals) for long.
 fn wait_after_failure(interval: Duration, retry_after: Option<Duration>) -> Duration {
-    let most = Duration::from_secs(24 * 3600);
+    let most = interval.max(MAX_THROTTLED_WAIT);
     retry_after.map_or(interval, |after| interval.max(after.min(most)))
 }
+
+/// See [`wait_after_failure`].
+const MAX_THROTTLED_WAIT: Duration = Duration::from_secs(15 * 60);
 
 #[cfg(test)]
 mod tests {
@@ -101,10 +121,28 @@ mod tests {
             super::wait_after_failure(minute, Some(Duration::from_secs(600))),
             Duration::from_secs(600)
         );
+        // bounded: 15 minutes, or the interval if that is longer
         assert_eq!(
             super::wait_after_failure(minute, Some(Duration::from_secs(10 * 86_400))),
-            Duration::from_secs(86_400)
+            Duration::from_secs(900)
         );
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            super::wait_after_failure(hour, Some(Duration::from_secs(86_400))),
+            hour
+        );
+    }
+
+    #[test]
+    fn a_panicking_sync_is_a_failed_sync_not_a_dead_daemon() {
+        let e = super::guarded(|| panic!("overflow when adding duration to instant")).unwrap_err();
+        assert_eq!(e.kind, crate::outcome::FailureKind::Host);
+        assert!(e.message.contains("overflow when adding"), "{e:?}");
+        let e = super::guarded(|| std::panic::panic_any(format!("owned {}", 7))).unwrap_err();
+        assert!(e.message.contains("owned 7"), "{e:?}");
+        // and the next one runs as usual
+        let e = super::guarded(|| Err(crate::outcome::SyncError::host("plain"))).unwrap_err();
+        assert_eq!(e.message, "plain");
     }
 
     #[test]

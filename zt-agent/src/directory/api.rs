@@ -1,6 +1,6 @@
 //! What the HTTP connectors share: authenticated GETs of JSON through the
 //! agent's one client, retried with exponential backoff and jitter (honouring
-//! `Retry-After`), a renewed token after a 401, a size cap on every response
+//! a 429's `Retry-After`, bounded), a renewed token after a 401, a size cap on every response
 //! parsed as it streams in, paging links held to the configured origin, and
 //! every failure mapped onto [`DirectoryFailure`].
 //!
@@ -26,6 +26,16 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on the pages of one listing: a paging loop the server sets up (or
 /// an endless series of links) ends as an error, not a hang.
 pub const MAX_PAGES: usize = 20_000;
+/// Bound on a wait a server's headers ask for (`Retry-After`, Okta's
+/// `X-Rate-Limit-Reset`): any number is accepted from the wire, so a huge one
+/// must neither overflow the clock arithmetic nor park the agent. Longer
+/// than any [`RetryPolicy::max_wait`], so such a wait still ends the sync as
+/// throttled, and the daemon bounds its own pause again.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(3600);
+/// Bound on one whole directory read (every request, retry and wait of it):
+/// a slow or stalling IdP fails the sync, the last good snapshot stays, and
+/// the next sync starts afresh instead of one sync hanging for days.
+pub const READ_DEADLINE: Duration = Duration::from_secs(30 * 60);
 /// How much of an error body goes into a message.
 const MAX_ERROR_SNIPPET: usize = 300;
 
@@ -124,8 +134,9 @@ pub enum Fetched<T> {
     Found(T),
     /// 404: no such object.
     Missing,
-    /// 410: the state the request refers to (a delta link) is gone; the
-    /// error says so for callers that cannot start over.
+    /// 410, or Graph's 400 `syncStateNotFound` / `resyncRequired`: the
+    /// state the request refers to (a delta link) is gone; the error says so
+    /// for callers that cannot start over.
     Gone(DirectoryError),
 }
 
@@ -157,8 +168,10 @@ impl RateLimit {
         RateLimit {
             remaining: number("x-rate-limit-remaining"),
             // a second more: the reset is a whole second, the clocks differ
-            reset_in: number("x-rate-limit-reset")
-                .map(|reset| Duration::from_secs(reset.saturating_sub(now) + 1)),
+            reset_in: number("x-rate-limit-reset").map(|reset| {
+                Duration::from_secs(reset.saturating_sub(now).saturating_add(1))
+                    .min(MAX_SERVER_WAIT)
+            }),
         }
     }
 
@@ -213,6 +226,9 @@ pub struct Api<'h> {
     pub sleep: fn(Duration),
     /// A rate limit used up: no request before this.
     pause_until: Option<std::time::Instant>,
+    /// The read fails once it has taken this long ([`READ_DEADLINE`]).
+    pub deadline: Duration,
+    started: std::time::Instant,
 }
 
 impl<'h> Api<'h> {
@@ -237,7 +253,27 @@ impl<'h> Api<'h> {
             requests: 0,
             sleep: std::thread::sleep,
             pause_until: None,
+            deadline: READ_DEADLINE,
+            started: std::time::Instant::now(),
         })
+    }
+
+    /// An error if the read, after a further `wait`, would run past its
+    /// deadline (checked before every request and every wait; a request
+    /// itself is bounded by [`REQUEST_TIMEOUT`]).
+    fn check_deadline(&self, wait: Duration) -> Result<(), DirectoryError> {
+        if self.started.elapsed().saturating_add(wait) > self.deadline {
+            return Err(DirectoryError::new(
+                DirectoryFailure::Unavailable,
+                format!(
+                    "reading the directory at {} took longer than {} s (after {} requests)",
+                    self.origin,
+                    self.deadline.as_secs(),
+                    self.requests
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether `url` is at this API's origin (where paging links must be).
@@ -294,6 +330,7 @@ impl<'h> Api<'h> {
                     return Err(e);
                 }
                 if !wait.is_zero() {
+                    self.check_deadline(wait)?;
                     tracing::info!("rate limit used up; waiting {} ms", wait.as_millis());
                     (self.sleep)(wait);
                 }
@@ -301,12 +338,18 @@ impl<'h> Api<'h> {
             if self.authorization.is_none() {
                 self.authorization = Some(self.credentials.authorization(self.http, false)?);
             }
+            self.check_deadline(Duration::ZERO)?;
             let header = self.authorization.clone().unwrap_or_default();
             self.requests += 1;
             let attempt = self.attempt::<T>(url, &header);
             match attempt {
                 Attempt::Done(answer) => {
-                    self.pause_until = answer.pause.map(|p| std::time::Instant::now() + p);
+                    // checked: a pause the server set cannot panic the agent
+                    // (it is bounded already; an Instant's range is the OS's)
+                    self.pause_until = answer.pause.map(|p| {
+                        let now = std::time::Instant::now();
+                        now.checked_add(p.min(MAX_SERVER_WAIT)).unwrap_or(now)
+                    });
                     return Ok((answer.value, answer.next));
                 }
                 Attempt::Renew(e) if !renewed => {
@@ -330,6 +373,7 @@ impl<'h> Api<'h> {
                         Some(a) => a,
                         None => self.policy.backoff(retry - 1),
                     };
+                    self.check_deadline(wait)?;
                     tracing::info!("{error}; retrying in {} ms", wait.as_millis());
                     (self.sleep)(wait);
                 }
@@ -374,44 +418,53 @@ impl<'h> Api<'h> {
                 pause: limit.pause(),
             })
         };
-        let failed = |kind, response: &mut ureq::http::Response<ureq::Body>| {
+        // an error's body is read (bounded) before the match: it says why,
+        // and Graph's error code decides whether a delta link expired
+        let body = if status == 200 {
+            Vec::new()
+        } else {
+            error_body(&mut response)
+        };
+        let failed = |kind| {
             DirectoryError::new(
                 kind,
                 format!(
                     "GET {}: HTTP {status}{}",
                     truncate(url),
-                    error_snippet(response)
+                    error_snippet(&body, &[authorization])
                 ),
             )
         };
         match status {
             200 => {}
             404 => return done(Fetched::Missing),
-            410 => {
-                return done(Fetched::Gone(failed(
-                    DirectoryFailure::Malformed,
-                    &mut response,
-                )));
+            // Graph answers an expired or unknown delta link with 400
+            // `syncStateNotFound` (sometimes 410 / `resyncRequired`):
+            // start that query over, as for any 410
+            410 => return done(Fetched::Gone(failed(DirectoryFailure::Malformed))),
+            400 if is_resync(&body) => {
+                return done(Fetched::Gone(failed(DirectoryFailure::Malformed)));
             }
-            401 => return Attempt::Renew(failed(DirectoryFailure::Unauthorised, &mut response)),
-            403 => return Attempt::Fail(failed(DirectoryFailure::Unauthorised, &mut response)),
+            401 => return Attempt::Renew(failed(DirectoryFailure::Unauthorised)),
+            403 => return Attempt::Fail(failed(DirectoryFailure::Unauthorised)),
             429 => {
-                let mut error = failed(DirectoryFailure::Throttled, &mut response);
+                let mut error = failed(DirectoryFailure::Throttled);
                 error.retry_after = retry_after;
                 return Attempt::Retry {
                     error,
                     after: retry_after,
                 };
             }
+            // a Retry-After on a 5xx (a maintenance page) is not followed:
+            // one such page could otherwise stop syncing for hours; our own
+            // bounded backoff, and the next interval, pace the retries
             500..=599 => {
-                let mut error = failed(DirectoryFailure::Unavailable, &mut response);
-                error.retry_after = retry_after;
                 return Attempt::Retry {
-                    error,
-                    after: retry_after,
+                    error: failed(DirectoryFailure::Unavailable),
+                    after: None,
                 };
             }
-            _ => return Attempt::Fail(failed(DirectoryFailure::Malformed, &mut response)),
+            _ => return Attempt::Fail(failed(DirectoryFailure::Malformed)),
         }
         // ureq's own limit is lifted: `Capped` stops at ours and remembers
         // that it did, so a cut-off answer reads as too large, not as a
@@ -472,24 +525,50 @@ impl<R: std::io::Read> std::io::Read for Capped<R> {
     }
 }
 
+/// Bound on one paging or delta link (Graph's skip tokens are a few
+/// hundred bytes; a server's multi-megabyte link is an attack on memory).
+pub const MAX_LINK: usize = 16 * 1024;
+
+/// An error unless `link` is at most [`MAX_LINK`] bytes.
+pub fn check_link(link: &str) -> Result<(), DirectoryError> {
+    if link.len() > MAX_LINK {
+        return Err(DirectoryError::new(
+            DirectoryFailure::Malformed,
+            format!(
+                "a paging link of {} bytes (more than {MAX_LINK}): {:?}",
+                link.len(),
+                truncate(link)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Follows paging links (`@odata.nextLink`-style) until there is none: each
-/// link at most once, at most [`MAX_PAGES`] pages.
+/// link at most once, at most [`MAX_PAGES`] pages, each at most
+/// [`MAX_LINK`] bytes. Only the links' SHA-256 is kept, so the memory spent
+/// on loop detection does not grow with the links' length.
 #[derive(Default)]
 pub struct PageLinks {
-    seen: HashSet<String>,
+    seen: HashSet<[u8; 32]>,
 }
 
 impl PageLinks {
     /// Records `next` as about to be fetched; an error if it was already
-    /// (a loop) or the listing is implausibly long.
+    /// (a loop), is too long, or the listing is implausibly long.
     pub fn follow(&mut self, next: &str) -> Result<(), DirectoryError> {
+        use sha2::Digest;
+        check_link(next)?;
         if self.seen.len() >= MAX_PAGES {
             return Err(DirectoryError::new(
                 DirectoryFailure::Malformed,
                 format!("more than {MAX_PAGES} pages in one listing"),
             ));
         }
-        if !self.seen.insert(next.to_string()) {
+        if !self
+            .seen
+            .insert(sha2::Sha256::digest(next.as_bytes()).into())
+        {
             return Err(DirectoryError::new(
                 DirectoryFailure::Malformed,
                 format!("the paging link {:?} came back: a loop", truncate(next)),
@@ -502,23 +581,77 @@ impl PageLinks {
 /// `Retry-After` in seconds (the form every IdP here sends); an HTTP date
 /// is ignored in favour of our own backoff.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s).min(MAX_SERVER_WAIT))
 }
 
-/// The start of an error body, escaped, for the message: IdPs explain
-/// refusals there (never with our secret, which is only ever sent).
-fn error_snippet(response: &mut ureq::http::Response<ureq::Body>) -> String {
-    let body = response
+/// An error answer's body, at most 64 KiB of it.
+fn error_body(response: &mut ureq::http::Response<ureq::Body>) -> Vec<u8> {
+    response
         .body_mut()
         .with_config()
         .limit(64 * 1024)
         .read_to_vec()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Whether an error body is Graph's "this delta state is gone, read from
+/// scratch": `{"error":{"code":"syncStateNotFound"|"resyncRequired",..}}`.
+fn is_resync(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Outer {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        code: String,
+    }
+    serde_json::from_slice::<Outer>(body).is_ok_and(|o| {
+        o.error.code.eq_ignore_ascii_case("syncStateNotFound")
+            || o.error.code.eq_ignore_ascii_case("resyncRequired")
+    })
+}
+
+/// The start of an error body, escaped, for the message: IdPs explain
+/// refusals there. A server (or a proxy) may echo the request, so `secrets`
+/// (the `Authorization` value) are blanked out of the whole body first:
+/// messages are logged and kept in status.json.
+fn error_snippet(body: &[u8], secrets: &[&str]) -> String {
     if body.is_empty() {
         return String::new();
     }
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_SNIPPET)]);
-    format!(": {:?}", text)
+    let text = redact(&String::from_utf8_lossy(body), secrets);
+    let end = text
+        .char_indices()
+        .nth(MAX_ERROR_SNIPPET)
+        .map_or(text.len(), |(i, _)| i);
+    format!(": {:?}", &text[..end])
+}
+
+/// `text` with every secret (and an `Authorization` value's credential
+/// alone: `Bearer <token>`, `SSWS <token>`) replaced by `[redacted]`.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut words: Vec<&str> = Vec::new();
+    for secret in secrets {
+        words.push(secret);
+        if let Some((_, credential)) = secret.split_once(' ') {
+            words.push(credential.trim());
+        }
+    }
+    // longest first, so a header is blanked whole before its token;
+    // short strings are no secret and would blank ordinary words
+    words.retain(|w| w.len() >= 8);
+    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    let mut text = text.to_string();
+    for word in words {
+        if text.contains(word) {
+            text = text.replace(word, "[redacted]");
+        }
+    }
+    text
 }
 
 /// URLs in messages: paging links can be long.
@@ -594,6 +727,19 @@ mod tests {
     }
 
     #[test]
+    fn an_overlong_paging_link_is_refused() {
+        let mut links = PageLinks::default();
+        let long = format!("https://x/a?page={}", "9".repeat(MAX_LINK));
+        let e = links.follow(&long).unwrap_err();
+        assert_eq!(e.kind, DirectoryFailure::Malformed);
+        assert!(e.message.contains("more than 16384"), "{e}");
+        assert!(e.message.len() < 400, "the link is not quoted whole");
+        let fits = format!("https://x/a?p={}", "9".repeat(MAX_LINK - 20));
+        links.follow(&fits).unwrap();
+        assert!(links.follow(&fits).is_err(), "still a loop by its hash");
+    }
+
+    #[test]
     fn next_links_from_link_headers() {
         let mut h = ureq::http::HeaderMap::new();
         h.append(
@@ -627,6 +773,29 @@ mod tests {
     fn retry_after_seconds() {
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_SERVER_WAIT)
+        );
+    }
+
+    #[test]
+    fn error_bodies_never_carry_the_credential() {
+        let auth = "Bearer eyJ0eXAiOiJKV1QiLCJhbGciOi.secret-part";
+        let body = format!(
+            r#"{{"error":"denied","echo":"Authorization: {auth}","token":"eyJ0eXAiOiJKV1QiLCJhbGciOi.secret-part"}}"#
+        );
+        let s = error_snippet(body.as_bytes(), &[auth]);
+        assert!(!s.contains("secret-part"), "{s}");
+        assert!(s.contains("Authorization: [redacted]"), "{s}");
+        // a long body: blanked before it is cut, so no prefix of it shows
+        let long = format!("{}{auth}", "x".repeat(MAX_ERROR_SNIPPET - 20));
+        let s = error_snippet(long.as_bytes(), &[auth]);
+        assert!(!s.contains("eyJ0"), "{s}");
+        assert_eq!(
+            redact("SSWS 00abcdefgh here", &["SSWS 00abcdefgh"]),
+            "[redacted] here"
+        );
     }
 
     #[test]

@@ -53,12 +53,23 @@ impl Collected {
         }
     }
 
-    /// Keeps `user` (the first answer wins when listings overlap).
+    /// Keeps `user`. When listings overlap (a person in two groups) the
+    /// first answer's data wins, but a person any answer shows disabled is
+    /// disabled: read mid-change, the two answers may differ, and the
+    /// disable must not depend on which group was read first.
     pub fn user(&mut self, user: DirUser) -> Result<(), DirectoryError> {
-        if self.users.len() >= MAX_USERS && !self.users.contains_key(&user.id) {
-            return Err(too_many("people", MAX_USERS));
+        let full = self.users.len() >= MAX_USERS;
+        match self.users.entry(user.id.clone()) {
+            std::collections::btree_map::Entry::Occupied(mut known) => {
+                known.get_mut().enabled &= user.enabled;
+            }
+            std::collections::btree_map::Entry::Vacant(_) if full => {
+                return Err(too_many("people", MAX_USERS));
+            }
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(user);
+            }
         }
-        self.users.entry(user.id.clone()).or_insert(user);
         Ok(())
     }
 
@@ -124,6 +135,16 @@ impl Collected {
     }
 }
 
+/// An error once one group's member list reaches [`MAX_USERS`]: checked per
+/// entry as pages come, so a listing that repeats people without end stops
+/// before it fills memory.
+pub fn check_members(members: usize) -> Result<(), DirectoryError> {
+    if members >= MAX_USERS {
+        return Err(too_many("members of one group", MAX_USERS));
+    }
+    Ok(())
+}
+
 fn too_many(what: &str, limit: usize) -> DirectoryError {
     DirectoryError::new(
         DirectoryFailure::Malformed,
@@ -185,6 +206,40 @@ mod tests {
         assert_eq!(d.left_out("u2"), Some(false));
         assert_eq!(d.problems.len(), 3, "{:?}", d.problems);
         assert!(d.problems[2].contains("without an id"));
+    }
+
+    #[test]
+    fn a_person_seen_twice_is_disabled_if_either_answer_says_so() {
+        let person = |enabled: bool, email: &str| DirUser {
+            id: "u1".into(),
+            email: email.into(),
+            display_name: None,
+            enabled,
+            username: None,
+            uid: None,
+            created: None,
+            ssh_keys: Vec::new(),
+        };
+        for (first, second) in [(true, false), (false, true), (false, false)] {
+            let mut c = Collected::default();
+            c.user(person(first, "a@example.com")).unwrap();
+            c.user(person(second, "b@example.com")).unwrap();
+            let d = c.into_directory();
+            assert_eq!(d.users.len(), 1);
+            assert!(!d.users[0].enabled, "{first} then {second}");
+            assert_eq!(d.users[0].email, "a@example.com", "the first answer's data");
+        }
+        let mut c = Collected::default();
+        c.user(person(true, "a@example.com")).unwrap();
+        c.user(person(true, "a@example.com")).unwrap();
+        assert!(c.into_directory().users[0].enabled);
+    }
+
+    #[test]
+    fn one_groups_members_are_bounded() {
+        assert!(check_members(MAX_USERS - 1).is_ok());
+        let e = check_members(MAX_USERS).unwrap_err();
+        assert_eq!(e.kind, DirectoryFailure::Malformed);
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //!   with `displayName,members`: only the configured groups and the groups
 //!   found nested in them (`members@delta`, `@removed` for a member gone).
 //!
-//! A `410 Gone` (the delta link expired) starts that query over from scratch
-//! in the same sync. Any other failure fails the read, and the saved state is
+//! An expired delta link (Graph keeps a directory delta state for 7 days and
+//! then answers `400 Bad Request` with error code `syncStateNotFound`, or
+//! `410 Gone` / `resyncRequired`) starts that query over from scratch in the
+//! same sync; a saved state older than [`MAX_STATE_AGE`] is not even tried. Any other failure fails the read, and the saved state is
 //! left as it was: the next sync resumes from the same links, so a change is
 //! never lost. Nothing is saved but a complete round.
 //!
@@ -41,6 +43,10 @@ const USER_FIELDS: &str =
 const GROUPS_PER_QUERY: usize = 50;
 /// Rounds of "found a nested group, track it too" per sync.
 const MAX_NESTING_ROUNDS: usize = 32;
+/// A saved delta state older than this is dropped and Graph read from
+/// scratch: Graph forgets a directory delta state after 7 days, and a link
+/// it has forgotten would only cost a refused request per query.
+pub const MAX_STATE_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 24 * 3600);
 
 /// The API client for `source`: Graph at its configured base, tokens from
 /// the configured login endpoint.
@@ -73,6 +79,9 @@ pub struct DeltaState {
     /// What it was built for (Graph base, tenant, configured groups):
     /// anything else starts over.
     scope: String,
+    /// When the delta links were taken (unix seconds; 0 in older files).
+    #[serde(default)]
+    saved_at: u64,
     users_link: Option<String>,
     group_queries: Vec<GroupQuery>,
     users: BTreeMap<String, CachedUser>,
@@ -232,16 +241,19 @@ enum Delta<'a> {
 }
 
 /// One delta query from `link` (or `initial`, when there is no link yet or
-/// Graph answered 410 for it) to its new delta link.
+/// Graph said it expired) to its new delta link.
+///
+/// `on` failing fails the round: the new link is only ever saved once every
+/// entry before it was applied, or a change would be skipped for good.
 fn round(
     api: &mut Api<'_>,
     link: Option<&str>,
     initial: &str,
-    mut on: impl FnMut(Delta<'_>),
+    mut on: impl FnMut(Delta<'_>) -> Result<(), DirectoryError>,
 ) -> Result<String, DirectoryError> {
     let mut from_scratch = link.is_none();
     if from_scratch {
-        on(Delta::Restart);
+        on(Delta::Restart)?;
     }
     let mut url = link.unwrap_or(initial).to_string();
     let mut links = PageLinks::default();
@@ -250,7 +262,12 @@ fn round(
         match api.fetch::<DeltaPage>(&url)? {
             Fetched::Found(page) => {
                 for raw in &page.value {
-                    on(Delta::Entry(raw));
+                    on(Delta::Entry(raw)).map_err(|why| {
+                        DirectoryError::new(
+                            why.kind,
+                            format!("GET {}: {}", truncate(&url), why.message),
+                        )
+                    })?;
                 }
                 match (page.next_link, page.delta_link) {
                     (Some(next), _) => url = next,
@@ -266,7 +283,11 @@ fn round(
                             ),
                         ));
                     }
-                    (None, Some(delta)) => return Ok(delta),
+                    (None, Some(delta)) => {
+                        // saved, and sent again next sync
+                        super::api::check_link(&delta)?;
+                        return Ok(delta);
+                    }
                     (None, None) => {
                         return Err(DirectoryError::new(
                             DirectoryFailure::Malformed,
@@ -281,7 +302,7 @@ fn round(
             Fetched::Gone(e) if !from_scratch => {
                 tracing::info!("{e}: the delta link expired; reading from scratch");
                 from_scratch = true;
-                on(Delta::Restart);
+                on(Delta::Restart)?;
                 url = initial.to_string();
                 links = PageLinks::default();
             }
@@ -327,13 +348,24 @@ pub fn read(
         // nothing to keep: not worth reading the tenant's people
         return Ok((Directory::default(), DeltaState::default()));
     }
+    let now = unix_now();
     let mut state = saved
         .and_then(|b| serde_json::from_slice::<DeltaState>(b).ok())
         .filter(|s| s.scope == scope)
+        .filter(|s| {
+            // a clock set back makes a state look young: Graph still says
+            // whether its links are valid
+            let fresh = now.saturating_sub(s.saved_at) < MAX_STATE_AGE.as_secs();
+            if !fresh {
+                tracing::info!("the saved Graph delta state is too old; reading from scratch");
+            }
+            fresh
+        })
         .unwrap_or_else(|| DeltaState {
             scope,
             ..DeltaState::default()
         });
+    state.saved_at = now;
     let mut collected = Collected::default();
 
     // people
@@ -342,43 +374,44 @@ pub fn read(
     // id -> why its latest entry did not apply (reported only for members:
     // the rest of the tenant is none of this host's business)
     let mut user_problems: BTreeMap<String, String> = BTreeMap::new();
-    let link = round(
-        api,
-        state.users_link.as_deref(),
-        &users_initial,
-        |delta| match delta {
+    let link = round(api, state.users_link.as_deref(), &users_initial, |delta| {
+        match delta {
             Delta::Restart => {
                 users.clear();
                 user_problems.clear();
             }
             Delta::Entry(raw) => {
                 let result = apply_user(users, raw);
-                if let Ok(id) = serde_json::from_str::<IdOnly>(raw.get()) {
-                    match result {
-                        Ok(()) => {
-                            user_problems.remove(&id.id);
-                        }
-                        // what Graph now says of this person is unknown: they
-                        // are left out (as a bad entry of the file would be)
-                        Err(why) => {
-                            users.remove(&id.id);
-                            user_problems.insert(id.id, why);
-                        }
+                // an entry without an id could be anyone's change (a
+                // disable): not skipped past
+                let id = serde_json::from_str::<IdOnly>(raw.get()).map_err(|e| {
+                    DirectoryError::new(
+                        DirectoryFailure::Malformed,
+                        format!("a users/delta entry without an id: {e}"),
+                    )
+                })?;
+                // checked as entries come, not after the round: a hostile
+                // listing is stopped before it fills memory
+                if users.len() > super::collect::MAX_USERS {
+                    return Err(too_many_people());
+                }
+                match result {
+                    Ok(()) => {
+                        user_problems.remove(&id.id);
+                    }
+                    // what Graph now says of this person is unknown: they
+                    // are left out (as a bad entry of the file would be)
+                    // until Graph sends them again
+                    Err(why) => {
+                        users.remove(&id.id);
+                        user_problems.insert(id.id, why);
                     }
                 }
             }
-        },
-    )?;
+        }
+        Ok(())
+    })?;
     state.users_link = Some(link);
-    if state.users.len() > super::collect::MAX_USERS {
-        return Err(DirectoryError::new(
-            DirectoryFailure::Malformed,
-            format!(
-                "more than {} people in the tenant",
-                super::collect::MAX_USERS
-            ),
-        ));
-    }
 
     // groups: the configured ones, then those found nested in them
     let tracked: BTreeSet<String> = state
@@ -392,7 +425,6 @@ pub fn read(
         .cloned()
         .collect();
     add_queries(&mut state.group_queries, untracked);
-    let mut group_problems: Vec<(Box<RawValue>, String)> = Vec::new();
     // each query runs once a sync; queries for nested groups found on the
     // way are added after the others and run in the next pass
     let mut done = 0;
@@ -404,17 +436,24 @@ pub fn read(
                 api,
                 query.link.as_deref(),
                 &groups_query(graph_url, &query.ids),
-                |delta| match delta {
-                    Delta::Restart => {
-                        for id in &ids {
-                            groups.remove(id);
+                |delta| {
+                    match delta {
+                        Delta::Restart => {
+                            for id in &ids {
+                                groups.remove(id);
+                            }
                         }
+                        // a group change that cannot be applied fails the
+                        // read: past it, the link would never send it again
+                        // and the group would stay wrong
+                        Delta::Entry(raw) => apply_group(groups, &ids, raw).map_err(|why| {
+                            DirectoryError::new(
+                                DirectoryFailure::Malformed,
+                                format!("a groups/delta entry that cannot be applied: {why}"),
+                            )
+                        })?,
                     }
-                    Delta::Entry(raw) => {
-                        if let Err(why) = apply_group(groups, &ids, raw) {
-                            group_problems.push((raw.to_owned(), why));
-                        }
-                    }
+                    Ok(())
                 },
             )?;
             query.link = Some(link);
@@ -447,9 +486,6 @@ pub fn read(
         ));
     }
 
-    for (raw, why) in &group_problems {
-        collected.left_out("group", raw, why);
-    }
     // only the configured groups, what is nested in them and their people
     let mut people: BTreeSet<&String> = BTreeSet::new();
     for id in reachable(&state.groups, &configured) {
@@ -480,12 +516,33 @@ pub fn read(
             },
             // a member the people round has not shown (added between the
             // two queries): not removed on that account
-            None => {
-                collected.left_out_id(id, false, "a member not (yet) among the tenant's people")
-            }
+            None => collected.left_out_id(
+                id,
+                false,
+                user_problems.get(id).map_or(
+                    "a member not (yet) among the tenant's people",
+                    String::as_str,
+                ),
+            ),
         }
     }
     Ok((collected.into_directory(), state))
+}
+
+fn too_many_people() -> DirectoryError {
+    DirectoryError::new(
+        DirectoryFailure::Malformed,
+        format!(
+            "more than {} people in the tenant",
+            super::collect::MAX_USERS
+        ),
+    )
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Tracks `ids` in new queries of at most [`GROUPS_PER_QUERY`] ids.

@@ -11,7 +11,8 @@
 //! keeping members. Everything pages by `pageToken` / `nextPageToken`.
 //!
 //! Each user maps to: id, email (`primaryEmail`), display name
-//! (`name.fullName`), enabled (neither `suspended` nor `archived`), created
+//! (`name.fullName`), enabled (neither `suspended`, which is required, nor
+//! `archived`), created
 //! (`creationTime`), username and uid from the primary (else first)
 //! `posixAccounts` entry, and the unexpired `sshPublicKeys`.
 
@@ -127,6 +128,11 @@ pub fn connect<'h>(http: &'h Http, source: &GoogleSource) -> Result<Api<'h>, Dir
 
 #[derive(Deserialize)]
 struct GoogleGroup {
+    /// Required, `admin#directory#group`: a 200 carrying something else (an
+    /// error object, a proxy's page) is no group. Checked after parsing,
+    /// for a message that says so.
+    #[serde(default)]
+    kind: String,
     id: String,
     #[serde(default)]
     name: Option<String>,
@@ -135,6 +141,12 @@ struct GoogleGroup {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MembersPage {
+    /// Required, `admin#directory#members`: without it, `{}` or an error
+    /// object answered with 200 would read as "no members, no next page" and
+    /// silently end the listing. (`members` itself is absent for an empty
+    /// group.) Checked after parsing, for a message that says so.
+    #[serde(default)]
+    kind: String,
     #[serde(default)]
     members: Vec<Member>,
     #[serde(default)]
@@ -166,8 +178,10 @@ struct GoogleUser {
     primary_email: String,
     #[serde(default)]
     name: Option<UserName>,
-    #[serde(default)]
+    /// Required: the API always sends it, and a person whose state we
+    /// cannot see is not let in (the entry is left out with a problem).
     suspended: bool,
+    /// Absent: not archived (older answers may lack it).
     #[serde(default)]
     archived: bool,
     #[serde(default)]
@@ -280,6 +294,12 @@ pub fn read(
         let Some(group) = api.get::<GoogleGroup>(&group_url)? else {
             continue;
         };
+        if group.kind != "admin#directory#group" {
+            return Err(DirectoryError::new(
+                DirectoryFailure::Malformed,
+                format!("GET {}: not a group", truncate(&group_url)),
+            ));
+        }
         if &group.id != group_id {
             return Err(DirectoryError::new(
                 DirectoryFailure::Malformed,
@@ -305,7 +325,14 @@ pub fn read(
                     ),
                 )
             })?;
+            if page.kind != "admin#directory#members" {
+                return Err(DirectoryError::new(
+                    DirectoryFailure::Malformed,
+                    format!("GET {}: not a list of members", truncate(&url)),
+                ));
+            }
             for m in page.members {
+                super::collect::check_members(members.len())?;
                 if m.kind.as_deref() == Some("USER")
                     && let Some(id) = clean(&m.id, 256)
                 {
@@ -420,17 +447,24 @@ mod tests {
             ["ssh-ed25519 AAAA liz@laptop", "ssh-ed25519 CCCC new"]
         );
         assert!(u.enabled);
-        for flag in ["suspended", "archived"] {
-            let u = user(&format!(
-                r#"{{"id":"1","primaryEmail":"a@example.com","{flag}":true}}"#
-            ))
-            .unwrap();
-            assert!(!u.enabled, "{flag}");
-        }
+        let u = user(r#"{"id":"1","primaryEmail":"a@example.com","suspended":true}"#).unwrap();
+        assert!(!u.enabled, "suspended");
+        let u =
+            user(r#"{"id":"1","primaryEmail":"a@example.com","suspended":false,"archived":true}"#)
+                .unwrap();
+        assert!(!u.enabled, "archived");
         let e = user(
-            r#"{"id":"1","primaryEmail":"a@example.com","posixAccounts":[{"uid":"99999999999"}]}"#,
+            r#"{"id":"1","primaryEmail":"a@example.com","suspended":false,"posixAccounts":[{"uid":"99999999999"}]}"#,
         )
         .unwrap_err();
         assert!(e.contains("32-bit"), "{e}");
+    }
+
+    #[test]
+    fn a_user_without_suspended_is_left_out_not_let_in() {
+        let raw =
+            RawValue::from_string(r#"{"id":"1","primaryEmail":"a@example.com"}"#.into()).unwrap();
+        let e = map_user(&raw, 0).unwrap_err();
+        assert!(e.contains("suspended"), "{e}");
     }
 }

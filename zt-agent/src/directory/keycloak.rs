@@ -77,6 +77,9 @@ struct KeycloakUser {
     attributes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
+/// 10000-01-01T00:00:00Z in unix milliseconds.
+const MAX_TIMESTAMP_MS: i64 = 253_402_300_800_000;
+
 fn map_user(raw: &RawValue) -> Result<DirUser, String> {
     let u: KeycloakUser = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
     let id = clean(&u.id, 256).ok_or("an unusable id")?;
@@ -91,9 +94,11 @@ fn map_user(raw: &RawValue) -> Result<DirUser, String> {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
+    // RFC 3339 (and humantime, which panics past it) ends at year 9999: a
+    // time outside is no creation time, not a reason to drop the person
     let created = u
         .created_timestamp
-        .filter(|ms| *ms > 0)
+        .filter(|ms| (1..MAX_TIMESTAMP_MS).contains(ms))
         .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64))
         .map(|t| humantime::format_rfc3339_seconds(t).to_string());
     let uid = match u.attributes.get("uidNumber").and_then(|v| v.first()) {
@@ -296,6 +301,8 @@ fn listing<T: serde::de::DeserializeOwned + Identified>(
         }
         let short = entries.len() < PAGE_SIZE;
         last = entries.last().map(Identified::mark);
+        // bounded as pages come: the entries are kept whole until mapped
+        super::collect::check_members(all.len() + entries.len())?;
         all.extend(entries);
         if short {
             return Ok(Listing::Complete(all));
@@ -336,5 +343,23 @@ mod tests {
             .unwrap_err()
             .contains("uidNumber"));
         assert!(user(r#"{"id":"x","email":"c@example.com"}"#).is_err());
+    }
+
+    #[test]
+    fn a_created_timestamp_past_year_9999_is_absent_not_a_panic() {
+        let at = |ms: i64| {
+            user(&format!(
+                r#"{{"id":"x","email":"c@example.com","enabled":true,"createdTimestamp":{ms}}}"#
+            ))
+            .unwrap()
+            .created
+        };
+        assert_eq!(at(253_402_300_800_000), None);
+        assert_eq!(at(i64::MAX), None);
+        assert_eq!(at(-5), None);
+        assert_eq!(
+            at(253_402_300_799_999).as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
     }
 }

@@ -215,11 +215,14 @@ pub fn token_request(
             ),
             Ok(mut response) => {
                 let status = response.status().as_u16();
+                // honoured on a 429 only: a 5xx's Retry-After (a maintenance
+                // page) could stop syncing for hours
                 let after = response
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(api::parse_retry_after);
+                    .and_then(api::parse_retry_after)
+                    .filter(|_| status == 429);
                 let body = response
                     .body_mut()
                     .with_config()
@@ -259,6 +262,19 @@ pub fn token_request(
                                 )
                             })
                             .unwrap_or_default();
+                        // an IdP may echo the form: its credentials (the
+                        // secret, the signed assertion) never reach a message
+                        let secrets: Vec<&str> = form
+                            .iter()
+                            .filter(|(k, _)| {
+                                !matches!(
+                                    *k,
+                                    "grant_type" | "client_id" | "scope" | "client_assertion_type"
+                                )
+                            })
+                            .map(|(_, v)| *v)
+                            .collect();
+                        let why = api::redact(&why, &secrets);
                         let kind = if matches!(status, 400 | 401 | 403) {
                             DirectoryFailure::Unauthorised
                         } else {

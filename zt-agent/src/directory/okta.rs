@@ -174,6 +174,7 @@ pub fn read(
                 }
             };
             for raw in &page {
+                super::collect::check_members(members.len())?;
                 match map_user(raw) {
                     Ok(user) => {
                         members.push(user.id.clone());

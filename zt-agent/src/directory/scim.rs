@@ -57,12 +57,15 @@ struct ScimGroup {
     id: String,
     #[serde(default)]
     display_name: Option<String>,
+    /// Each parsed on its own: one bad member (a `$ref` without the
+    /// required `value`) is left out alone, not the group with all its people.
     #[serde(default)]
-    members: Vec<Member>,
+    members: Vec<Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
 struct Member {
+    /// Required (RFC 7643 4.2): the member's id.
     value: String,
     #[serde(default, rename = "type")]
     kind: Option<String>,
@@ -126,6 +129,9 @@ fn map_user(raw: &RawValue) -> Result<DirUser, String> {
         id,
         email,
         display_name: display.and_then(|d| clean(d, 256)),
+        // RFC 7643 4.1.1 makes `active` optional; a service that does not
+        // support it leaves it out for everyone, and reading that as
+        // disabled would lock them all out (README: the connector section)
         enabled: u.active.unwrap_or(true),
         username: u.user_name.as_deref().and_then(|n| clean(n, 256)),
         uid: None,
@@ -221,13 +227,14 @@ impl Walk<'_, '_> {
         let Some(raw) = self.api.get::<Box<RawValue>>(&group_url)? else {
             return Ok(Vec::new());
         };
-        let group: ScimGroup = match serde_json::from_str(raw.get()) {
-            Ok(g) => g,
-            Err(e) => {
-                self.collected.left_out("group", &raw, &e.to_string());
-                return Ok(Vec::new());
-            }
-        };
+        // a group left out would look empty and remove its people: a group
+        // that is there but does not parse fails the read
+        let group: ScimGroup = serde_json::from_str(raw.get()).map_err(|e| {
+            DirectoryError::new(
+                DirectoryFailure::Malformed,
+                format!("GET {}: not a SCIM group: {e}", truncate(&group_url)),
+            )
+        })?;
         if group.id != id {
             return Err(DirectoryError::new(
                 DirectoryFailure::Malformed,
@@ -240,8 +247,19 @@ impl Walk<'_, '_> {
         }
         let mut members = Vec::with_capacity(group.members.len());
         let mut nested = Vec::new();
-        for m in group.members {
+        for raw in group.members {
+            let m = match serde_json::from_str::<Member>(raw.get()) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.collected
+                        .problem(format!("group {id:?}: a member left out: {e}"));
+                    continue;
+                }
+            };
             let Some(member) = clean(&m.value, 256) else {
+                self.collected.problem(format!(
+                    "group {id:?}: a member with an unusable value left out"
+                ));
                 continue;
             };
             match m.kind.as_deref() {
@@ -324,6 +342,15 @@ impl Walk<'_, '_> {
         let user_url = format!("{}/Users/{}", self.url, segment(id));
         match self.api.get::<Box<RawValue>>(&user_url)? {
             Some(raw) => {
+                // another person's answer would stand in for this one (and
+                // their data be mixed with a listing's): the server is broken
+                let answered = serde_json::from_str::<IdOnly>(raw.get()).ok().map(|u| u.id);
+                if answered.as_deref() != Some(id) {
+                    return Err(DirectoryError::new(
+                        DirectoryFailure::Malformed,
+                        format!("GET {}: answered user {answered:?}", truncate(&user_url)),
+                    ));
+                }
                 self.keep_user(&raw)?;
                 Ok(true)
             }
@@ -383,5 +410,7 @@ mod tests {
                 .contains("no email")
         );
         assert!(user(r#"{"id":"z","emails":"e@example.com"}"#).is_err());
+        // present but not a boolean: unknown, left out
+        assert!(user(r#"{"id":"w","userName":"w@example.com","active":"false"}"#).is_err());
     }
 }

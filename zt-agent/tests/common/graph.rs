@@ -7,7 +7,8 @@
 //! members, `members@delta` typed `#microsoft.graph.user` / `.group`; Graph's
 //! error objects, 401 for an expired token. A delta link remembers the
 //! directory as it was when its round started; the next round answers the
-//! difference. Faults are injected per request.
+//! difference; an expired delta token is answered `400 syncStateNotFound`.
+//! Faults are injected per request.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -92,6 +93,16 @@ pub struct GraphState {
     pub link_base: Option<String>,
     /// A nextLink that points back at page 1 (a loop).
     pub loop_links: bool,
+    /// Delta tokens below this have expired (Graph keeps a directory delta
+    /// state for 7 days): answered 400 `syncStateNotFound`.
+    pub expired_before: usize,
+    /// Sent first on every `groups/delta` page one (an entry Graph could
+    /// send that the agent cannot apply).
+    pub extra_group_entry: Option<String>,
+    /// The token endpoint refuses with the form echoed, as some servers do.
+    pub echo_token_requests: bool,
+    /// Graph refuses with the Authorization header echoed (a proxy).
+    pub echo_graph_requests: bool,
     /// The app's registered certificate: its public key (PEM) and
     /// `x5t#S256`; client assertions are checked against it.
     pub certificate: Option<(Vec<u8>, String)>,
@@ -138,6 +149,13 @@ impl FakeGraph {
         users
     }
 
+    /// Every delta link handed out so far expires (a host offline for
+    /// more than 7 days).
+    pub fn expire_delta_links(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.expired_before = st.snapshots.len();
+    }
+
     pub fn fault(&self, f: Fault) {
         self.state.lock().unwrap().faults.push(f);
     }
@@ -166,8 +184,31 @@ fn graph_error(status: u16, code: &str, message: &str) -> Response {
     )
 }
 
+/// The answer of the first fault for `r` (at `skip`), if any, used up once.
+fn take_fault(st: &mut GraphState, r: &Request, skip: usize) -> Option<Response> {
+    let i = st.faults.iter().position(|f| {
+        r.target.contains(&f.path_contains) && f.skiptoken.is_none_or(|s| s == skip) && f.times > 0
+    })?;
+    let f = &mut st.faults[i];
+    if f.times != usize::MAX {
+        f.times -= 1;
+    }
+    Some((f.answer)(&r.target))
+}
+
 fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
     if r.method == "POST" && r.path() == format!("/{TENANT}/oauth2/v2.0/token") {
+        if let Some(fault) = take_fault(st, r, 0) {
+            return fault;
+        }
+        if st.echo_token_requests {
+            return Response::json(
+                401,
+                serde_json::json!({"error": "invalid_client",
+                    "error_description": format!("AADSTS7000215: Invalid client secret provided. Request: {}", decode(&r.body))})
+                .to_string(),
+            );
+        }
         let form: BTreeMap<String, String> = r
             .body
             .split('&')
@@ -226,18 +267,22 @@ fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
             "Access token has expired or is not yet valid.",
         );
     }
+    if st.echo_graph_requests {
+        return graph_error(
+            403,
+            "Authorization_RequestDenied",
+            &format!(
+                "Insufficient privileges. Authorization: {}",
+                r.authorization.as_deref().unwrap_or_default()
+            ),
+        );
+    }
     let skip: usize = r
         .query("$skiptoken")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    if let Some(i) = st.faults.iter().position(|f| {
-        r.target.contains(&f.path_contains) && f.skiptoken.is_none_or(|s| s == skip) && f.times > 0
-    }) {
-        let f = &mut st.faults[i];
-        if f.times != usize::MAX {
-            f.times -= 1;
-        }
-        return (f.answer)(&r.target);
+    if let Some(fault) = take_fault(st, r, skip) {
+        return fault;
     }
     let (entries, round, offset, filter) = match r.query("$round") {
         Some(round) => {
@@ -255,9 +300,21 @@ fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
         None => {
             let since = match r.query("$deltatoken") {
                 None => Arc::new((Users::new(), Groups::new())),
-                Some(t) => match t.parse::<usize>().ok().and_then(|t| st.snapshots.get(t)) {
+                Some(t) => match t
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|t| *t >= st.expired_before)
+                    .and_then(|t| st.snapshots.get(t))
+                {
                     Some(s) => s.clone(),
-                    None => return graph_error(400, "BadRequest", "bad delta token"),
+                    // what Graph answers for a delta token it no longer has
+                    None => {
+                        return graph_error(
+                            400,
+                            "syncStateNotFound",
+                            "The sync state generation is not found. Please resync.",
+                        );
+                    }
                 },
             };
             let filter = r.query("$filter").map(str::to_string);
@@ -295,12 +352,18 @@ fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
             )
         }
     };
-    let page: Vec<&str> = entries
+    let mut page: Vec<&str> = entries
         .iter()
         .skip(offset)
         .take(st.page_size)
         .map(String::as_str)
         .collect();
+    if let Some(extra) = st.extra_group_entry.as_deref()
+        && offset == 0
+        && r.path() == "/v1.0/groups/delta"
+    {
+        page.insert(0, extra);
+    }
     let next = offset + st.page_size;
     let link_base = st.link_base.clone().unwrap_or_else(|| base.to_string());
     let filter = filter.map(|f| format!("&$filter={f}")).unwrap_or_default();
