@@ -123,6 +123,22 @@ impl Http {
                 )
             })
     }
+    /// The server's clock (its `Date` header) answering a GET of `url`, for
+    /// `zt-agent doctor`'s clock check; `None` when it sends no usable date.
+    pub fn server_date(&self, url: &str) -> Result<Option<std::time::SystemTime>, KeysError> {
+        crate::config::check_key_url(url)
+            .map_err(|why| KeysError::new(KeysFailure::Refused, why))?;
+        let response = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| KeysError::new(KeysFailure::Unavailable, format!("GET {url}: {e}")))?;
+        Ok(response
+            .headers()
+            .get("date")
+            .and_then(|d| d.to_str().ok())
+            .and_then(crate::cli::doctor::http_date))
+    }
 }
 
 #[cfg(test)]
