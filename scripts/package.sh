@@ -1,0 +1,26 @@
+#!/bin/bash
+# Builds the host package: dist/zt_<version>_amd64.deb (cargo-deb; metadata in
+# zt-agent/Cargo.toml, files in packaging/). Built with the `deb` profile
+# (Cargo.toml: release, stripped, no debug info).
+#   scripts/package.sh                 # dist/zt_<version>-1_amd64.deb
+#   ZT_DEB_REVISION=0 scripts/package.sh   # another revision (the upgrade test's "previous build")
+# Prints the path of the .deb on its last line. Needs: cargo install cargo-deb --locked
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo-deb >/dev/null || { echo "cargo-deb missing: cargo install cargo-deb --locked (.ci/run does)" >&2; exit 1; }
+revision=${ZT_DEB_REVISION:-1}
+
+cargo build --profile deb --locked -p zt-agent -p nss_zt -p pam_zt >&2
+
+# man pages, compressed the way Debian wants them (gzip -9n: no name, no time)
+mkdir -p dist/man
+for page in zt-agent.8 pam_zt.8 libnss_zt.8 agent.toml.5; do
+    gzip -9nc "packaging/man/$page" >"dist/man/$page.gz"
+done
+
+mkdir -p dist
+version=$(cargo metadata --no-deps --format-version 1 |
+    python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "zt-agent"))')
+out=dist/zt_${version}-${revision}_amd64.deb
+cargo deb -p zt-agent --profile deb --no-build --deb-revision "$revision" -o "$out" >&2
+echo "$out"

@@ -1,0 +1,146 @@
+//! The .deb (issue 10): built by scripts/package.sh, checked by lintian, its ELF
+//! files checked for stripping and their glibc symbol baseline, then installed,
+//! exercised, upgraded, removed, purged and installed again inside a Debian
+//! bookworm chroot by tests/deb/chroot-test.sh (see there for every step). The
+//! chroot is unpacked from a tarball tests/deb/make-chroot.sh makes once
+//! (debootstrap, ~50 s), so later runs take seconds. Nothing outside a fresh
+//! directory under /var/tmp changes: the script runs in a private mount
+//! namespace and in this test binary's network namespace, where the key
+//! server for the token issuer listens.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use zt_e2e::tokens::{self, CF_CERTS_PATH, TEST_AUD, TestKey};
+use zt_e2e::{KeysServer, Net};
+
+const TEAM: &str = "zt-test";
+const CHROOT_TARBALL: &str = "/var/tmp/zt-deb-chroot-bookworm.tar";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
+
+/// scripts/package.sh's .deb (it prints the path last).
+fn package() -> PathBuf {
+    let out = Command::new(repo().join("scripts/package.sh"))
+        .output()
+        .expect("scripts/package.sh");
+    assert!(
+        out.status.success(),
+        "scripts/package.sh failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let deb = repo().join(stdout.lines().last().expect("package path").trim());
+    assert!(deb.exists(), "{} missing", deb.display());
+    deb
+}
+
+/// The newest GLIBC_x.y version the ELF file needs, as (x, y).
+fn newest_glibc(elf: &Path) -> (u32, u32) {
+    run(Command::new("objdump").arg("-T").arg(elf))
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .max()
+        .expect("no GLIBC_ symbol versions")
+}
+
+#[test]
+fn package_installs_upgrades_removes_and_purges_cleanly() {
+    let deb = package();
+
+    // lintian: no errors; each remaining warning has an override with its reason
+    // (packaging/debian/lintian-overrides).
+    let lintian = Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--display-info"])
+        .arg(&deb)
+        .output()
+        .expect("lintian (apt-get install lintian; .ci/run does)");
+    let report = String::from_utf8_lossy(&lintian.stdout);
+    println!("lintian:\n{report}");
+    assert!(
+        lintian.status.success(),
+        "lintian reports errors or warnings:\n{report}{}",
+        String::from_utf8_lossy(&lintian.stderr)
+    );
+
+    // What the package installs: stripped release builds whose glibc baseline
+    // Ubuntu 22.04 (2.35) meets; glibc skips a module it cannot load silently.
+    let unpacked = tempfile::tempdir().expect("tempdir");
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(unpacked.path()));
+    for elf in [
+        "usr/sbin/zt-agent",
+        "lib/x86_64-linux-gnu/libnss_zt.so.2",
+        "lib/x86_64-linux-gnu/security/pam_zt.so",
+    ] {
+        let path = unpacked.path().join(elf);
+        let sections = run(Command::new("objdump").arg("-h").arg(&path));
+        assert!(
+            !sections.contains(".debug_") && !sections.contains(".symtab"),
+            "{elf} is not stripped"
+        );
+        let newest = newest_glibc(&path);
+        println!("{elf}: newest glibc symbol GLIBC_{}.{}", newest.0, newest.1);
+        assert!(
+            newest <= (2, 34),
+            "{elf} needs GLIBC_{}.{}",
+            newest.0,
+            newest.1
+        );
+    }
+
+    run(Command::new(repo().join("tests/deb/make-chroot.sh")).arg(CHROOT_TARBALL));
+
+    let keys = KeysServer::start();
+    keys.put(CF_CERTS_PATH, &tokens::cf_certs(&[TestKey::Rsa]));
+    let token_file = tempfile::NamedTempFile::new().expect("token file");
+    let token = tokens::mint(
+        TestKey::Rsa,
+        &tokens::access_claims(TEAM, TEST_AUD, "alice@example.com", 600),
+    );
+    std::fs::write(token_file.path(), format!("{token}\n")).expect("write token");
+
+    let net = Net::shared();
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", net.holder))
+        .args(["unshare", "-m", "--propagation", "private", "bash"])
+        .arg(repo().join("tests/deb/chroot-test.sh"))
+        .arg(CHROOT_TARBALL)
+        .arg(&deb)
+        .arg(keys.url(CF_CERTS_PATH))
+        .arg(token_file.path())
+        .arg(repo().join("packaging/examples/directory.json"))
+        .output()
+        .expect("tests/deb/chroot-test.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}\n{stderr}");
+    assert!(
+        out.status.success() && stdout.contains("ALL DEB CHECKS PASSED"),
+        "tests/deb/chroot-test.sh failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+}
