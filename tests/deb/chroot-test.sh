@@ -141,6 +141,28 @@ in_root 'zt-agent doctor' || fail "doctor still unhappy after the fixes"
 # doctor changed nothing itself: sudo.conf is sudo's conffile
 in_root 'zt-agent status --json' | grep -c '"healthy": true' >/dev/null || fail "status --json is not healthy"
 
+step "sshd accepts a certificate login through the installed drop-in (principals from zt-agent)"
+in_root 'cd /tmp && ssh-keygen -q -t ed25519 -N "" -C test-ca -f ca && ssh-keygen -q -t ed25519 -N "" -f alice &&
+    ssh-keygen -q -s ca -I 0123456789abcdef0123456789abcdef -n alice -V +5m alice.pub &&
+    cp alice.pub bob.pub && cp alice bob && ssh-keygen -q -s ca -I other -n bob -V +5m bob.pub'
+cp "$R/tmp/ca.pub" "$R/etc/ssh/zt_trusted_user_ca_keys"
+[ "$(in_root 'zt-agent principals alice')" = alice ] || fail "zt-agent principals alice does not print alice"
+mkdir -p "$R/run/sshd"
+chroot "$R" /usr/sbin/sshd -D -p 2222 -o ListenAddress=127.0.0.1 -E /tmp/sshd.log &
+sshd_pid=$!
+trap 'kill $sshd_pid 2>/dev/null || true; cleanup' EXIT
+for _ in $(seq 50); do grep -q 'Server listening' "$R/tmp/sshd.log" 2>/dev/null && break; sleep 0.1; done
+ssh_as() { # ssh_as KEY USER: the remote `id -un`
+    in_root "ssh -F /dev/null -p 2222 -i /tmp/$1 -o CertificateFile=/tmp/$1-cert.pub -o IdentitiesOnly=yes \
+        -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+        $2@127.0.0.1 id -un"
+}
+[ "$(ssh_as alice alice)" = alice ] || { cat "$R/tmp/sshd.log" >&2; fail "alice's certificate login failed"; }
+if ssh_as bob alice 2>/dev/null; then fail "a certificate for principal bob logged in as alice"; fi
+kill "$sshd_pid"
+wait "$sshd_pid" 2>/dev/null || true
+trap cleanup EXIT
+
 step "upgrade to this build keeps the edited conffile"
 apt_install /tmp/zt.deb
 in_root 'dpkg-query -W -f="\${Version}\n" zt'
@@ -185,6 +207,11 @@ step "install again (directory.json is the admin's and stayed): alice resolves a
 apt_install /tmp/zt.deb
 in_root 'zt-agent sync --once' >/dev/null
 in_root 'getent passwd alice' >/dev/null || fail "alice does not resolve after reinstall"
+# the admin takes zt out again; an upgrade (here: the same version once more) leaves it out
+sed -i -E 's/^(passwd|group):(.*) zt$/\1:\2/' "$R/etc/nsswitch.conf"
+same_file /etc/nsswitch.conf "$before/nsswitch.conf"
+in_root 'dpkg -i /tmp/zt.deb' >/dev/null
+same_file /etc/nsswitch.conf "$before/nsswitch.conf"
 in_root 'apt-get purge -y -q zt' >/dev/null
 same_file /etc/nsswitch.conf "$before/nsswitch.conf"
 

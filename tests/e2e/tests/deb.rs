@@ -85,7 +85,7 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
     );
 
     // What the package installs: stripped release builds whose glibc baseline
-    // Ubuntu 22.04 (2.35) meets; glibc skips a module it cannot load silently.
+    // Ubuntu 18.04 (2.27) meets; glibc skips a module it cannot load silently.
     let unpacked = tempfile::tempdir().expect("tempdir");
     run(Command::new("dpkg-deb")
         .arg("-x")
