@@ -112,6 +112,34 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
         );
     }
 
+    // The man pages render without a groff warning.
+    for page in ["zt-agent.8", "pam_zt.8", "libnss_zt.8", "agent.toml.5"] {
+        let warnings = run(Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .arg(repo().join("packaging/man").join(page)));
+        assert!(warnings.trim().is_empty(), "{page}:\n{warnings}");
+    }
+
+    // The unit as systemd reads it (every directive known, the sandbox
+    // settings valid); ExecStart must name an existing file, so it points at
+    // the unpacked binary.
+    let unit = std::fs::read_to_string(unpacked.path().join("lib/systemd/system/zt-agent.service"))
+        .expect("the package has zt-agent.service");
+    let units = tempfile::tempdir().expect("tempdir");
+    let agent = unpacked.path().join("usr/sbin/zt-agent");
+    std::fs::write(
+        units.path().join("zt-agent.service"),
+        unit.replace("/usr/sbin/zt-agent", &agent.to_string_lossy()),
+    )
+    .expect("write unit");
+    let verify = run(Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(units.path().join("zt-agent.service")));
+    assert!(
+        verify.trim().is_empty(),
+        "systemd-analyze verify:\n{verify}"
+    );
+
     run(Command::new(repo().join("tests/deb/make-chroot.sh")).arg(CHROOT_TARBALL));
 
     let keys = KeysServer::start();
