@@ -245,6 +245,16 @@ mv "$R/usr/sbin/sshd.real" "$R/usr/sbin/sshd"
 in_root 'apt-get purge -y -q zt' >/dev/null
 same_file /etc/nsswitch.conf "$before/nsswitch.conf"
 
+step "an sshd_config that includes no drop-in directory (Ubuntu 18.04): no drop-in, a note"
+cp "$R/etc/ssh/sshd_config" "$R/tmp/sshd_config.orig"
+sed -i '/^Include /d' "$R/etc/ssh/sshd_config"
+out=$(apt_install /tmp/zt.deb 2>&1)
+grep -q 'does not include sshd_config.d' <<<"$out" || { echo "$out"; fail "postinst did not say sshd_config includes no drop-ins"; }
+[ ! -e "$R/etc/ssh/sshd_config.d/zt.conf" ] || fail "a drop-in sshd never reads was installed"
+in_root 'apt-get purge -y -q zt' >/dev/null
+cp "$R/tmp/sshd_config.orig" "$R/etc/ssh/sshd_config"
+same_file /etc/nsswitch.conf "$before/nsswitch.conf"
+
 step "postinst dies midway (pam-auth-update fails): dpkg --configure -a finishes it, purge still restores"
 mv "$R/usr/sbin/pam-auth-update" "$R/usr/sbin/pam-auth-update.real"
 printf '#!/bin/sh\necho "pam-auth-update: simulated crash" >&2\nexit 1\n' >"$R/usr/sbin/pam-auth-update"

@@ -172,3 +172,52 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
         out.status
     );
 }
+
+/// packaging/debian/zt-nsswitch, the maintainer scripts' nsswitch.conf editor:
+/// zt right after files/compat, the rest of each line byte for byte, a second
+/// add changes nothing, and remove gives back the exact file.
+#[test]
+fn nsswitch_editor_adds_zt_after_files_and_removes_exactly_that() {
+    let helper = repo().join("packaging/debian/zt-nsswitch");
+    let cases = [
+        // Debian 12
+        (
+            "passwd:         files\ngroup:          files\nshadow:         files\n",
+            "passwd:         files zt\ngroup:          files zt\nshadow:         files\n",
+        ),
+        // Ubuntu 18.04: compat, systemd after it
+        (
+            "passwd:         compat systemd\ngroup:          compat systemd\n",
+            "passwd:         compat zt systemd\ngroup:          compat zt systemd\n",
+        ),
+        // sss, tabs, an action, no blank after the colon, comments untouched
+        (
+            "# passwd: files\npasswd:\tfiles sss\ngroup:files [SUCCESS=merge] sss\n",
+            "# passwd: files\npasswd:\tfiles zt sss\ngroup:files zt [SUCCESS=merge] sss\n",
+        ),
+        // zt already there (a hand install): that line is not ours to take out
+        (
+            "passwd: files zt\ngroup: files\n",
+            "passwd: files zt\ngroup: files zt\n",
+        ),
+        // no files/compat on a line: left alone (and said so)
+        (
+            "passwd: sss\ngroup: files ztx\n",
+            "passwd: sss\ngroup: files zt ztx\n",
+        ),
+    ];
+    for (before, after) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("nsswitch.conf");
+        let marker = dir.path().join("marker");
+        std::fs::write(&file, before).expect("write");
+        let edit = |action: &str| {
+            run(Command::new(&helper).arg(action).arg(&file).arg(&marker));
+            std::fs::read_to_string(&file).expect("read")
+        };
+        assert_eq!(edit("add"), after, "add to {before:?}");
+        assert_eq!(edit("add"), after, "a second add of {before:?}");
+        assert_eq!(edit("remove"), before, "remove from {after:?}");
+        assert!(!marker.exists(), "marker left after remove");
+    }
+}

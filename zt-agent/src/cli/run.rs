@@ -57,6 +57,10 @@ pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
             run_dir.display()
         ),
     }
+    // Ready once the control socket is up: lookups and logins never wait for
+    // the agent (they read the last snapshot), and the first sync may take
+    // the key servers' whole timeouts, which must not fail the start.
+    notify::notify("READY=1\nSTATUS=first sync");
     let mut config = config;
     let mut first = true;
     loop {
@@ -89,12 +93,8 @@ pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
                 format!("last sync failed: {e}")
             }
         };
-        // ready once the first sync was tried: a failed one is still a
-        // running agent (the last good snapshot serves), which systemd must
-        // not treat as a failed start
         crate::monitoring::after_sync(&config.monitoring, &paths.state_dir);
-        let ready = if first { "READY=1\n" } else { "" };
-        notify::notify(&format!("{ready}STATUS={}", notify::status_line(&status)));
+        notify::notify(&format!("STATUS={}", notify::status_line(&status)));
         first = false;
         std::thread::sleep(jittered(config.directory.sync_interval));
         // pick up config edits; a broken edit keeps the last good config
