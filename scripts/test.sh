@@ -68,6 +68,9 @@ step "unit, property and end-to-end tests"
 # the OIDC provider the PAM tests run (npm oidc-provider, pinned by package-lock.json)
 [ -d tests/e2e/oidc-provider/node_modules/oidc-provider ] ||
     npm ci --prefix tests/e2e/oidc-provider --no-audit --no-fund --loglevel=error
+# the SCIM server the connector tests run (npm scimmy + scimmy-routers, pinned likewise)
+[ -d tests/e2e/scim-server/node_modules/scimmy-routers ] ||
+    npm ci --prefix tests/e2e/scim-server --no-audit --no-fund --loglevel=error
 cargo test --workspace
 
 step "symbol baseline: the modules must load on glibc 2.34+ (Ubuntu 22.04 and later)"

@@ -257,10 +257,12 @@ fn check_team(team: &str) -> Result<(), String> {
     }
 }
 
+/// `[directory]`: one flat table for every kind (the keys of the other kinds
+/// are refused by `parse`, naming the kind they belong to).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
-    pub kind: DirectoryKind,
+    pub kind: Spanned<DirectoryKind>,
     /// For `kind = "file"`: the JSON document.
     pub path: Option<PathBuf>,
     #[serde(default = "default_interval", deserialize_with = "sync_interval")]
@@ -269,13 +271,159 @@ pub struct DirectoryConfig {
     /// unless forced (`zt-agent sync --once --force`).
     #[serde(default = "default_max_removal", deserialize_with = "percent")]
     pub max_removal_percent: u8,
+    /// entra: the tenant (directory) id or its primary domain.
+    pub tenant_id: Option<Spanned<String>>,
+    /// entra, keycloak: the application's client id; okta: a service app's.
+    pub client_id: Option<Spanned<String>>,
+    /// entra, keycloak: a file holding the client secret.
+    pub client_secret_file: Option<Spanned<String>>,
+    /// entra: a certificate (PEM) instead of a secret, with private_key_file.
+    pub certificate_file: Option<Spanned<String>>,
+    /// entra, okta: the private key of certificate / service-app credentials
+    /// (okta's not yet supported).
+    pub private_key_file: Option<Spanned<String>>,
+    /// entra: the Microsoft Graph base (national clouds, proxies, tests).
+    pub graph_url: Option<Spanned<String>>,
+    /// entra: the Microsoft identity platform base.
+    pub login_url: Option<Spanned<String>>,
+    /// okta: the organisation's URL (https://acme.okta.com).
+    pub org_url: Option<Spanned<String>>,
+    /// scim, okta: a file holding the API token.
+    pub token_file: Option<Spanned<String>>,
+    /// google: the service account's JSON key file.
+    pub service_account_file: Option<Spanned<String>>,
+    /// google: the admin the service account acts as (domain-wide delegation).
+    pub subject: Option<Spanned<String>>,
+    /// google: the customer id (default "my_customer": the admin's own).
+    pub customer: Option<Spanned<String>>,
+    /// google: the Admin SDK base (tests, proxies).
+    pub api_url: Option<Spanned<String>>,
+    /// google: the token endpoint (tests, proxies).
+    pub token_url: Option<Spanned<String>>,
+    /// scim: the service's base (https://idp.example.com/scim/v2);
+    /// keycloak: the server's base (https://sso.example.com).
+    pub url: Option<Spanned<String>>,
+    /// keycloak: the realm.
+    pub realm: Option<Spanned<String>>,
+    /// Where the people and groups come from, checked by `parse`.
+    #[serde(skip, default)]
+    pub source: DirectorySource,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DirectoryKind {
     File,
+    Scim,
+    Entra,
+    Keycloak,
+    Okta,
+    Google,
 }
+
+impl DirectoryKind {
+    fn name(self) -> &'static str {
+        match self {
+            DirectoryKind::File => "file",
+            DirectoryKind::Scim => "scim",
+            DirectoryKind::Entra => "entra",
+            DirectoryKind::Keycloak => "keycloak",
+            DirectoryKind::Okta => "okta",
+            DirectoryKind::Google => "google",
+        }
+    }
+}
+
+/// `[directory]`, checked: the kind with exactly its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DirectorySource {
+    /// Only before `parse` has run.
+    #[default]
+    Unchecked,
+    File {
+        path: PathBuf,
+    },
+    Scim(ScimSource),
+    Entra(EntraSource),
+    Keycloak(KeycloakSource),
+    Okta(OktaSource),
+    Google(GoogleSource),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoogleSource {
+    pub service_account_file: PathBuf,
+    pub subject: String,
+    pub customer: String,
+    /// Without a trailing '/'.
+    pub api_url: String,
+    pub token_url: String,
+}
+
+pub const DEFAULT_GOOGLE_API_URL: &str = "https://admin.googleapis.com";
+pub const DEFAULT_GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OktaSource {
+    /// Without a trailing '/'.
+    pub org_url: String,
+    pub credential: OktaCredential,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OktaCredential {
+    /// An API token in this file (sent as `SSWS <token>`).
+    ApiToken(PathBuf),
+    /// An API service app: its client id and the private key whose public
+    /// half is registered with it (private_key_jwt client credentials).
+    ServiceApp {
+        client_id: String,
+        private_key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimSource {
+    /// The base, without a trailing '/': `<url>/Users`, `<url>/Groups`.
+    pub url: String,
+    pub token_file: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntraSource {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub credential: EntraCredential,
+    /// Without a trailing '/'.
+    pub graph_url: String,
+    /// Without a trailing '/'.
+    pub login_url: String,
+}
+
+/// How the agent proves it is the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntraCredential {
+    /// A client secret, in this file.
+    Secret(PathBuf),
+    /// A certificate uploaded to the app registration (PEM) and its private
+    /// key (PEM): a signed client assertion instead of a shared secret.
+    Certificate {
+        certificate_file: PathBuf,
+        private_key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeycloakSource {
+    /// Without a trailing '/'.
+    pub url: String,
+    pub realm: String,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+}
+
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
+pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -466,14 +614,10 @@ impl AgentConfig {
             let (l, c) = line_col(text, span.start);
             ConfigError(format!("{origin}:{l}:{c}: {key}: {msg}"))
         };
-        match config.directory.kind {
-            DirectoryKind::File if config.directory.path.is_none() => {
-                return Err(ConfigError(format!(
-                    "{origin}: [directory] kind = \"file\" needs path = \"/etc/zt/directory.json\""
-                )));
-            }
-            DirectoryKind::File => {}
-        }
+        config.directory.source = directory_source(&config.directory).map_err(|e| match e {
+            (Some(span), key, why) => fail(span, key, why),
+            (None, key, why) => ConfigError(format!("{origin}: {key}: {why}")),
+        })?;
         let domains = &config.users.domains;
         if domains.get_ref().is_empty() && config.users.name_from == NameFrom::EmailLocalPart {
             return Err(ConfigError(format!(
@@ -685,6 +829,331 @@ impl AgentConfig {
     pub fn directory_uid_range(&self) -> Option<std::ops::RangeInclusive<u32>> {
         let range = self.users.directory_uid_range.as_ref()?;
         idmap::parse_directory_range(range.get_ref()).ok()
+    }
+}
+
+type DirectoryError = (Option<std::ops::Range<usize>>, &'static str, String);
+
+/// Checks `[directory]`: the kind's required keys are there, no key of
+/// another kind is, URLs are https (http only on loopback, for tests),
+/// secret files are absolute paths.
+fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryError> {
+    let kind = *d.kind.get_ref();
+    let here = Some(d.kind.span());
+    let optional = [
+        ("directory.tenant_id", &d.tenant_id),
+        ("directory.client_id", &d.client_id),
+        ("directory.client_secret_file", &d.client_secret_file),
+        ("directory.certificate_file", &d.certificate_file),
+        ("directory.private_key_file", &d.private_key_file),
+        ("directory.graph_url", &d.graph_url),
+        ("directory.login_url", &d.login_url),
+        ("directory.org_url", &d.org_url),
+        ("directory.token_file", &d.token_file),
+        ("directory.service_account_file", &d.service_account_file),
+        ("directory.subject", &d.subject),
+        ("directory.customer", &d.customer),
+        ("directory.api_url", &d.api_url),
+        ("directory.token_url", &d.token_url),
+        ("directory.url", &d.url),
+        ("directory.realm", &d.realm),
+    ];
+    let allowed: &[&str] = match kind {
+        DirectoryKind::File => &[],
+        DirectoryKind::Scim => &["directory.url", "directory.token_file"],
+        DirectoryKind::Entra => &[
+            "directory.tenant_id",
+            "directory.client_id",
+            "directory.client_secret_file",
+            "directory.certificate_file",
+            "directory.private_key_file",
+            "directory.graph_url",
+            "directory.login_url",
+        ],
+        DirectoryKind::Keycloak => &[
+            "directory.url",
+            "directory.realm",
+            "directory.client_id",
+            "directory.client_secret_file",
+        ],
+        DirectoryKind::Okta => &[
+            "directory.org_url",
+            "directory.token_file",
+            "directory.client_id",
+            "directory.private_key_file",
+        ],
+        DirectoryKind::Google => &[
+            "directory.service_account_file",
+            "directory.subject",
+            "directory.customer",
+            "directory.api_url",
+            "directory.token_url",
+        ],
+    };
+    for (key, value) in optional {
+        if let Some(v) = value
+            && !allowed.contains(&key)
+        {
+            return Err((
+                Some(v.span()),
+                key,
+                format!("not a key of kind = \"{}\"", kind.name()),
+            ));
+        }
+    }
+    if kind != DirectoryKind::File && d.path.is_some() {
+        return Err((
+            here,
+            "directory.path",
+            format!("not a key of kind = \"{}\"", kind.name()),
+        ));
+    }
+    let required = |key: &'static str, v: &Option<Spanned<String>>, example: &str| {
+        v.as_ref()
+            .filter(|v| !v.get_ref().trim().is_empty())
+            .cloned()
+            .ok_or_else(|| {
+                (
+                    here.clone(),
+                    key,
+                    format!("kind = \"{}\" needs {example}", kind.name()),
+                )
+            })
+    };
+    let base_url = |key: &'static str, v: &Spanned<String>| {
+        check_key_url(v.get_ref()).map_err(|why| (Some(v.span()), key, why))?;
+        if v.get_ref().contains(['?', '#']) {
+            return Err((
+                Some(v.span()),
+                key,
+                "a base URL has no query or fragment".to_string(),
+            ));
+        }
+        Ok(v.get_ref().trim_end_matches('/').to_string())
+    };
+    let file = |key: &'static str, v: &Spanned<String>| {
+        let p = v.get_ref();
+        if !p.starts_with('/') || p.contains(['\n', '\0']) {
+            return Err((
+                Some(v.span()),
+                key,
+                format!("{p:?} must be an absolute path"),
+            ));
+        }
+        Ok(PathBuf::from(p))
+    };
+    // goes into a URL path: no '/', '?', '%' or spaces
+    let path_segment = |key: &'static str, v: &Spanned<String>| {
+        let s = v.get_ref();
+        if s.is_empty()
+            || s.len() > 255
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        {
+            return Err((
+                Some(v.span()),
+                key,
+                format!("{s:?} may only hold letters, digits, '.', '-' and '_'"),
+            ));
+        }
+        Ok(s.clone())
+    };
+    match kind {
+        DirectoryKind::File => {
+            let path = d.path.clone().ok_or_else(|| {
+                (
+                    None,
+                    "[directory]",
+                    "kind = \"file\" needs path = \"/etc/zt/directory.json\"".to_string(),
+                )
+            })?;
+            Ok(DirectorySource::File { path })
+        }
+        DirectoryKind::Scim => {
+            let url = required(
+                "directory.url",
+                &d.url,
+                "url = \"https://idp.example.com/scim/v2\" (the service's base)",
+            )?;
+            let token = required(
+                "directory.token_file",
+                &d.token_file,
+                "token_file = \"/etc/zt/scim.token\"",
+            )?;
+            Ok(DirectorySource::Scim(ScimSource {
+                url: base_url("directory.url", &url)?,
+                token_file: file("directory.token_file", &token)?,
+            }))
+        }
+        DirectoryKind::Entra => {
+            let credential = match (
+                &d.client_secret_file,
+                &d.certificate_file,
+                &d.private_key_file,
+            ) {
+                (Some(secret), None, None) => {
+                    EntraCredential::Secret(file("directory.client_secret_file", secret)?)
+                }
+                (None, Some(cert), Some(key)) => EntraCredential::Certificate {
+                    certificate_file: file("directory.certificate_file", cert)?,
+                    private_key_file: file("directory.private_key_file", key)?,
+                },
+                (Some(_), Some(v), _) | (Some(_), _, Some(v)) => {
+                    return Err((
+                        Some(v.span()),
+                        "directory.client_secret_file",
+                        "either client_secret_file, or certificate_file with private_key_file: not both"
+                            .to_string(),
+                    ));
+                }
+                (None, Some(v), None) | (None, None, Some(v)) => {
+                    return Err((
+                        Some(v.span()),
+                        "directory.certificate_file",
+                        "certificate_file and private_key_file go together".to_string(),
+                    ));
+                }
+                (None, None, None) => {
+                    return Err((
+                        here,
+                        "directory.client_secret_file",
+                        "kind = \"entra\" needs client_secret_file = \"/etc/zt/entra.secret\" (or certificate_file + private_key_file)"
+                            .to_string(),
+                    ));
+                }
+            };
+            let tenant = required(
+                "directory.tenant_id",
+                &d.tenant_id,
+                "tenant_id = \"<directory (tenant) id>\"",
+            )?;
+            let client = required(
+                "directory.client_id",
+                &d.client_id,
+                "client_id = \"<application (client) id>\"",
+            )?;
+            let graph_url = match &d.graph_url {
+                Some(v) => base_url("directory.graph_url", v)?,
+                None => DEFAULT_GRAPH_URL.to_string(),
+            };
+            let login_url = match &d.login_url {
+                Some(v) => base_url("directory.login_url", v)?,
+                None => DEFAULT_LOGIN_URL.to_string(),
+            };
+            Ok(DirectorySource::Entra(EntraSource {
+                tenant_id: path_segment("directory.tenant_id", &tenant)?,
+                client_id: client.get_ref().trim().to_string(),
+                credential,
+                graph_url,
+                login_url,
+            }))
+        }
+        DirectoryKind::Keycloak => {
+            let url = required(
+                "directory.url",
+                &d.url,
+                "url = \"https://sso.example.com\" (the server's base)",
+            )?;
+            let realm = required("directory.realm", &d.realm, "realm = \"<realm>\"")?;
+            let client = required(
+                "directory.client_id",
+                &d.client_id,
+                "client_id = \"<client with view-users>\"",
+            )?;
+            let secret = required(
+                "directory.client_secret_file",
+                &d.client_secret_file,
+                "client_secret_file = \"/etc/zt/keycloak.secret\"",
+            )?;
+            Ok(DirectorySource::Keycloak(KeycloakSource {
+                url: base_url("directory.url", &url)?,
+                realm: path_segment("directory.realm", &realm)?,
+                client_id: client.get_ref().trim().to_string(),
+                client_secret_file: file("directory.client_secret_file", &secret)?,
+            }))
+        }
+        DirectoryKind::Okta => {
+            let org = required(
+                "directory.org_url",
+                &d.org_url,
+                "org_url = \"https://acme.okta.com\"",
+            )?;
+            let credential = match (&d.token_file, &d.client_id, &d.private_key_file) {
+                (Some(token), None, None) => {
+                    OktaCredential::ApiToken(file("directory.token_file", token)?)
+                }
+                (None, Some(client), Some(key)) => OktaCredential::ServiceApp {
+                    client_id: client.get_ref().trim().to_string(),
+                    private_key_file: file("directory.private_key_file", key)?,
+                },
+                (Some(_), Some(v), _) | (Some(_), _, Some(v)) => {
+                    return Err((
+                        Some(v.span()),
+                        "directory.token_file",
+                        "either token_file, or client_id with private_key_file: not both"
+                            .to_string(),
+                    ));
+                }
+                (None, Some(v), None) | (None, None, Some(v)) => {
+                    return Err((
+                        Some(v.span()),
+                        "directory.client_id",
+                        "client_id and private_key_file go together".to_string(),
+                    ));
+                }
+                (None, None, None) => {
+                    return Err((
+                        here,
+                        "directory.token_file",
+                        "kind = \"okta\" needs token_file = \"/etc/zt/okta.token\" (or client_id + private_key_file)"
+                            .to_string(),
+                    ));
+                }
+            };
+            Ok(DirectorySource::Okta(OktaSource {
+                org_url: base_url("directory.org_url", &org)?,
+                credential,
+            }))
+        }
+        DirectoryKind::Google => {
+            let account = required(
+                "directory.service_account_file",
+                &d.service_account_file,
+                "service_account_file = \"/etc/zt/google.json\"",
+            )?;
+            let subject = required(
+                "directory.subject",
+                &d.subject,
+                "subject = \"<an admin's email>\" (the admin the service account acts as)",
+            )?;
+            if !subject.get_ref().contains('@') || subject.get_ref().contains(char::is_whitespace) {
+                return Err((
+                    Some(subject.span()),
+                    "directory.subject",
+                    format!("{:?} is not an email", subject.get_ref()),
+                ));
+            }
+            let customer = match &d.customer {
+                Some(c) => path_segment("directory.customer", c)?,
+                None => "my_customer".to_string(),
+            };
+            let api_url = match &d.api_url {
+                Some(v) => base_url("directory.api_url", v)?,
+                None => DEFAULT_GOOGLE_API_URL.to_string(),
+            };
+            let token_url = match &d.token_url {
+                Some(v) => base_url("directory.token_url", v)?,
+                None => DEFAULT_GOOGLE_TOKEN_URL.to_string(),
+            };
+            Ok(DirectorySource::Google(GoogleSource {
+                service_account_file: file("directory.service_account_file", &account)?,
+                subject: subject.get_ref().clone(),
+                customer,
+                api_url,
+                token_url,
+            }))
+        }
     }
 }
 
@@ -1159,6 +1628,185 @@ ca_file = "/etc/zt/ca.pem"
             "{GOOD}\n[[issuers]]\nkind = \"cloudflare-access\"\nteam = \"acme\"\naudiences = [\"a\"]\n[[issuers]]\nkind = \"oidc\"\nissuer = \"https://acme.cloudflareaccess.com\"\naudiences = [\"b\"]\n"
         );
         assert!(err(&twice).contains("configured twice"));
+    }
+
+    fn with_directory(directory: &str) -> String {
+        GOOD.replace(
+            "kind = \"file\"\npath = \"/etc/zt/directory.json\"\n",
+            directory,
+        )
+    }
+
+    #[test]
+    fn connector_kinds_load_with_their_keys() {
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"entra\"\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"app-1\"\nclient_secret_file = \"/etc/zt/entra.secret\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.directory.source,
+            DirectorySource::Entra(EntraSource {
+                tenant_id: "contoso.onmicrosoft.com".into(),
+                client_id: "app-1".into(),
+                credential: EntraCredential::Secret("/etc/zt/entra.secret".into()),
+                graph_url: DEFAULT_GRAPH_URL.into(),
+                login_url: DEFAULT_LOGIN_URL.into(),
+            })
+        );
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"scim\"\nurl = \"https://idp.example.com/scim/v2/\"\ntoken_file = \"/etc/zt/scim.token\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.directory.source,
+            DirectorySource::Scim(ScimSource {
+                url: "https://idp.example.com/scim/v2".into(),
+                token_file: "/etc/zt/scim.token".into(),
+            })
+        );
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"keycloak\"\nurl = \"https://sso.example.com\"\nrealm = \"staff\"\nclient_id = \"zt\"\nclient_secret_file = \"/etc/zt/kc.secret\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        assert!(matches!(c.directory.source, DirectorySource::Keycloak(_)));
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"okta\"\norg_url = \"https://acme.okta.com/\"\ntoken_file = \"/etc/zt/okta.token\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.directory.source,
+            DirectorySource::Okta(OktaSource {
+                org_url: "https://acme.okta.com".into(),
+                credential: OktaCredential::ApiToken("/etc/zt/okta.token".into()),
+            })
+        );
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"okta\"\norg_url = \"https://acme.okta.com\"\nclient_id = \"0oa1\"\nprivate_key_file = \"/etc/zt/okta.key\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        let DirectorySource::Okta(source) = c.directory.source else {
+            panic!("okta")
+        };
+        assert_eq!(
+            source.credential,
+            OktaCredential::ServiceApp {
+                client_id: "0oa1".into(),
+                private_key_file: "/etc/zt/okta.key".into(),
+            }
+        );
+        let e = err(&with_directory(
+            "kind = \"okta\"\norg_url = \"https://acme.okta.com\"\nclient_id = \"x\"\n",
+        ));
+        assert!(
+            e.contains(
+                "agent.toml:5:13: directory.client_id: client_id and private_key_file go together"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn connector_mistakes_name_line_and_key() {
+        // a key of another kind
+        let e = err(&with_directory(
+            "kind = \"scim\"\nurl = \"https://idp.example.com/scim/v2\"\ntoken_file = \"/t\"\ntenant_id = \"x\"\n",
+        ));
+        assert!(
+            e.starts_with("agent.toml:6:13: directory.tenant_id: not a key of kind = \"scim\""),
+            "{e}"
+        );
+        // a typo is an unknown field
+        let e = err(&with_directory(
+            "kind = \"scim\"\nurl = \"https://x\"\ntoken_fle = \"/t\"\n",
+        ));
+        assert!(
+            e.contains("agent.toml:5:1") && e.contains("unknown field `token_fle`"),
+            "{e}"
+        );
+        // a missing key says what to write
+        let e = err(&with_directory("kind = \"scim\"\nurl = \"https://x\"\n"));
+        assert!(
+            e.contains("directory.token_file: kind = \"scim\" needs token_file"),
+            "{e}"
+        );
+        // plain http only on loopback; a relative secret path
+        let e = err(&with_directory(
+            "kind = \"scim\"\nurl = \"http://idp.example.com/scim\"\ntoken_file = \"/t\"\n",
+        ));
+        assert!(
+            e.contains("agent.toml:4:7: directory.url") && e.contains("must be https"),
+            "{e}"
+        );
+        let e = err(&with_directory(
+            "kind = \"scim\"\nurl = \"https://x\"\ntoken_file = \"t\"\n",
+        ));
+        assert!(e.contains("must be an absolute path"), "{e}");
+        // a tenant that would change the token URL's path
+        let e = err(&with_directory(
+            "kind = \"entra\"\ntenant_id = \"../x\"\nclient_id = \"a\"\nclient_secret_file = \"/s\"\n",
+        ));
+        assert!(e.contains("directory.tenant_id"), "{e}");
+        // a kind's required keys, and certificate credentials, say so
+        let e = err(&with_directory("kind = \"google\"\n"));
+        assert!(
+            e.contains("agent.toml:3:8") && e.contains("needs service_account_file"),
+            "{e}"
+        );
+        let e = err(&with_directory(
+            "kind = \"google\"\nservice_account_file = \"/g.json\"\nsubject = \"not-an-email\"\n",
+        ));
+        assert!(e.contains("agent.toml:5:11: directory.subject"), "{e}");
+        let e = err(&with_directory(
+            "kind = \"entra\"\ntenant_id = \"t\"\nclient_id = \"a\"\ncertificate_file = \"/c\"\n",
+        ));
+        assert!(
+            e.contains("agent.toml:6:20: directory.certificate_file: certificate_file and private_key_file go together"),
+            "{e}"
+        );
+        let e = err(&with_directory(
+            "kind = \"entra\"\ntenant_id = \"t\"\nclient_id = \"a\"\nclient_secret_file = \"/s\"\ncertificate_file = \"/c\"\nprivate_key_file = \"/k\"\n",
+        ));
+        assert!(e.contains("not both"), "{e}");
+        let c = AgentConfig::parse(
+            &with_directory(
+                "kind = \"entra\"\ntenant_id = \"t\"\nclient_id = \"a\"\ncertificate_file = \"/c.pem\"\nprivate_key_file = \"/k.pem\"\n",
+            ),
+            "agent.toml",
+        )
+        .unwrap();
+        let DirectorySource::Entra(source) = c.directory.source else {
+            panic!("entra")
+        };
+        assert_eq!(
+            source.credential,
+            EntraCredential::Certificate {
+                certificate_file: "/c.pem".into(),
+                private_key_file: "/k.pem".into(),
+            }
+        );
+        // file keys stay file keys
+        let e = err(&with_directory(
+            "kind = \"scim\"\nurl = \"https://x\"\ntoken_file = \"/t\"\npath = \"/d\"\n",
+        ));
+        assert!(
+            e.contains("directory.path: not a key of kind = \"scim\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -206,7 +206,9 @@ impl Refresher {
         let iss = &spec.iss;
         let fetched = vec![keys::Fetched {
             iss: spec.iss.clone(),
-            result: keys::Http::new(&config.http).and_then(|h| keys::fetch(&h, spec)),
+            result: keys::Http::new(&config.http)
+                .map_err(|e| keys::KeysError::new(keys::KeysFailure::Refused, e))
+                .and_then(|h| keys::fetch(&h, spec)),
         }];
         if let Some(Err(e)) = fetched.first().map(|f| &f.result) {
             tracing::warn!("key refresh for {iss}: {e}");

@@ -11,6 +11,7 @@ pub mod control;
 pub mod directory;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod logging;

@@ -38,6 +38,9 @@ pub enum FailureKind {
 pub struct SyncError {
     pub kind: FailureKind,
     pub message: String,
+    /// The directory said when to come back (Retry-After); the daemon waits
+    /// at least that long before its next sync.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl SyncError {
@@ -45,6 +48,7 @@ impl SyncError {
         SyncError {
             kind: FailureKind::Host,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -52,6 +56,7 @@ impl SyncError {
         SyncError {
             kind: FailureKind::Config,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -61,6 +66,7 @@ impl From<DirectoryError> for SyncError {
         SyncError {
             kind: FailureKind::Directory(e.kind),
             message: e.to_string(),
+            retry_after: e.retry_after,
         }
     }
 }
@@ -154,6 +160,7 @@ mod tests {
         e.retry_after = Some(std::time::Duration::from_secs(30));
         let s = SyncError::from(e);
         assert_eq!(s.kind, FailureKind::Directory(DirectoryFailure::Throttled));
+        assert_eq!(s.retry_after, Some(std::time::Duration::from_secs(30)));
         assert_eq!(
             s.message,
             "directory throttled us: GET /users: HTTP 429 (retry after 30s)"

@@ -10,9 +10,9 @@ use zt_snapshot::{
     Content, GroupEntry, LocalGrantEntry, Pair, PolicyEntry, Snapshot, StateDir, UserEntry,
 };
 
-use crate::config::{AgentConfig, DirectoryKind};
+use crate::config::{AgentConfig, DirectorySource};
 use crate::directory::error::{DirectoryError, DirectoryFailure};
-use crate::directory::{Directory, file};
+use crate::directory::{Directory, entra, file, google, keycloak, okta, scim};
 use crate::identity::local::LocalAccounts;
 use crate::keys;
 use crate::outcome::{Completed, SyncError};
@@ -51,14 +51,110 @@ pub struct Report {
     pub resolution: Resolution,
 }
 
-pub fn load_directory(config: &AgentConfig) -> Result<Directory, DirectoryError> {
-    match config.directory.kind {
-        DirectoryKind::File => {
-            let path = config.directory.path.as_deref().ok_or_else(|| {
-                DirectoryError::new(DirectoryFailure::Unavailable, "[directory] has no path")
-            })?;
-            file::load(path)
+/// A directory read, with the connector's state to save once it is used
+/// (Graph delta links): written under the state lock by [`sync`].
+#[derive(Debug)]
+pub struct DirectoryRead {
+    pub directory: Directory,
+    /// (state file name, bytes).
+    pub save: Option<(&'static str, Vec<u8>)>,
+}
+
+/// Reads the configured directory. `state`: where connectors find what they
+/// saved last time (none: they start from scratch).
+pub fn load_directory(
+    config: &AgentConfig,
+    state: Option<&StateDir>,
+) -> Result<DirectoryRead, DirectoryError> {
+    let plain = |directory| DirectoryRead {
+        directory,
+        save: None,
+    };
+    match &config.directory.source {
+        DirectorySource::File { path } => file::load(path).map(plain),
+        DirectorySource::Unchecked => Err(DirectoryError::new(
+            DirectoryFailure::Malformed,
+            "[directory] was not checked (AgentConfig::parse)",
+        )),
+        DirectorySource::Scim(source) => {
+            let http = directory_http(config)?;
+            let mut api = scim::connect(&http, source)?;
+            let read = scim::read(&mut api, &source.url, &configured_group_ids(config));
+            log_requests("scim", api.requests, read.as_ref());
+            read.map(plain)
         }
+        DirectorySource::Entra(source) => {
+            let http = directory_http(config)?;
+            let mut api = entra::connect(&http, source)?;
+            // an unreadable or untrusted state file: start from scratch
+            let saved = state.and_then(|s| {
+                s.read_trusted(names::ENTRA_DELTA).unwrap_or_else(|e| {
+                    tracing::warn!("{e}; Graph will be read from scratch");
+                    None
+                })
+            });
+            let read = entra::read(
+                &mut api,
+                source,
+                &configured_group_ids(config),
+                saved.as_deref(),
+            );
+            log_requests("entra", api.requests, read.as_ref().map(|r| &r.0));
+            let (directory, delta) = read?;
+            let bytes = serde_json::to_vec(&delta).map_err(|e| {
+                DirectoryError::new(DirectoryFailure::Malformed, format!("delta state: {e}"))
+            })?;
+            Ok(DirectoryRead {
+                directory,
+                save: Some((names::ENTRA_DELTA, bytes)),
+            })
+        }
+        DirectorySource::Okta(source) => {
+            let http = directory_http(config)?;
+            let mut api = okta::connect(&http, source)?;
+            let read = okta::read(&mut api, source, &configured_group_ids(config));
+            log_requests("okta", api.requests, read.as_ref());
+            read.map(plain)
+        }
+        DirectorySource::Google(source) => {
+            let http = directory_http(config)?;
+            let mut api = google::connect(&http, source)?;
+            let read = google::read(&mut api, source, &configured_group_ids(config));
+            log_requests("google", api.requests, read.as_ref());
+            read.map(plain)
+        }
+        DirectorySource::Keycloak(source) => {
+            let http = directory_http(config)?;
+            let mut api = keycloak::connect(&http, source)?;
+            let read = keycloak::read(&mut api, source, &configured_group_ids(config));
+            log_requests("keycloak", api.requests, read.as_ref());
+            read.map(plain)
+        }
+    }
+}
+
+/// Only these groups (and what is nested in them) are read: never the tenant.
+fn configured_group_ids(config: &AgentConfig) -> Vec<String> {
+    config
+        .groups
+        .iter()
+        .map(|g| g.id.get_ref().clone())
+        .collect()
+}
+
+fn directory_http(config: &AgentConfig) -> Result<crate::http::Http, DirectoryError> {
+    crate::http::Http::new(&config.http)
+        .map_err(|e| DirectoryError::new(DirectoryFailure::Unavailable, e))
+}
+
+fn log_requests(kind: &str, requests: u64, read: Result<&Directory, &DirectoryError>) {
+    match read {
+        Ok(d) => tracing::info!(
+            "{kind}: read {} people and {} groups in {requests} requests",
+            d.users.len(),
+            d.groups.len()
+        ),
+        Err(e) => tracing::warn!("{kind}: {e} (after {requests} requests)"),
     }
 }
 
@@ -109,12 +205,25 @@ pub fn sync_fetched(
 ) -> Result<Report, SyncError> {
     let state =
         StateDir::open_or_create(&paths.state_dir).map_err(|e| SyncError::host(e.to_string()))?;
+    // Read before taking the lock: an IdP that is slow or throttling us (a
+    // read can take minutes of retries) must not hold up the login-time key
+    // refresh, which publishes under the same lock.
+    let directory = load_directory(config, Some(&state));
     let lock = state.lock().map_err(|e| SyncError::host(e.to_string()))?;
     if let Err(e) = state.remove_stale_temp_files(&lock) {
         tracing::warn!("cannot clean up temp files: {e}");
     }
     let previous_status = load_status(&state);
-    let result = sync_locked(config, paths, &state, force, fetched);
+    let result = directory.map_err(SyncError::from).and_then(|read| {
+        // What the IdP told is saved whatever the publish does: it mirrors
+        // the IdP, not the snapshot, and the next read continues from it.
+        if let Some((name, bytes)) = &read.save
+            && let Err(e) = state.write_atomic(name, bytes, modes::PRIVATE)
+        {
+            tracing::warn!("cannot save {name}: {e}; the next read starts from scratch");
+        }
+        sync_locked(config, paths, &state, force, fetched, read.directory)
+    });
     let mut st = previous_status.clone();
     st.last_attempt = status::now();
     st.sync_interval_secs = Some(config.directory.sync_interval.as_secs());
@@ -142,7 +251,6 @@ pub fn sync_fetched(
     // and the sudo rules it gave are withdrawn until a sync works again.
     let offline = offline_reason(config, &state);
     if let Some(why) = &offline
-        && !config.local_group_rules.is_empty()
         && let Err(e) = republish_locked(config, paths, &state, &[], false)
     {
         tracing::error!("{why}, but the local group grants could not be withdrawn: {e}");
@@ -209,16 +317,20 @@ fn republish_locked(
     content.policy = PolicyEntry {
         max_offline_secs: config.max_offline_secs(),
     };
-    let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
-        SyncError::host(format!(
-            "cannot read the host's {}etc/passwd or group: {e}",
-            paths.host_root.display()
-        ))
-    })?;
-    if grants {
+    // withdrawing grants needs nothing from the account files
+    let zt_gid = if grants {
+        let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
+            SyncError::host(format!(
+                "cannot read the host's account files under {}: {e}",
+                paths.host_root.join("etc").display()
+            ))
+        })?;
         // grants are configuration too: recomputed, as a sync would
         content.local_grants = local_grants(config, paths, &local, &content).0;
-    }
+        local.zt_gid
+    } else {
+        crate::identity::local::zt_gid(&paths.host_root)
+    };
     let (generation, synced_at) = (pair.generation(), pair.public.synced_at());
     let mut built = zt_snapshot::build(&content)
         .map_err(|e| SyncError::host(format!("cannot build snapshot: {e}")))?;
@@ -236,7 +348,7 @@ fn republish_locked(
             ))
         })?;
     state
-        .publish_for(&built, local.zt_gid)
+        .publish_for(&built, zt_gid)
         .map_err(|e| SyncError::host(format!("publishing snapshot: {e}")))?;
     tracing::info!(
         "published generation {next} without reading the directory ({})",
@@ -308,12 +420,15 @@ fn apply_sudo(
     // the case-clash check needs /etc/group: without it, change nothing
     let local = match LocalAccounts::load(&paths.host_root) {
         Ok(l) => l,
+        // withdrawing every rule needs no check
+        Err(_) if offline.is_some() => LocalAccounts::default(),
         Err(e) => {
             return SudoStatus {
                 rules: installed_rules(),
                 error: Some(format!(
-                    "cannot read the host's {}etc/group ({e}); the installed rules stay as they are",
-                    paths.host_root.display()
+                    "cannot read the host's account files under {} ({e}); the installed rules \
+                     stay as they are",
+                    paths.host_root.join("etc").display()
                 )),
                 problems: Vec::new(),
             };
@@ -379,8 +494,8 @@ fn sync_locked(
     state: &StateDir,
     force: bool,
     fetched: &[keys::Fetched],
+    directory: Directory,
 ) -> Result<Report, SyncError> {
-    let directory = load_directory(config)?;
     let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
         SyncError::host(format!(
             "cannot read the host's {}etc/passwd or group: {e}",

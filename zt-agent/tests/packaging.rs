@@ -105,3 +105,50 @@ fn the_shipped_configs_commented_examples_parse_when_uncommented() {
     AgentConfig::parse(&enabled, &path.display().to_string())
         .unwrap_or_else(|e| panic!("packaging/agent.toml with its examples enabled: {e:?}"));
 }
+
+/// Each connector block of the shipped config ("#   key = value" lines under
+/// `[directory]`) parses as the kind it says, put in place of the file kind.
+#[test]
+fn each_shipped_directory_kind_example_parses() {
+    let (path, text) = shipped("agent.toml");
+    let file_kind = "kind = \"file\"\npath = \"/etc/zt/directory.json\"\n";
+    assert!(text.contains(file_kind));
+    let mut blocks: Vec<Vec<&str>> = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in text.lines() {
+        match line.strip_prefix("#   ") {
+            Some(setting) if setting.starts_with("kind = ") => {
+                blocks.extend(current.take());
+                current = Some(vec![setting]);
+            }
+            Some(setting) if current.is_some() => {
+                if let Some(c) = current.as_mut() {
+                    c.push(setting);
+                }
+            }
+            _ => blocks.extend(current.take()),
+        }
+    }
+    let kinds: Vec<&str> = blocks.iter().map(|b| b[0]).collect();
+    assert_eq!(
+        kinds,
+        [
+            "kind = \"entra\"",
+            "kind = \"okta\"",
+            "kind = \"google\"",
+            "kind = \"scim\"",
+            "kind = \"keycloak\""
+        ]
+    );
+    for block in blocks {
+        let settings = block.join("\n") + "\n";
+        let config = AgentConfig::parse(
+            &text.replace(file_kind, &settings),
+            &path.display().to_string(),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e:?}", block[0]));
+        let kind = block[0].trim_start_matches("kind = ").trim_matches('"');
+        let source = format!("{:?}", config.directory.source).to_lowercase();
+        assert!(source.starts_with(kind), "{kind}: {source}");
+    }
+}

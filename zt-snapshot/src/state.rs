@@ -53,6 +53,9 @@ pub mod names {
     pub const IDS: &str = "ids.json";
     /// The last sync's outcome for `zt-agent status`; root only.
     pub const STATUS: &str = "status.json";
+    /// `kind = "entra"`: Graph delta links and what they have told so far
+    /// (the configured groups and the tenant's people); root only.
+    pub const ENTRA_DELTA: &str = "entra-delta.json";
     /// flock'ed by whoever writes (daemon or `sync --once`).
     pub const LOCK: &str = "lock";
 }

@@ -24,6 +24,7 @@ pub mod keys_server;
 pub mod net;
 pub mod oidc;
 pub mod pam;
+pub mod scim;
 pub mod sshd;
 pub mod tokens;
 

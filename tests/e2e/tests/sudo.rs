@@ -482,8 +482,13 @@ fn past_max_offline_sudo_and_grants_are_withdrawn() {
 
     // The agent's next attempt fails (the directory is gone) with the host still past
     // max_offline: it withdraws the rules, so even a sudo stack without pam_zt cannot
-    // honour them.
+    // honour them, and the grants, even though the admin also took the
+    // [[local_groups]] entry out of the config meanwhile.
     std::fs::remove_file(h.path("etc/zt/directory.json")).unwrap();
+    h.write_config(&format!(
+        "{CONFIG}{}\n[login]\nmax_offline = \"1m\"\n",
+        rules()
+    ));
     let o = h.agent(&["sync", "--once"]);
     assert_eq!(o.status.code(), Some(69), "{}", text(&o.stderr));
     assert_eq!(installed(&h), None, "rules withdrawn offline");
@@ -503,6 +508,10 @@ fn past_max_offline_sudo_and_grants_are_withdrawn() {
     assert!(st.contains("withdrawn"), "{st}");
 
     // back online: the rules return, alice has sudo again
+    h.write_config(&format!(
+        "{CONFIG}{}\n[[local_groups]]\ngroup = \"g-sre\"\ngrant = [\"ztlogs\"]\n\n[login]\nmax_offline = \"1m\"\n",
+        rules()
+    ));
     h.write_directory(&people());
     h.sync();
     assert!(installed(&h).is_some());

@@ -13,7 +13,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{AgentConfig, KeySource};
-use crate::keys::http::Http;
+use crate::http::Http;
 use crate::status::now;
 use crate::sync::{Paths, load_status};
 
@@ -484,6 +484,13 @@ pub fn http_date(text: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(days * 86_400 + h * 3600 + m * 60 + s))
 }
 
+/// The server's clock: the `Date` header of its answer to a GET of `url`.
+fn server_date(http: &Http, url: &str) -> Option<SystemTime> {
+    let response = http.agent().get(url).call().ok()?;
+    let date = response.headers().get("date")?.to_str().ok()?;
+    http_date(date)
+}
+
 /// The directory source and every issuer's keys, fetched as the agent does,
 /// and the host's clock against the key servers' `Date`.
 fn endpoints(config: &AgentConfig) -> Vec<Finding> {
@@ -521,7 +528,7 @@ fn endpoints(config: &AgentConfig) -> Vec<Finding> {
         let url = match &spec.keys {
             KeySource::Jwks(u) | KeySource::Discovery(u) => u,
         };
-        if let Ok(Some(date)) = http.server_date(url) {
+        if let Some(date) = server_date(&http, url) {
             let skew = match SystemTime::now().duration_since(date) {
                 Ok(d) => d,
                 Err(e) => e.duration(),

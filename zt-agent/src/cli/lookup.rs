@@ -91,8 +91,10 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
     let dry_run = AgentConfig::load(config_path)
         .map_err(|e| e.to_string())
         .and_then(|c| {
-            let d = sync::load_directory(&c).map_err(|e| e.to_string())?;
             let state = state.as_ref().map_err(|e| e.to_string())?;
+            let d = sync::load_directory(&c, Some(state))
+                .map_err(|e| e.to_string())?
+                .directory;
             let ids = sync::load_ids(state)?;
             Ok(resolve::resolve(&c, &d, &local, &ids))
         });

@@ -64,6 +64,7 @@ pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
     let mut config = config;
     let mut first = true;
     loop {
+        let mut wait = jittered(config.directory.sync_interval);
         let status = match sync::sync(&config, paths, false) {
             Ok(r) => {
                 match r.completed {
@@ -90,13 +91,14 @@ pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
             }
             Err(e) => {
                 tracing::error!("sync failed, last good snapshot kept: {e}");
+                wait = wait_after_failure(wait, e.retry_after);
                 format!("last sync failed: {e}")
             }
         };
         crate::monitoring::after_sync(&config.monitoring, &paths.state_dir);
         notify::notify(&format!("STATUS={}", notify::status_line(&status)));
         first = false;
-        std::thread::sleep(jittered(config.directory.sync_interval));
+        std::thread::sleep(wait);
         // pick up config edits; a broken edit keeps the last good config
         match AgentConfig::load(config_path) {
             Ok(c) => {
@@ -110,8 +112,36 @@ pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
     }
 }
 
+/// The IdP's Retry-After, when longer than the interval, is waited out (a
+/// throttled fleet that came back every interval anyway would stay
+/// throttled); at most a day.
+fn wait_after_failure(interval: Duration, retry_after: Option<Duration>) -> Duration {
+    let most = Duration::from_secs(24 * 3600);
+    retry_after.map_or(interval, |after| interval.max(after.min(most)))
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_longer_retry_after_is_waited_out() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(super::wait_after_failure(minute, None), minute);
+        assert_eq!(
+            super::wait_after_failure(minute, Some(Duration::from_secs(5))),
+            minute
+        );
+        assert_eq!(
+            super::wait_after_failure(minute, Some(Duration::from_secs(600))),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            super::wait_after_failure(minute, Some(Duration::from_secs(10 * 86_400))),
+            Duration::from_secs(86_400)
+        );
+    }
+
     #[test]
     fn jitter_stays_within_ten_percent() {
         for _ in 0..100 {

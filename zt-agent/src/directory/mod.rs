@@ -1,9 +1,17 @@
 //! The directory: people and groups as the IdP has them. Every connector maps
 //! its API into `Directory`; the `file` source reads it from JSON.
 
+pub mod api;
+pub mod collect;
+pub mod entra;
 pub mod error;
 pub mod file;
+pub mod google;
+pub mod keycloak;
 pub mod nesting;
+pub mod oauth;
+pub mod okta;
+pub mod scim;
 
 use std::collections::{BTreeMap, HashMap};
 

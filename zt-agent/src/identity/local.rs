@@ -53,9 +53,13 @@ pub fn is_reserved(name: &str) -> bool {
 /// The system group that may read the private file.
 pub const ZT_GROUP: &str = "zt";
 
+fn read_lossy(path: &Path) -> std::io::Result<String> {
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
 /// The gid of `<root>/etc/group`'s `zt` group, if it has one.
 pub fn zt_gid(root: &Path) -> Option<u32> {
-    let group = std::fs::read_to_string(root.join("etc/group")).ok()?;
+    let group = read_lossy(&root.join("etc/group")).ok()?;
     let mut l = LocalAccounts::default();
     l.add_files("", &group);
     l.zt_gid
@@ -83,14 +87,17 @@ pub struct LocalAccounts {
 
 impl LocalAccounts {
     /// Reads `<root>/etc/{passwd,group,subuid,subgid}`. passwd and group must be readable.
+    /// A byte that is not UTF-8 (a Latin-1 gecos from an old `chfn`) is replaced, never
+    /// an error: one odd byte must not stop every sync. Names zt hands out are
+    /// ASCII, so a replaced byte cannot hide a clash.
     pub fn load(root: &Path) -> std::io::Result<LocalAccounts> {
         let etc = root.join("etc");
-        let passwd = std::fs::read_to_string(etc.join("passwd"))?;
-        let group = std::fs::read_to_string(etc.join("group"))?;
+        let passwd = read_lossy(&etc.join("passwd"))?;
+        let group = read_lossy(&etc.join("group"))?;
         let mut l = LocalAccounts::default();
         l.add_files(&passwd, &group);
         for f in ["subuid", "subgid"] {
-            if let Ok(text) = std::fs::read_to_string(etc.join(f)) {
+            if let Ok(text) = read_lossy(&etc.join(f)) {
                 l.add_sub_ranges(&text);
             }
         }
@@ -229,6 +236,22 @@ impl<'a> HostNames<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_that_is_not_utf8_does_not_stop_the_read() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            b"bob:x:1000:1000:Jos\xe9,,,:/home/bob:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("etc/group"), b"adm:x:4:bob\nzt:x:990:\n").unwrap();
+        let l = LocalAccounts::load(d.path()).unwrap();
+        assert!(l.user_names.contains("bob") && l.uids.contains(&1000));
+        assert_eq!(l.gid_by_group.get("adm"), Some(&4));
+        assert_eq!(zt_gid(d.path()), Some(990));
+    }
 
     #[test]
     fn names_and_ids_from_files() {

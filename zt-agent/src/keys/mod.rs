@@ -6,14 +6,15 @@
 //! previous private file had, so tokens keep verifying; an issuer never
 //! fetched is published with no keys. Both are logged.
 
-pub mod http;
-
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use zt_snapshot::{IssuerEntry, KeyEntry, Private};
 
 use crate::config::{AgentConfig, IssuerSpec, KeySource};
-pub use http::Http;
+pub use crate::http::Http;
+
+/// Bound on a key or discovery document: a JWKS is a few KiB.
+pub const MAX_RESPONSE: u64 = 1024 * 1024;
 
 /// Keys kept per issuer; Cloudflare publishes two, IdPs a handful.
 pub const MAX_KEYS: usize = 32;
@@ -249,9 +250,37 @@ pub fn parse_discovery(body: &[u8], iss: &str, origin: &str) -> Result<String, K
 pub fn fetch(http: &Http, spec: &IssuerSpec) -> Result<Vec<KeyEntry>, KeysError> {
     let jwks_url = match &spec.keys {
         KeySource::Jwks(url) => url.clone(),
-        KeySource::Discovery(url) => parse_discovery(&http.get(url)?, &spec.iss, url)?,
+        KeySource::Discovery(url) => parse_discovery(&get(http, url)?, &spec.iss, url)?,
     };
-    parse_jwks(&http.get(&jwks_url)?, &jwks_url)
+    parse_jwks(&get(http, &jwks_url)?, &jwks_url)
+}
+
+/// GETs `url` (already checked by `config::check_key_url`): 200 and at
+/// most `MAX_RESPONSE` bytes, or a typed error naming the URL.
+pub fn get(http: &Http, url: &str) -> Result<Vec<u8>, KeysError> {
+    crate::config::check_key_url(url).map_err(|why| KeysError::new(KeysFailure::Refused, why))?;
+    let unavailable = |what: String| KeysError::new(KeysFailure::Unavailable, what);
+    let mut response = http
+        .agent()
+        .get(url)
+        .header("Accept", "application/json")
+        .call()
+        .map_err(|e| unavailable(format!("GET {url}: {e}")))?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(unavailable(format!("GET {url}: HTTP {status}")));
+    }
+    response
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE)
+        .read_to_vec()
+        .map_err(|e| {
+            KeysError::new(
+                KeysFailure::Malformed,
+                format!("GET {url}: reading the body (at most {MAX_RESPONSE} bytes): {e}"),
+            )
+        })
 }
 
 /// One issuer's fetch result.
@@ -267,7 +296,7 @@ pub fn fetch_all(config: &AgentConfig) -> Vec<Fetched> {
     if config.issuer_specs.is_empty() {
         return Vec::new();
     }
-    let http = Http::new(&config.http);
+    let http = Http::new(&config.http).map_err(|e| KeysError::new(KeysFailure::Refused, e));
     config
         .issuer_specs
         .iter()
@@ -348,6 +377,13 @@ pub fn issuer_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_off_loopback_is_never_requested() {
+        let http = Http::new(&crate::config::HttpConfig::default()).unwrap();
+        let e = get(&http, "http://192.0.2.1/jwks").unwrap_err();
+        assert_eq!(e.kind, KeysFailure::Refused);
+    }
 
     /// 2048 bits: 342 base64url characters, the first with its top bit set.
     fn n_of(chars: usize) -> String {

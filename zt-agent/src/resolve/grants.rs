@@ -150,19 +150,13 @@ pub fn grants(
 /// means a grant of that group needs `allow_privileged`.
 pub fn sudoers_groups(main: &Path, dir: &Path, own_file: &str) -> SudoersGroups {
     let mut texts = Vec::new();
-    if let Ok(t) = std::fs::read_to_string(main) {
-        texts.push(t);
-    }
-    if let Ok(dir) = std::fs::read_dir(dir) {
-        for e in dir.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            // sudo skips names with '.' or ending in '~'
-            if name == own_file || name.contains('.') || name.ends_with('~') {
-                continue;
-            }
-            if let Ok(t) = std::fs::read_to_string(e.path()) {
-                texts.push(t);
-            }
+    let mut seen = HashSet::new();
+    read_sudoers(main, dir, own_file, &mut texts, &mut seen, 0);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            read_sudoers(&f, dir, own_file, &mut texts, &mut seen, 0);
         }
     }
     let mut out = SudoersGroups::default();
@@ -193,6 +187,55 @@ pub fn sudoers_groups(main: &Path, dir: &Path, own_file: &str) -> SudoersGroups 
         }
     }
     out
+}
+
+/// Reads one sudoers file (not UTF-8 bytes replaced) and what it includes
+/// (`@include`/`#include` files, `@includedir`/`#includedir` directories, as
+/// sudo would: names with `.` or ending in `~` skipped), at most 8 deep.
+fn read_sudoers(
+    path: &Path,
+    zt_dir: &Path,
+    own_file: &str,
+    texts: &mut Vec<String>,
+    seen: &mut HashSet<std::path::PathBuf>,
+    depth: usize,
+) {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let skipped = |n: &str| n.contains('.') || n.ends_with('~');
+    if depth > 8
+        || !seen.insert(path.to_path_buf())
+        || (path.parent() == Some(zt_dir) && name.as_deref() == Some(own_file))
+        || (depth > 0 || path.parent() == Some(zt_dir)) && name.as_deref().is_some_and(skipped)
+    {
+        return;
+    }
+    let Ok(bytes) = std::fs::read(path) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(directive), Some(target)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let target = Path::new(target);
+        match directive {
+            "@include" | "#include" => {
+                read_sudoers(target, zt_dir, own_file, texts, seen, depth + 1)
+            }
+            "@includedir" | "#includedir" if target != zt_dir => {
+                if let Ok(entries) = std::fs::read_dir(target) {
+                    let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+                    files.sort();
+                    for f in files {
+                        read_sudoers(&f, zt_dir, own_file, texts, seen, depth + 1);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    texts.push(text);
 }
 
 #[cfg(test)]
@@ -287,12 +330,23 @@ mod tests {
         .unwrap();
         std::fs::write(d.path().join("etc/sudoers.d/zt"), "%sre ALL=(ALL) ALL\n").unwrap();
         std::fs::write(d.path().join("etc/sudoers.d/x.bak"), "%bak ALL=(ALL) ALL\n").unwrap();
+        // an include outside sudoers.d, with a byte that is not UTF-8
+        std::fs::write(
+            d.path().join("extra"),
+            b"%extraadm ALL=(ALL) ALL # caf\xe9\n",
+        )
+        .unwrap();
+        let mut main = std::fs::read(d.path().join("etc/sudoers")).unwrap();
+        main.extend_from_slice(
+            format!("@include {}\n", d.path().join("extra").display()).as_bytes(),
+        );
+        std::fs::write(d.path().join("etc/sudoers"), main).unwrap();
         let found = sudoers_groups(
             &d.path().join("etc/sudoers"),
             &d.path().join("etc/sudoers.d"),
             "zt",
         );
-        let want: HashSet<String> = ["sudo", "ops", "web"].map(String::from).into();
+        let want: HashSet<String> = ["sudo", "ops", "web", "extraadm"].map(String::from).into();
         assert_eq!(found.names, want);
         assert_eq!(found.gids, HashSet::from([1400]));
         let (g, problems) = grants(

@@ -34,6 +34,57 @@ pub struct Rendered {
     pub lines: Vec<(usize, String)>,
     /// Rules left out and why.
     pub problems: Vec<String>,
+    /// The header the text starts with.
+    pub header: String,
+    /// The rules, in order: `text` is `header` followed by each block's text.
+    pub blocks: Vec<Block>,
+}
+
+/// One rule of the file: a blank line, its comment, its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// Where the rule is written in the config.
+    pub at: String,
+    /// The rule's first word, `%group`.
+    pub group: String,
+    pub text: String,
+}
+
+/// The rule blocks of a file this module wrote (the header is everything
+/// before the first blank line): the header and each `%group` line with the
+/// comment above it. None for text that is not UTF-8.
+pub fn parse(text: &[u8]) -> Option<(String, Vec<Block>)> {
+    let text = std::str::from_utf8(text).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let header_end = lines
+        .iter()
+        .position(|l| l.is_empty())
+        .unwrap_or(lines.len());
+    let header: String = lines[..header_end]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut blocks = Vec::new();
+    for (i, line) in lines.iter().enumerate().skip(header_end) {
+        if !line.starts_with('%') {
+            continue;
+        }
+        let comment = lines[..i].last().filter(|c| c.starts_with("# "));
+        blocks.push(Block {
+            at: String::new(),
+            group: group_of(line).to_string(),
+            text: match comment {
+                Some(c) => format!("\n{c}\n{line}\n"),
+                None => format!("\n{line}\n"),
+            },
+        });
+    }
+    Some((header, blocks))
+}
+
+/// The `%group` word a rule line starts with.
+pub fn group_of(line: &str) -> &str {
+    line.split_whitespace().next().unwrap_or_default()
 }
 
 impl Rendered {
@@ -80,6 +131,7 @@ pub fn render(
          # comes from the directory (libnss_zt), so membership changes need no rewrite.\n",
         comment_safe(origin)
     );
+    out.header = text.clone();
     let mut line = text.lines().count();
     let mut any = false;
     for r in rules {
@@ -99,12 +151,18 @@ pub fn render(
             ));
             continue;
         }
-        text.push_str(&format!(
-            "\n# {}: IdP group {}\n{}\n",
+        let rule_line = rule::render(name, &r.rights);
+        let block = format!(
+            "\n# {}: IdP group {}\n{rule_line}\n",
             comment_safe(&r.at),
             comment_safe(&r.group_id),
-            rule::render(name, &r.rights)
-        ));
+        );
+        text.push_str(&block);
+        out.blocks.push(Block {
+            at: r.at.clone(),
+            group: group_of(&rule_line).to_string(),
+            text: block,
+        });
         line += 3;
         out.lines.push((line, r.at.clone()));
         any = true;
@@ -211,6 +269,25 @@ mod tests {
                 "{l:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_written_file_parses_back_into_its_blocks() {
+        let r = render(
+            "/etc/zt/agent.toml",
+            &rules(),
+            &published(&[("g-sre", "sre"), ("g-app", "app-ops")]),
+            &HashSet::new(),
+        );
+        let text = r.text.clone().unwrap();
+        let (header, blocks) = parse(text.as_bytes()).unwrap();
+        assert_eq!(header, r.header);
+        let texts: Vec<&str> = blocks.iter().map(|b| b.text.as_str()).collect();
+        let want: Vec<&str> = r.blocks.iter().map(|b| b.text.as_str()).collect();
+        assert_eq!(texts, want);
+        assert_eq!(blocks[1].group, "%app-ops");
+        let joined: String = std::iter::once(header.as_str()).chain(texts).collect();
+        assert_eq!(joined, text);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::file::{MARK, Rendered};
+use std::collections::HashSet;
+
+use super::file::{self, Block, MARK, Rendered};
 
 /// The installed file's name in the sudoers directory.
 pub const FILE_NAME: &str = "zt";
@@ -93,8 +95,16 @@ pub fn apply(target: &Target, rendered: &Rendered) -> Result<Outcome, String> {
         Some(v) => v.clone(),
         None => match VISUDO.iter().map(Path::new).find(|p| p.exists()) {
             Some(v) => v.to_path_buf(),
-            // sudo removed but not purged: its directory stays behind
-            None if !SUDO.iter().any(|p| Path::new(p).exists()) => return Ok(Outcome::NoSudo),
+            // sudo removed but not purged: its directory stays behind. zt's
+            // own file goes (removing needs no check), so a sudo installed
+            // later starts from the rules of that day, not these.
+            None if !SUDO.iter().any(|p| Path::new(p).exists()) => {
+                if installed.is_some() && ours {
+                    std::fs::remove_file(&path)
+                        .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+                }
+                return Ok(Outcome::NoSudo);
+            }
             None => {
                 return Err(format!(
                     "{} exists but visudo was not found ({}): the rules cannot be checked, so \
@@ -105,27 +115,66 @@ pub fn apply(target: &Target, rendered: &Rendered) -> Result<Outcome, String> {
             }
         },
     };
-    if let Err(why) = install_checked(&visudo, &temp, &path, text, rendered) {
-        // Withdrawals must not wait for the config to be fixed: a rule the
-        // config no longer gives goes now, whatever else is wrong. What is
-        // left is a subset of a file visudo accepted before.
-        if let Some(kept) = installed
-            .as_ref()
-            .and_then(|i| previous_rules_still_given(&i.text, text))
-            && install_checked(&visudo, &temp, &path, &kept, &Rendered::default()).is_ok()
-        {
-            return Err(format!(
-                "{why}; from {} the rules the config no longer gives were withdrawn, the \
-                 others stay in force as they were",
-                path.display()
-            ));
-        }
-        return Err(format!(
+    let Err(why) = install_checked(&visudo, &temp, &path, text, rendered) else {
+        return Ok(Outcome::Installed);
+    };
+    // Which rules does visudo refuse? Checked one by one, only on this path.
+    let refused: Vec<&Block> = rendered
+        .blocks
+        .iter()
+        .filter(|b| {
+            let alone = format!("{}{}", rendered.header, b.text);
+            write_temp(&temp, &alone).is_err() || {
+                let bad = check(&visudo, &temp, &Rendered::default()).is_err();
+                let _ = std::fs::remove_file(&temp);
+                bad
+            }
+        })
+        .collect();
+    let unchanged = || {
+        Err(format!(
             "{why}; {} is unchanged (the previous rules stay in force)",
             path.display()
-        ));
+        ))
+    };
+    if refused.is_empty() {
+        // only the combination fails: nothing to single out
+        return unchanged();
     }
-    Ok(Outcome::Installed)
+    // Everything else applies now, withdrawals included; the groups of refused
+    // rules keep what the installed file gave them until the config is fixed.
+    let previous = installed
+        .as_ref()
+        .and_then(|i| file::parse(&i.text))
+        .map(|(_, blocks)| blocks)
+        .unwrap_or_default();
+    let mut kept_groups = HashSet::new();
+    let mut fallback = rendered.header.clone();
+    for b in &rendered.blocks {
+        if !refused.iter().any(|r| std::ptr::eq(*r, b)) {
+            fallback.push_str(&b.text);
+        } else if kept_groups.insert(b.group.as_str()) {
+            for p in previous.iter().filter(|p| p.group == b.group) {
+                if !fallback.contains(&p.text) {
+                    fallback.push_str(&p.text);
+                }
+            }
+        }
+    }
+    if installed
+        .as_ref()
+        .is_some_and(|i| i.text == fallback.as_bytes())
+    {
+        return unchanged();
+    }
+    match install_checked(&visudo, &temp, &path, &fallback, &Rendered::default()) {
+        Ok(()) => Err(format!(
+            "{why}; the other rules were installed in {}, and the refused rules' groups keep \
+             the rules the previous file gave them",
+            path.display()
+        )),
+        Err(_) => unchanged(),
+    }
 }
 
 /// How many rules zt's installed file holds (0 when there is none, or it is
@@ -169,49 +218,6 @@ fn install_checked(
         tracing::warn!("{} installed, but {e}", path.display());
     }
     Ok(())
-}
-
-/// The previous file without the rules of groups `new_text` gives no rule at
-/// all any more (each rule kept with its comment line), when that withdraws
-/// at least one; None when nothing would go. A group whose rule was edited
-/// keeps its previous rule until the edit passes visudo. Rule lines are the
-/// ones starting with `%` (the first word names the group); the header is
-/// everything before the first blank line.
-fn previous_rules_still_given(previous: &[u8], new_text: &str) -> Option<String> {
-    let previous = std::str::from_utf8(previous).ok()?;
-    let group = |l: &str| l.split_whitespace().next().unwrap_or_default().to_string();
-    let wanted: std::collections::HashSet<String> = new_text
-        .lines()
-        .filter(|l| l.starts_with('%'))
-        .map(group)
-        .collect();
-    let lines: Vec<&str> = previous.lines().collect();
-    let header_end = lines
-        .iter()
-        .position(|l| l.is_empty())
-        .unwrap_or(lines.len());
-    let mut out: String = lines[..header_end]
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let (mut had, mut kept) = (0, 0);
-    for (i, line) in lines.iter().enumerate().skip(header_end) {
-        if !line.starts_with('%') {
-            continue;
-        }
-        had += 1;
-        if wanted.contains(&group(line)) {
-            kept += 1;
-            out.push('\n');
-            if i > 0 && lines[i - 1].starts_with("# ") {
-                out.push_str(lines[i - 1]);
-                out.push('\n');
-            }
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    (kept < had).then_some(out)
 }
 
 /// The sudoers directory must be a real directory only root can write to
@@ -454,58 +460,97 @@ mod tests {
         assert_eq!(apply(&t, &Rendered::default()), Ok(Outcome::Unchanged));
     }
 
+    /// `rules`: (group id, rule) pairs, rendered for groups g -> sre, h -> ops, i -> dev.
+    fn rendered_rules(rules: &[(&str, &str)]) -> Rendered {
+        let rules: Vec<SudoRule> = rules
+            .iter()
+            .enumerate()
+            .map(|(n, (group, rule))| SudoRule {
+                at: format!("agent.toml:{}", 10 + n),
+                group_id: group.to_string(),
+                rights: Rights::Line(rule.to_string()),
+            })
+            .collect();
+        file::render(
+            "/etc/zt/agent.toml",
+            &rules,
+            &HashMap::from([
+                ("g".to_string(), "sre".to_string()),
+                ("h".to_string(), "ops".to_string()),
+                ("i".to_string(), "dev".to_string()),
+            ]),
+            &HashSet::new(),
+        )
+    }
+
+    const BROKEN: &str = "ALL=(ALL) NOPASSWD ALL";
+
     #[test]
-    fn a_refused_rule_never_holds_back_the_withdrawal_of_another() {
+    fn a_refused_rule_never_holds_back_the_other_changes() {
         let Some(_) = visudo() else {
             eprintln!("skipped: needs root and visudo");
             return;
         };
-        let two = |second: &str, second_group: &str| {
-            file::render(
-                "/etc/zt/agent.toml",
-                &[
-                    SudoRule {
-                        at: "agent.toml:9".into(),
-                        group_id: "g".into(),
-                        rights: Rights::Line("ALL=(ALL:ALL) ALL".into()),
-                    },
-                    SudoRule {
-                        at: "agent.toml:12".into(),
-                        group_id: second_group.into(),
-                        rights: Rights::Line(second.into()),
-                    },
-                ],
-                &HashMap::from([
-                    ("g".to_string(), "sre".to_string()),
-                    ("h".to_string(), "ops".to_string()),
-                    ("i".to_string(), "dev".to_string()),
-                ]),
-                &HashSet::new(),
-            )
-        };
         let d = tempfile::tempdir().unwrap();
         let t = target(d.path());
         let path = d.path().join(FILE_NAME);
-        assert_eq!(
-            apply(&t, &two("ALL=(root) /usr/bin/id", "h")),
-            Ok(Outcome::Installed)
-        );
-        // the ops rule leaves the config and a broken dev rule comes in: ops goes at
-        // once, sre stays as it was, the broken rule is not installed
-        let e = apply(&t, &two("ALL=(ALL) NOPASSWD ALL", "i")).unwrap_err();
+        let read = || std::fs::read_to_string(&path).unwrap();
+        let first = rendered_rules(&[
+            ("g", "ALL=(ALL:ALL) ALL"),
+            ("g", "ALL=(root) /usr/bin/id"),
+            ("h", "ALL=(root) /usr/bin/uptime"),
+        ]);
+        assert_eq!(apply(&t, &first), Ok(Outcome::Installed));
+
+        // sre's broad rule is removed and dev gets a broken one: the removal applies
+        // at once, dev gets nothing, ops is as it was
+        let e = apply(
+            &t,
+            &rendered_rules(&[
+                ("g", "ALL=(root) /usr/bin/id"),
+                ("h", "ALL=(root) /usr/bin/uptime"),
+                ("i", BROKEN),
+            ]),
+        )
+        .unwrap_err();
         assert!(
-            e.contains("agent.toml:12") && e.contains("withdrawn"),
+            e.contains("agent.toml:12") && e.contains("other rules were installed"),
             "{e}"
         );
-        let now = std::fs::read_to_string(&path).unwrap();
+        let now = read();
         assert!(now.starts_with(MARK), "{now}");
-        assert!(now.contains("%sre ALL=(ALL:ALL) ALL"), "{now}");
-        assert!(!now.contains("%ops") && !now.contains("%dev"), "{now}");
-        assert!(now.contains("# agent.toml:9: IdP group g"), "{now}");
-        // nothing left to withdraw: unchanged
-        let e = apply(&t, &two("ALL=(ALL) NOPASSWD ALL", "i")).unwrap_err();
+        assert!(!now.contains("(ALL:ALL) ALL"), "{now}");
+        assert!(now.contains("%sre ALL=(root) /usr/bin/id"), "{now}");
+        assert!(now.contains("%ops ALL=(root) /usr/bin/uptime"), "{now}");
+        assert!(!now.contains("%dev"), "{now}");
+
+        // ops' rule is edited into a broken one while sre's is narrowed further:
+        // sre's edit applies, ops keeps its previous rule
+        let e = apply(
+            &t,
+            &rendered_rules(&[("g", "ALL=(root) /usr/bin/id -u"), ("h", BROKEN)]),
+        )
+        .unwrap_err();
+        assert!(e.contains("agent.toml:11"), "{e}");
+        let now = read();
+        assert!(now.contains("%sre ALL=(root) /usr/bin/id -u\n"), "{now}");
+        assert!(!now.contains("/usr/bin/id\n"), "{now}");
+        assert!(now.contains("%ops ALL=(root) /usr/bin/uptime"), "{now}");
+        let o = Command::new(visudo().unwrap())
+            .arg("-cf")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+
+        // the same again: nothing to change, the file stays byte for byte
+        let e = apply(
+            &t,
+            &rendered_rules(&[("g", "ALL=(root) /usr/bin/id -u"), ("h", BROKEN)]),
+        )
+        .unwrap_err();
         assert!(e.contains("unchanged"), "{e}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), now);
+        assert_eq!(read(), now);
     }
 
     #[test]

@@ -56,10 +56,18 @@ pub fn group_source_dynamic(path: &std::path::Path) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else {
         return false;
     };
-    // the last setting wins
+    // as sudo reads it: keywords and values in any case, exactly three words,
+    // an unknown value ignored, the last valid setting wins
     text.lines()
         .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
-            ["Set", "group_source", value, ..] => Some(value == "dynamic"),
+            [set, key, value]
+                if set.eq_ignore_ascii_case("set") && key.eq_ignore_ascii_case("group_source") =>
+            {
+                let value = value.to_ascii_lowercase();
+                ["static", "dynamic", "adaptive"]
+                    .contains(&value.as_str())
+                    .then(|| value == "dynamic")
+            }
             _ => None,
         })
         .next_back()
@@ -154,6 +162,16 @@ mod tests {
         assert!(group_source_dynamic(&conf));
         std::fs::write(&conf, "Set group_source dynamic\nSet group_source static\n").unwrap();
         assert!(!group_source_dynamic(&conf), "the last one wins");
+        std::fs::write(&conf, "set GROUP_SOURCE Dynamic\nSet group_source bogus\n").unwrap();
+        assert!(
+            group_source_dynamic(&conf),
+            "case-insensitive; a bad value ignored"
+        );
+        std::fs::write(&conf, "Set group_source dynamic extra\n").unwrap();
+        assert!(
+            !group_source_dynamic(&conf),
+            "sudo ignores a line with extra words"
+        );
         assert!(!group_source_dynamic(&d.path().join("missing")));
 
         let main = d.path().join("sudoers");

@@ -44,6 +44,13 @@ pub fn check_line(rule: &str) -> Result<(), String> {
     if trimmed.ends_with('\\') {
         return Err("ends with a backslash, which would continue it onto the next rule".into());
     }
+    if rule.split_whitespace().any(|w| w.starts_with('#')) {
+        return Err(
+            "has a '#' after a space: sudoers reads the rest of the line as a comment (a command \
+             would lose its arguments and allow any); write runas ids as (alice,#1000)"
+                .into(),
+        );
+    }
     if trimmed.starts_with(',') {
         return Err(
             "starts with ',', which would add more users to the rule; name the group only".into(),
@@ -140,8 +147,8 @@ fn split_command(command: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// A command as sudoers wants it: the arguments' `,` `:` `=` `\` escaped
-/// (they are sudoers syntax), and a leading `^` escaped (it would make the
+/// A command as sudoers wants it: the arguments' `,` `:` `=` `\` `#` escaped
+/// (they are sudoers syntax; `#` starts a comment), and a leading `^` escaped (it would make the
 /// arguments a regular expression). Wildcards stay: an admin who writes `*`
 /// means it.
 fn command_text(command: &str) -> String {
@@ -154,7 +161,9 @@ fn command_text(command: &str) -> String {
         out.push('\\');
     }
     for c in args.chars() {
-        if matches!(c, ',' | ':' | '=' | '\\') {
+        // '#' after a space would start a comment: the command would lose
+        // its arguments and allow any
+        if matches!(c, ',' | ':' | '=' | '\\' | '#') {
             out.push('\\');
         }
         out.push(c);
@@ -212,6 +221,7 @@ mod tests {
             ("ALL=(ALL) ALL\r", "control character"),
             ("ALL=(ALL) ALL \\", "backslash"),
             (", bob ALL=(ALL) NOPASSWD: ALL", "more users"),
+            ("ALL=(root) NOPASSWD: /usr/bin/cat #x", "comment"),
             ("  ,bob ALL=(ALL) ALL", "more users"),
             ("ALL", "no '='"),
         ] {
@@ -281,6 +291,7 @@ mod tests {
                     "/usr/bin/journalctl -u app".into(),
                     "/usr/bin/env A=1,B:2\\x".into(),
                     "/usr/bin/grep ^root /etc/passwd".into(),
+                    "/usr/bin/cat #x".into(),
                 ],
                 authenticate: false,
             },
@@ -289,7 +300,7 @@ mod tests {
             line,
             "%app-ops ALL=(root) NOPASSWD: /usr/bin/systemctl restart app, \
              /usr/bin/journalctl -u app, /usr/bin/env A\\=1\\,B\\:2\\\\x, \
-             /usr/bin/grep \\^root /etc/passwd"
+             /usr/bin/grep \\^root /etc/passwd, /usr/bin/cat \\#x"
         );
         let line = render(
             "dev",

@@ -1,0 +1,200 @@
+//! Gathering a connector's answers into a [`Directory`], one entry at a time:
+//! an entry that does not map (no id, no email, a wrong type) is left out
+//! with a problem, never fails the sync; the listing as a whole still must be
+//! complete, which the connectors check before they get here.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::{DirectoryError, DirectoryFailure};
+use super::{DirGroup, DirUser, Directory, MAX_ENTRY_PROBLEMS};
+
+/// Bound on the people one sync keeps: far above any organisation a host
+/// serves, low enough that a hostile IdP cannot exhaust the agent's memory.
+pub const MAX_USERS: usize = 1_000_000;
+/// Bound on the groups one sync keeps (configured ones and those nested in them).
+pub const MAX_GROUPS: usize = 100_000;
+
+#[derive(Default)]
+pub struct Collected {
+    users: BTreeMap<String, DirUser>,
+    groups: BTreeMap<String, DirGroup>,
+    failed: Vec<(String, bool)>,
+    problems: Vec<String>,
+    more_problems: usize,
+}
+
+/// What can be salvaged from an entry that did not map: its id and whether it
+/// said it was disabled, so the removal guard treats it as present (and a
+/// disable applies).
+#[derive(Deserialize)]
+struct Salvage {
+    #[serde(default)]
+    id: Option<String>,
+    /// Graph
+    #[serde(default, rename = "accountEnabled")]
+    account_enabled: Option<serde_json::Value>,
+    /// SCIM
+    #[serde(default)]
+    active: Option<serde_json::Value>,
+    /// Keycloak
+    #[serde(default)]
+    enabled: Option<serde_json::Value>,
+}
+
+impl Collected {
+    pub fn problem(&mut self, message: String) {
+        if self.problems.len() < MAX_ENTRY_PROBLEMS {
+            self.problems.push(message);
+        } else {
+            self.more_problems += 1;
+        }
+    }
+
+    /// Keeps `user` (the first answer wins when listings overlap).
+    pub fn user(&mut self, user: DirUser) -> Result<(), DirectoryError> {
+        if self.users.len() >= MAX_USERS && !self.users.contains_key(&user.id) {
+            return Err(too_many("people", MAX_USERS));
+        }
+        self.users.entry(user.id.clone()).or_insert(user);
+        Ok(())
+    }
+
+    pub fn has_user(&self, id: &str) -> bool {
+        self.users.contains_key(id)
+    }
+
+    /// Was an entry with this id left out (did not map)?
+    pub fn was_left_out(&self, id: &str) -> bool {
+        self.failed.iter().any(|(f, _)| f == id)
+    }
+
+    pub fn group(&mut self, group: DirGroup) -> Result<(), DirectoryError> {
+        if self.groups.len() >= MAX_GROUPS && !self.groups.contains_key(&group.id) {
+            return Err(too_many("groups", MAX_GROUPS));
+        }
+        self.groups.insert(group.id.clone(), group);
+        Ok(())
+    }
+
+    /// An entry of a `what` listing that did not map, because of `why`.
+    pub fn left_out(&mut self, what: &str, raw: &RawValue, why: &str) {
+        let salvage = serde_json::from_str::<Salvage>(raw.get()).ok();
+        let id = salvage
+            .as_ref()
+            .and_then(|s| s.id.clone())
+            .filter(|id| !id.is_empty());
+        let disabled = salvage.as_ref().is_some_and(|s| {
+            [&s.account_enabled, &s.active, &s.enabled]
+                .iter()
+                .any(|v| matches!(v, Some(serde_json::Value::Bool(false))))
+        });
+        match id {
+            Some(id) => {
+                self.problem(format!("{what} {id:?} left out: {why}"));
+                self.failed.push((id, disabled));
+            }
+            None => self.problem(format!("a {what} without an id left out: {why}")),
+        }
+    }
+
+    /// As [`Self::left_out`], for an entry already parsed.
+    pub fn left_out_id(&mut self, id: &str, disabled: bool, why: &str) {
+        self.problem(format!("user {id:?} left out: {why}"));
+        self.failed.push((id.to_string(), disabled));
+    }
+
+    pub fn into_directory(self) -> Directory {
+        let mut directory = Directory {
+            users: self.users.into_values().collect(),
+            groups: self.groups.into_values().collect(),
+            problems: self.problems,
+            left_out: BTreeMap::new(),
+        };
+        if self.more_problems > 0 {
+            directory.problems.push(format!(
+                "... and {} more entries left out",
+                self.more_problems
+            ));
+        }
+        directory.drop_ambiguous_entries_with(&self.failed);
+        directory
+    }
+}
+
+fn too_many(what: &str, limit: usize) -> DirectoryError {
+    DirectoryError::new(
+        DirectoryFailure::Malformed,
+        format!("more than {limit} {what} in the configured groups; refusing to go on"),
+    )
+}
+
+/// A directory string that becomes part of a message or the model: no
+/// control characters, bounded.
+pub fn clean(s: &str, max: usize) -> Option<String> {
+    (!s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)).then(|| s.to_string())
+}
+
+/// An IdP's creation time as the model's RFC 3339 UTC seconds
+/// (`2024-02-01T10:00:00Z`): fractions dropped, `+00:00` read as `Z`.
+/// Anything else is None (no creation time beats a wrong one).
+pub fn utc_time(s: &str) -> Option<String> {
+    let s = s
+        .strip_suffix("+00:00")
+        .map_or(s.to_string(), |t| format!("{t}Z"));
+    let t = humantime::parse_rfc3339(&s).ok()?;
+    Some(humantime::format_rfc3339_seconds(t).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn creation_times_normalised() {
+        assert_eq!(
+            utc_time("2024-02-01T10:00:00.123Z").as_deref(),
+            Some("2024-02-01T10:00:00Z")
+        );
+        assert_eq!(
+            utc_time("2024-02-01T10:00:00+00:00").as_deref(),
+            Some("2024-02-01T10:00:00Z")
+        );
+        assert_eq!(utc_time("2024-02-01T10:00:00+02:00"), None);
+        assert_eq!(utc_time("yesterday"), None);
+    }
+
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn an_entry_left_out_keeps_its_id_and_disable() {
+        let mut c = Collected::default();
+        c.left_out(
+            "user",
+            &raw(r#"{"id":"u1","accountEnabled":false,"mail":7}"#),
+            "bad mail",
+        );
+        c.left_out("user", &raw(r#"{"id":"u2","active":true}"#), "no email");
+        c.left_out("user", &raw(r#"[1,2]"#), "not an object");
+        let d = c.into_directory();
+        assert_eq!(d.left_out("u1"), Some(true));
+        assert_eq!(d.left_out("u2"), Some(false));
+        assert_eq!(d.problems.len(), 3, "{:?}", d.problems);
+        assert!(d.problems[2].contains("without an id"));
+    }
+
+    #[test]
+    fn problems_are_bounded() {
+        let mut c = Collected::default();
+        for i in 0..MAX_ENTRY_PROBLEMS + 5 {
+            c.left_out("user", &raw(&format!(r#"{{"id":"u{i}"}}"#)), "x");
+        }
+        let d = c.into_directory();
+        assert_eq!(d.problems.len(), MAX_ENTRY_PROBLEMS + 1);
+        assert!(d.problems.last().unwrap().contains("5 more"));
+    }
+}

@@ -1,0 +1,119 @@
+//! The agent's one HTTP client: ureq with rustls, the proxy from the
+//! environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), the system's CA
+//! bundle plus `[http] ca_file` and bounded timeouts. The key fetches
+//! (`keys`) and the directory connectors (`directory::api`) both use it, each
+//! with its own response size cap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use crate::config::HttpConfig;
+
+/// Bound on connecting (and resolving) to a server.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on one whole request, response body included (the directory
+/// connectors set a longer one per request for their larger pages).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where distributions keep the system's CA bundle.
+const SYSTEM_BUNDLES: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+#[derive(Debug, Clone)]
+pub struct Http {
+    agent: ureq::Agent,
+}
+
+fn pem_certs(bytes: &[u8]) -> Vec<Certificate<'static>> {
+    ureq::tls::parse_pem(bytes)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Http {
+    /// The client for `[http]`. The roots are the system bundle plus every
+    /// certificate of `ca_file` (which must exist and hold at least one); with
+    /// no system bundle, Mozilla's list (webpki-roots), or `ca_file` alone.
+    /// The error names the file and what is wrong with it.
+    pub fn new(config: &HttpConfig) -> Result<Http, String> {
+        let mut roots: Vec<Certificate<'static>> = SYSTEM_BUNDLES
+            .iter()
+            .find_map(|p| std::fs::read(p).ok())
+            .map(|b| pem_certs(&b))
+            .unwrap_or_default();
+        let system_found = !roots.is_empty();
+        if let Some(path) = &config.ca_file {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("[http] ca_file {}: {e}", path.display()))?;
+            let extra = pem_certs(&bytes);
+            if extra.is_empty() {
+                return Err(format!(
+                    "[http] ca_file {}: no PEM certificate in it",
+                    path.display()
+                ));
+            }
+            if !system_found {
+                tracing::warn!(
+                    "no system CA bundle found; trusting only [http] ca_file {}",
+                    path.display()
+                );
+            }
+            roots.extend(extra);
+        }
+        let root_certs = if roots.is_empty() {
+            RootCerts::WebPki
+        } else {
+            RootCerts::Specific(Arc::new(roots))
+        };
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_resolve(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .http_status_as_error(false)
+            // a redirect could leave https or the configured host; key and
+            // directory URLs are configured exactly
+            .max_redirects(0)
+            .proxy(ureq::Proxy::try_from_env())
+            .user_agent(concat!("zt-agent/", env!("CARGO_PKG_VERSION")))
+            .tls_config(TlsConfig::builder().root_certs(root_certs).build())
+            .build();
+        Ok(Http {
+            agent: config.into(),
+        })
+    }
+
+    /// The configured ureq agent, for callers that build their own requests.
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_ca_file_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let missing = HttpConfig {
+            ca_file: Some(t.path().join("missing.pem")),
+        };
+        assert!(Http::new(&missing).unwrap_err().contains("missing.pem"));
+        let empty = t.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = Http::new(&HttpConfig {
+            ca_file: Some(empty),
+        })
+        .unwrap_err();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        Http::new(&HttpConfig::default()).unwrap();
+    }
+}
