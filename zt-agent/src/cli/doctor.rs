@@ -300,13 +300,12 @@ pub fn sshd_effective(effective: &str) -> Vec<Finding> {
             "sshd: AuthorizedPrincipalsCommand is not `zt-agent principals %u`: certificate logins of directory users fail; is /etc/ssh/sshd_config.d/zt.conf there and included by sshd_config?",
         ));
     }
-    let kbd = setting("kbdinteractiveauthentication");
-    let kbd = if kbd.is_empty() {
-        setting("challengeresponseauthentication") // OpenSSH before 8.7
-    } else {
-        kbd
-    };
-    if kbd != "yes" {
+    // OpenSSH before 8.7 prints both, and keyboard-interactive reaches PAM
+    // only when ChallengeResponseAuthentication is yes too; later releases
+    // print only kbdinteractiveauthentication
+    let kbd = setting("kbdinteractiveauthentication") == "yes"
+        && matches!(setting("challengeresponseauthentication"), "" | "yes");
+    if !kbd {
         findings.push(fail(
             "sshd: keyboard-interactive is off: tokens cannot be typed at an SSH prompt",
         ));
@@ -647,10 +646,18 @@ mod tests {
                 .iter()
                 .any(|f| f.level == Level::Warn)
         );
-        let old = "usepam yes\nauthorizedprincipalscommand /usr/sbin/zt-agent principals %u\nchallengeresponseauthentication yes\n";
+        // OpenSSH before 8.7 prints both names; PAM needs both yes
+        let old = format!("{good}challengeresponseauthentication yes\n");
         assert!(
-            sshd_effective(old).iter().all(|f| f.level == Level::Ok),
-            "OpenSSH 7.6 spelling"
+            sshd_effective(&old).iter().all(|f| f.level == Level::Ok),
+            "OpenSSH 8.4 with both on"
+        );
+        let old_off = format!("{good}challengeresponseauthentication no\n");
+        assert!(
+            sshd_effective(&old_off)
+                .iter()
+                .any(|f| f.level == Level::Fail),
+            "OpenSSH 8.4 with ChallengeResponseAuthentication no: no PAM prompt"
         );
         let no_kbd = good.replace(
             "kbdinteractiveauthentication yes",
