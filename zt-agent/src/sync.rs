@@ -502,8 +502,10 @@ fn sync_locked(
             paths.host_root.display()
         ))
     })?;
-    let ids_on_disk = load_ids(state).map_err(SyncError::host)?;
-    let mut ids = ids_on_disk.clone();
+    let mut ids = load_ids(state).map_err(SyncError::host)?;
+    // A fingerprint, not a copy, of what ids.json holds: at 100,000 people a
+    // copy is 17 MB held through the whole sync.
+    let ids_on_disk = fingerprint(&ids);
     // An untrusted file (symlink, foreign owner) counts as absent: it is
     // replaced, never read.
     let read_previous = |name| {
@@ -563,6 +565,10 @@ fn sync_locked(
             resolution.problems.push(held.message());
         }
     }
+    // Both are as large as the directory (100,000 people: ~90 MB) and done
+    // with: let them go before the build, the sync's peak.
+    drop(published_before);
+    drop(directory);
 
     // Issuers and policy are configuration, not directory: added here. A
     // private file that is not the public one's twin still holds the keys
@@ -581,20 +587,27 @@ fn sync_locked(
     let (prev_gen, prev_synced) = previous_view
         .as_ref()
         .map_or((0, 0), |s| (s.generation(), s.synced_at()));
+    // ...nor the generation an orphaned private file carries (a kill between
+    // the renames leaves one newer than the public snapshot)
+    let orphan_gen = previous_private_view.map_or(0, |p| p.generation());
+    // The previous files (31 MB at 100,000 people) are compared by digest so
+    // they need not stay in memory through the build, the sync's peak.
+    let digest = |b: &[u8]| -> [u8; 32] { <sha2::Sha256 as sha2::Digest>::digest(b).into() };
+    let previous_digests = (
+        previous.as_deref().map(digest),
+        previous_private.as_deref().map(digest),
+    );
+    drop((previous, previous_private));
     resolution.content.generation = prev_gen;
     resolution.content.synced_at = prev_synced;
     let mut built = zt_snapshot::build(&resolution.content)
         .map_err(|e| SyncError::host(format!("cannot build snapshot: {e}")))?;
     // Either file changing makes a new generation: the pair is one publication.
-    let changed = previous.as_deref() != Some(built.public.as_slice())
-        || previous_private.as_deref() != Some(built.private.as_slice());
+    let changed = previous_digests != (Some(digest(&built.public)), Some(digest(&built.private)));
     let announced = || state.read_generation().ok().flatten();
     if changed {
         // never reuse a generation readers may have acted on, even if the
         // snapshot it belonged to is now unreadable
-        // ...nor the generation an orphaned private file carries (a kill
-        // between the renames leaves one newer than the public snapshot)
-        let orphan_gen = previous_private_view.map_or(0, |p| p.generation());
         resolution.content.generation = prev_gen.max(announced().unwrap_or(0)).max(orphan_gen) + 1;
         resolution.content.synced_at = status::now();
         built.restamp(resolution.content.generation, resolution.content.synced_at);
@@ -608,7 +621,7 @@ fn sync_locked(
         })?;
 
     // ids first: any uid a reader can see is already remembered.
-    if resolution.ids != ids_on_disk {
+    if fingerprint(&resolution.ids) != ids_on_disk {
         let text = serde_json::to_vec_pretty(&resolution.ids)
             .map_err(|e| SyncError::host(e.to_string()))?;
         state
@@ -648,6 +661,16 @@ fn sync_locked(
         groups: resolution.content.groups.len(),
         resolution,
     })
+}
+
+/// SHA-256 of the ids' JSON form, streamed (no buffer of the whole text).
+fn fingerprint(ids: &IdState) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    // writing into a hasher cannot fail; a serialisation error would make
+    // the fingerprints differ, and ids.json is then simply rewritten
+    let _ = serde_json::to_writer(&mut h, ids);
+    h.finalize().into()
 }
 
 /// Every id and name the published pair shows is handed out: if ids.json was

@@ -62,8 +62,13 @@ pub fn apply(target: &Target, rendered: &Rendered) -> Result<Outcome, String> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Outcome::NoSudo),
         Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
     };
-    check_dir(dir, &meta)?;
     let path = dir.join(FILE_NAME);
+    // No rule and no file of ours: nothing to do, whatever the directory is
+    // like (a host without [[sudo]] never depends on /etc/sudoers.d).
+    if rendered.text.is_none() && std::fs::symlink_metadata(&path).is_err() {
+        return Ok(Outcome::Unchanged);
+    }
+    check_dir(dir, &meta)?;
     let temp = dir.join(TEMP_NAME);
     remove_if_present(&temp)?;
     let installed = read_installed(&path)?;
@@ -582,6 +587,8 @@ mod tests {
         };
         let e = apply(&t, &rendered("ALL=(ALL) ALL")).unwrap_err();
         assert!(e.contains("not group/other writable"), "{e}");
+        // with no rule configured and no file of ours, the directory is not our business
+        assert_eq!(apply(&t, &Rendered::default()), Ok(Outcome::Unchanged));
     }
 
     #[test]
