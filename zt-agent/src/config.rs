@@ -43,6 +43,9 @@ pub struct AgentConfig {
     /// `[[local_groups]]`: existing local groups the members of IdP groups get.
     #[serde(default)]
     pub local_groups: Vec<LocalGroupsConfig>,
+    /// `[monitoring]`: a node_exporter textfile rewritten after every sync.
+    #[serde(default)]
+    pub monitoring: crate::monitoring::MonitoringConfig,
     /// `issuers`, checked and resolved (iss, key source) by `parse`.
     #[serde(skip)]
     pub issuer_specs: Vec<IssuerSpec>,

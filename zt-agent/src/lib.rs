@@ -15,6 +15,8 @@ pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod logging;
+pub mod monitoring;
+pub mod notify;
 pub mod outcome;
 pub mod resolve;
 pub mod status;

@@ -1,5 +1,6 @@
-//! The command line: `run`, `sync --once`, `status`, `lookup`, `principals`, `keys`.
+//! The command line: `run`, `sync --once`, `status`, `doctor`, `lookup`, `principals`, `keys`.
 
+pub mod doctor;
 mod lookup;
 pub mod release;
 mod run;
@@ -60,7 +61,15 @@ enum Command {
         detailed_exitcodes: bool,
     },
     /// Snapshot age and counts, the last sync's outcome and who was skipped.
-    Status,
+    Status {
+        /// One JSON object for monitoring (same health verdict and exit code).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check this host end to end (nsswitch, PAM stacks of sshd and sudo,
+    /// sshd -T, CA file, snapshot age, clock, sudoers, IdP and key endpoints)
+    /// and say what to fix. Exit 0 only when all is well.
+    Doctor,
     /// What NSS answers for a name, email or uid, and why someone is missing.
     Lookup { key: String },
     /// Free a held user name so the next sync may give it to someone else.
@@ -104,6 +113,7 @@ pub fn main() -> ExitCode {
                 }
             };
             let result = crate::sync::sync(&config, &paths, force);
+            crate::monitoring::after_sync(&config.monitoring, &paths.state_dir);
             match &result {
                 Ok(r) => {
                     let what = match r.completed {
@@ -132,7 +142,9 @@ pub fn main() -> ExitCode {
             }
             outcome::exit(&result.map(|r| r.completed), detailed_exitcodes)
         }
-        Command::Status => status::status(&paths),
+        Command::Status { json: false } => status::status(&paths),
+        Command::Status { json: true } => status::status_json(&paths),
+        Command::Doctor => doctor::doctor(&cli.config, &paths),
         Command::Lookup { key } => lookup::lookup(&cli.config, &paths, &key),
         Command::Release { name } => release::release(&paths, &name),
         Command::Principals { .. } | Command::Keys { .. } => unreachable!("answered above"),

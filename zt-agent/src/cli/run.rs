@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::AgentConfig;
 use crate::control::{self, Refresher};
+use crate::notify;
 use crate::outcome::{Completed, SyncError};
 use crate::sync::{self, Paths, Report};
 
@@ -21,6 +22,16 @@ fn jittered(interval: Duration) -> Duration {
     h.write_u64(std::process::id() as u64);
     let r = h.finish() % 2001; // 0..=2000 -> -10%..+10%
     interval.mul_f64(0.9 + r as f64 / 10000.0)
+}
+
+/// A fresh install: the packaged agent.toml names a directory file nobody has
+/// written yet.
+fn not_configured(config: &AgentConfig) -> bool {
+    config
+        .directory
+        .path
+        .as_ref()
+        .is_some_and(|path| !path.exists())
 }
 
 pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
@@ -46,23 +57,47 @@ pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
             run_dir.display()
         ),
     }
+    // Ready once the control socket is up: lookups and logins never wait for
+    // the agent (they read the last snapshot), and the first sync may take
+    // the key servers' whole timeouts, which must not fail the start.
+    notify::notify("READY=1\nSTATUS=first sync");
     let mut config = config;
+    let mut first = true;
     loop {
         let mut wait = jittered(config.directory.sync_interval);
-        match guarded(|| sync::sync(&config, paths, false)) {
-            Ok(r) => match r.completed {
-                Completed::Published => {}
-                Completed::Unchanged => tracing::debug!("no change (generation {})", r.generation),
-                Completed::HeldBack => tracing::warn!(
-                    "removals held back; everything else published (generation {})",
-                    r.generation
-                ),
-            },
+        let status = match guarded(|| sync::sync(&config, paths, false)) {
+            Ok(r) => {
+                match r.completed {
+                    Completed::Published => {}
+                    Completed::Unchanged => {
+                        tracing::debug!("no change (generation {})", r.generation)
+                    }
+                    Completed::HeldBack => tracing::warn!(
+                        "removals held back; everything else published (generation {})",
+                        r.generation
+                    ),
+                }
+                format!(
+                    "synced: generation {}, {} users, {} groups",
+                    r.generation, r.users, r.groups
+                )
+            }
+            Err(e) if first && not_configured(&config) => {
+                tracing::error!(
+                    "not configured: {e}; edit {} (see agent.toml(5))",
+                    config_path.display()
+                );
+                format!("not configured: {e}")
+            }
             Err(e) => {
                 tracing::error!("sync failed, last good snapshot kept: {e}");
                 wait = wait_after_failure(wait, e.retry_after);
+                format!("last sync failed: {e}")
             }
-        }
+        };
+        crate::monitoring::after_sync(&config.monitoring, &paths.state_dir);
+        notify::notify(&format!("STATUS={}", notify::status_line(&status)));
+        first = false;
         std::thread::sleep(wait);
         // pick up config edits; a broken edit keeps the last good config
         match AgentConfig::load(config_path) {

@@ -117,3 +117,20 @@ pub fn status(paths: &Paths) -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+/// `status --json`: the same verdict as [`status`], as one JSON object.
+pub fn status_json(paths: &Paths) -> ExitCode {
+    let health = crate::monitoring::health(&paths.state_dir);
+    match serde_json::to_string_pretty(&health) {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            eprintln!("zt-agent status --json: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if health.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

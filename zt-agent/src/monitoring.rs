@@ -1,0 +1,305 @@
+//! Health the way monitoring reads it: `zt-agent status --json`, and a
+//! node_exporter textfile (`[monitoring] textfile`) rewritten after every sync.
+//! Both come from one [`Health`] so they never disagree with each other, and
+//! it judges health exactly as `zt-agent status` does.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::Completed;
+use crate::status::now;
+use crate::sync::load_status;
+
+/// `[monitoring]` in agent.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// A node_exporter textfile collector file, e.g.
+    /// /var/lib/prometheus/node-exporter/zt.prom.
+    pub textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotInfo {
+    pub generation: u64,
+    pub users: u64,
+    pub groups: u64,
+    /// When the published content last changed (unix seconds).
+    pub content_changed_at: u64,
+}
+
+/// What `status --json` prints. Times are unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// Everything below is as it should be (`zt-agent status` exits 0).
+    pub healthy: bool,
+    pub snapshot: Option<SnapshotInfo>,
+    /// Why there is no usable snapshot.
+    pub snapshot_error: Option<String>,
+    pub last_attempt: Option<u64>,
+    pub last_success: Option<u64>,
+    pub last_error: Option<String>,
+    /// Why this host's directory data may be stale (no good sync for three intervals).
+    pub frozen: Option<String>,
+    /// Removals of people missing from the directory wait for `sync --force`.
+    pub held_back: bool,
+    pub sudo_rules: u64,
+    pub sudo_error: Option<String>,
+    /// Directory entries left out (collisions, bad names), see `status`.
+    pub skipped: u64,
+    pub problems: Vec<String>,
+}
+
+pub fn health(state_dir: &Path) -> Health {
+    let (snapshot, snapshot_error) = match zt_published::open_pair(state_dir) {
+        Ok(pair) => match pair.snapshot() {
+            Ok(s) => (
+                Some(SnapshotInfo {
+                    generation: s.generation(),
+                    users: s.user_count() as u64,
+                    groups: s.group_count() as u64,
+                    content_changed_at: s.synced_at(),
+                }),
+                None,
+            ),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let st = zt_snapshot::StateDir::open(state_dir)
+        .map(|s| load_status(&s))
+        .unwrap_or_default();
+    let last_attempt = (st.last_attempt != 0).then_some(st.last_attempt);
+    let frozen = last_attempt.and_then(|_| crate::status::frozen(&st, now()));
+    let held_back = st.outcome == Some(Ok(Completed::HeldBack));
+    let sudo_error = st.sudo.as_ref().and_then(|s| s.error.clone());
+    let healthy = snapshot.is_some()
+        && last_attempt.is_some()
+        && st.last_error.is_none()
+        && frozen.is_none()
+        && !held_back
+        && sudo_error.is_none();
+    Health {
+        healthy,
+        snapshot,
+        snapshot_error,
+        last_attempt,
+        last_success: st.last_success,
+        last_error: st.last_error.clone(),
+        frozen,
+        held_back,
+        sudo_rules: st.sudo.as_ref().map_or(0, |s| s.rules as u64),
+        sudo_error,
+        skipped: st.skipped.len() as u64,
+        problems: st.problems.clone(),
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped
+/// (the text exposition format); other control characters become spaces.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The node_exporter textfile (Prometheus text format).
+pub fn prometheus(h: &Health) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, value: String| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "zt_healthy",
+        "1 when zt-agent status would exit 0.",
+        u8::from(h.healthy).to_string(),
+    );
+    metric(
+        "zt_last_successful_sync_timestamp_seconds",
+        "When the last sync succeeded (0: never).",
+        h.last_success.unwrap_or(0).to_string(),
+    );
+    metric(
+        "zt_last_sync_attempt_timestamp_seconds",
+        "When the last sync was tried (0: never).",
+        h.last_attempt.unwrap_or(0).to_string(),
+    );
+    metric(
+        "zt_last_sync_failed",
+        "1 when the last sync failed (the last good snapshot stays in force).",
+        u8::from(h.last_error.is_some()).to_string(),
+    );
+    let snap = h.snapshot.as_ref();
+    metric(
+        "zt_users",
+        "Directory users served.",
+        snap.map_or(0, |s| s.users).to_string(),
+    );
+    metric(
+        "zt_groups",
+        "Directory groups served.",
+        snap.map_or(0, |s| s.groups).to_string(),
+    );
+    metric(
+        "zt_snapshot_generation",
+        "Generation of the published snapshot (0: none).",
+        snap.map_or(0, |s| s.generation).to_string(),
+    );
+    metric(
+        "zt_skipped_entries",
+        "Directory entries left out.",
+        h.skipped.to_string(),
+    );
+    metric(
+        "zt_frozen",
+        "1 when no good sync for three intervals.",
+        u8::from(h.frozen.is_some()).to_string(),
+    );
+    metric(
+        "zt_removals_held_back",
+        "1 when removals wait for sync --force.",
+        u8::from(h.held_back).to_string(),
+    );
+    metric(
+        "zt_sudo_rules",
+        "Rules in /etc/sudoers.d/zt.",
+        h.sudo_rules.to_string(),
+    );
+    if let Some(e) = &h.last_error {
+        out.push_str(&format!(
+            "# HELP zt_last_sync_error_info The last sync's error.\n# TYPE zt_last_sync_error_info gauge\nzt_last_sync_error_info{{error=\"{}\"}} 1\n",
+            label(e)
+        ));
+    }
+    out
+}
+
+/// Writes the textfile atomically (node_exporter must never read half of
+/// one): a temp file in the same directory, fsync, rename; 0644.
+pub fn write_textfile(path: &Path, h: &Health) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or("zt.prom".into(), |n| n.to_string_lossy());
+    // node_exporter reads only *.prom: the temp file is never collected
+    let tmp = dir.join(format!(".{name}.zt-tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    f.write_all(prometheus(h).as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// After a sync: rewrite the textfile, if one is configured. A failure is
+/// logged; monitoring never stops a sync.
+pub fn after_sync(config: &MonitoringConfig, state_dir: &Path) {
+    if let Some(path) = &config.textfile
+        && let Err(e) = write_textfile(path, &health(state_dir))
+    {
+        tracing::warn!("[monitoring] textfile {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Health {
+        Health {
+            healthy: false,
+            snapshot: Some(SnapshotInfo {
+                generation: 7,
+                users: 42,
+                groups: 5,
+                content_changed_at: 1_700_000_000,
+            }),
+            snapshot_error: None,
+            last_attempt: Some(1_700_000_100),
+            last_success: Some(1_700_000_000),
+            last_error: Some("directory unavailable: \"x\"\nback\\slash".into()),
+            frozen: None,
+            held_back: false,
+            sudo_rules: 2,
+            sudo_error: None,
+            skipped: 3,
+            problems: vec![],
+        }
+    }
+
+    #[test]
+    fn textfile_carries_the_numbers_and_an_escaped_error() {
+        let text = prometheus(&sample());
+        for line in [
+            "zt_healthy 0",
+            "zt_last_successful_sync_timestamp_seconds 1700000000",
+            "zt_users 42",
+            "zt_groups 5",
+            "zt_skipped_entries 3",
+            "zt_last_sync_failed 1",
+            "zt_sudo_rules 2",
+            r#"zt_last_sync_error_info{error="directory unavailable: \"x\"\nback\\slash"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from\n{text}"
+            );
+        }
+        // every sample line is `name{labels} value`: one per metric, no stray newline
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 12);
+    }
+
+    #[test]
+    fn no_error_no_error_metric() {
+        let mut h = sample();
+        h.last_error = None;
+        assert!(!prometheus(&h).contains("zt_last_sync_error_info"));
+    }
+
+    #[test]
+    fn textfile_is_replaced_whole() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("zt.prom");
+        std::fs::write(&path, "old").expect("write");
+        write_textfile(&path, &sample()).expect("write textfile");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            prometheus(&sample())
+        );
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("zt.prom")],
+            "no temp file left"
+        );
+    }
+
+    #[test]
+    fn an_empty_state_dir_is_unhealthy() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let h = health(d.path());
+        assert!(!h.healthy);
+        assert_eq!(h.snapshot, None);
+        assert!(h.snapshot_error.is_some());
+        assert_eq!(h.last_attempt, None);
+    }
+}
