@@ -208,13 +208,15 @@ pub fn sync_fetched(
     // Read before taking the lock: an IdP that is slow or throttling us (a
     // read can take minutes of retries) must not hold up the login-time key
     // refresh, which publishes under the same lock.
-    let directory = load_directory(config, Some(&state));
+    let directory = caught("reading the directory", || {
+        load_directory(config, Some(&state)).map_err(SyncError::from)
+    });
     let lock = state.lock().map_err(|e| SyncError::host(e.to_string()))?;
     if let Err(e) = state.remove_stale_temp_files(&lock) {
         tracing::warn!("cannot clean up temp files: {e}");
     }
     let previous_status = load_status(&state);
-    let result = directory.map_err(SyncError::from).and_then(|read| {
+    let result = directory.and_then(|read| {
         // What the IdP told is saved whatever the publish does: it mirrors
         // the IdP, not the snapshot, and the next read continues from it.
         if let Some((name, bytes)) = &read.save
@@ -222,7 +224,9 @@ pub fn sync_fetched(
         {
             tracing::warn!("cannot save {name}: {e}; the next read starts from scratch");
         }
-        sync_locked(config, paths, &state, force, fetched, read.directory)
+        caught("the sync", || {
+            sync_locked(config, paths, &state, force, fetched, read.directory)
+        })
     });
     let mut st = previous_status.clone();
     st.last_attempt = status::now();
@@ -261,6 +265,21 @@ pub fn sync_fetched(
         tracing::warn!("cannot write status.json: {e}");
     }
     result
+}
+
+/// Runs `f`, turning a panic in it (a bug, or an IdP answer nothing
+/// foresaw) into a failed sync, so that what follows every attempt (status,
+/// the max_offline withdrawal of sudo rules and grants) still runs. The
+/// daemon also guards the whole sync, as a last resort.
+fn caught<T>(what: &str, f: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(SyncError::host(format!("{what} panicked: {why}")))
+    })
 }
 
 /// Republishes the current pair with fresh issuer keys only: a key refresh
@@ -840,4 +859,14 @@ fn published_content_from_ids(
             Some((flags, idp_id.to_string()))
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_becomes_a_failed_sync() {
+        let e = super::caught::<()>("the sync", || panic!("boom")).unwrap_err();
+        assert!(e.message.contains("the sync panicked: boom"), "{e}");
+        assert_eq!(super::caught("x", || Ok(7)).unwrap(), 7);
+    }
 }

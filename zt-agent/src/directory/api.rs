@@ -32,10 +32,16 @@ pub const MAX_PAGES: usize = 20_000;
 /// than any [`RetryPolicy::max_wait`], so such a wait still ends the sync as
 /// throttled, and the daemon bounds its own pause again.
 pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(3600);
-/// Bound on one whole directory read (every request, retry and wait of it):
-/// a slow or stalling IdP fails the sync, the last good snapshot stays, and
-/// the next sync starts afresh instead of one sync hanging for days.
+/// How long a directory read may go without a good answer (every request,
+/// retry and wait since the last page counts): a stalling IdP fails the
+/// sync, the last good snapshot stays, and the next sync starts afresh
+/// instead of one sync hanging for days. Measured from the last page, not
+/// from the start: a first read of a large tenant (Graph's delta pages hold
+/// 200 people, so 1,000,000 people are 5,000 pages) may take hours, and a
+/// total bound would fail it every time (nothing is saved of a partial read).
 pub const READ_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// Bound on one whole read even while pages keep coming.
+pub const READ_MAX_TOTAL: Duration = Duration::from_secs(12 * 3600);
 /// How much of an error body goes into a message.
 const MAX_ERROR_SNIPPET: usize = 300;
 
@@ -226,9 +232,11 @@ pub struct Api<'h> {
     pub sleep: fn(Duration),
     /// A rate limit used up: no request before this.
     pause_until: Option<std::time::Instant>,
-    /// The read fails once it has taken this long ([`READ_DEADLINE`]).
+    /// The read fails once it has gone this long without a good answer
+    /// ([`READ_DEADLINE`]), or after [`READ_MAX_TOTAL`] in all.
     pub deadline: Duration,
     started: std::time::Instant,
+    last_progress: std::time::Instant,
 }
 
 impl<'h> Api<'h> {
@@ -255,6 +263,7 @@ impl<'h> Api<'h> {
             pause_until: None,
             deadline: READ_DEADLINE,
             started: std::time::Instant::now(),
+            last_progress: std::time::Instant::now(),
         })
     }
 
@@ -262,13 +271,19 @@ impl<'h> Api<'h> {
     /// deadline (checked before every request and every wait; a request
     /// itself is bounded by [`REQUEST_TIMEOUT`]).
     fn check_deadline(&self, wait: Duration) -> Result<(), DirectoryError> {
-        if self.started.elapsed().saturating_add(wait) > self.deadline {
+        let (stalled, total) = (
+            self.last_progress.elapsed().saturating_add(wait),
+            self.started.elapsed().saturating_add(wait),
+        );
+        if stalled > self.deadline || total > READ_MAX_TOTAL {
             return Err(DirectoryError::new(
                 DirectoryFailure::Unavailable,
                 format!(
-                    "reading the directory at {} took longer than {} s (after {} requests)",
+                    "reading the directory at {} took longer than {} s without a good answer \
+                     (or {} s in all; after {} requests)",
                     self.origin,
                     self.deadline.as_secs(),
+                    READ_MAX_TOTAL.as_secs(),
                     self.requests
                 ),
             ));
@@ -344,6 +359,7 @@ impl<'h> Api<'h> {
             let attempt = self.attempt::<T>(url, &header);
             match attempt {
                 Attempt::Done(answer) => {
+                    self.last_progress = std::time::Instant::now();
                     // checked: a pause the server set cannot panic the agent
                     // (it is bounded already; an Instant's range is the OS's)
                     self.pause_until = answer.pause.map(|p| {
@@ -527,7 +543,7 @@ impl<R: std::io::Read> std::io::Read for Capped<R> {
 
 /// Bound on one paging or delta link (Graph's skip tokens are a few
 /// hundred bytes; a server's multi-megabyte link is an attack on memory).
-pub const MAX_LINK: usize = 16 * 1024;
+pub const MAX_LINK: usize = 64 * 1024;
 
 /// An error unless `link` is at most [`MAX_LINK`] bytes.
 pub fn check_link(link: &str) -> Result<(), DirectoryError> {
@@ -632,7 +648,11 @@ fn error_snippet(body: &[u8], secrets: &[&str]) -> String {
 }
 
 /// `text` with every secret (and an `Authorization` value's credential
-/// alone: `Bearer <token>`, `SSWS <token>`) replaced by `[redacted]`.
+/// alone: `Bearer <token>`, `SSWS <token>`) replaced by `[redacted]`, in the
+/// forms an echo may carry it: as sent, JSON-escaped (`\/`, `\u002B`),
+/// percent-encoded (upper or lower case, `+` or `%20` for a space) and
+/// base64. What is left holding the start of a secret (another encoding, a
+/// cut) is withheld whole.
 pub fn redact(text: &str, secrets: &[&str]) -> String {
     let mut words: Vec<&str> = Vec::new();
     for secret in secrets {
@@ -641,17 +661,63 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
             words.push(credential.trim());
         }
     }
-    // longest first, so a header is blanked whole before its token;
     // short strings are no secret and would blank ordinary words
     words.retain(|w| w.len() >= 8);
-    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    let mut forms: Vec<String> = words.iter().flat_map(|w| encodings(w)).collect();
+    // longest first, so a header is blanked whole before its token
+    forms.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    forms.dedup();
     let mut text = text.to_string();
-    for word in words {
-        if text.contains(word) {
-            text = text.replace(word, "[redacted]");
+    for form in &forms {
+        if text.contains(form.as_str()) {
+            text = text.replace(form.as_str(), "[redacted]");
         }
     }
+    let leaks = words
+        .iter()
+        .filter(|w| w.len() >= 16)
+        .any(|w| w.get(..12).is_some_and(|start| text.contains(start)));
+    if leaks {
+        return "[withheld: the answer echoed part of a credential]".into();
+    }
     text
+}
+
+/// The ways an echo may spell `word`.
+fn encodings(word: &str) -> Vec<String> {
+    use base64::Engine;
+    let percent = |upper: bool, space: &str| -> String {
+        word.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => space.to_string(),
+                _ if upper => format!("%{b:02X}"),
+                _ => format!("%{b:02x}"),
+            })
+            .collect()
+    };
+    let json_unicode = |upper: bool| -> String {
+        word.chars()
+            .map(|c| match c {
+                _ if c.is_ascii_alphanumeric() || c == ' ' => c.to_string(),
+                _ if upper => format!("\\u{:04X}", c as u32),
+                _ => format!("\\u{:04x}", c as u32),
+            })
+            .collect()
+    };
+    vec![
+        word.to_string(),
+        word.replace('/', "\\/"),
+        json_unicode(true),
+        json_unicode(false),
+        percent(true, "%20"),
+        percent(true, "+"),
+        percent(false, "%20"),
+        base64::engine::general_purpose::STANDARD.encode(word),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(word),
+    ]
 }
 
 /// URLs in messages: paging links can be long.
@@ -732,7 +798,7 @@ mod tests {
         let long = format!("https://x/a?page={}", "9".repeat(MAX_LINK));
         let e = links.follow(&long).unwrap_err();
         assert_eq!(e.kind, DirectoryFailure::Malformed);
-        assert!(e.message.contains("more than 16384"), "{e}");
+        assert!(e.message.contains(&format!("more than {MAX_LINK}")), "{e}");
         assert!(e.message.len() < 400, "the link is not quoted whole");
         let fits = format!("https://x/a?p={}", "9".repeat(MAX_LINK - 20));
         links.follow(&fits).unwrap();
@@ -796,6 +862,30 @@ mod tests {
             redact("SSWS 00abcdefgh here", &["SSWS 00abcdefgh"]),
             "[redacted] here"
         );
+    }
+
+    #[test]
+    fn a_credential_is_redacted_in_the_encodings_an_echo_uses() {
+        use base64::Engine;
+        let token = "abc+def/ghi=jklmnopq";
+        let auth = format!("Bearer {token}");
+        for echo in [
+            r"Bearer abc+def\/ghi=jklmnopq".to_string(),
+            r"abc\u002Bdef\u002Fghi\u003Djklmnopq".to_string(),
+            r"abc\u002bdef\u002fghi\u003djklmnopq".to_string(),
+            "Bearer%20abc%2Bdef%2Fghi%3Djklmnopq".to_string(),
+            "Bearer+abc%2bdef%2fghi%3djklmnopq".to_string(),
+            base64::engine::general_purpose::STANDARD.encode(&auth),
+            // an encoding nobody listed, or a cut: the start of it is enough
+            "abc+def/ghi=jk (cut here)".to_string(),
+        ] {
+            let out = redact(&format!("echo: {echo} end"), &[&auth]);
+            assert!(
+                !out.contains("ghi") && !out.contains("jklm"),
+                "{echo}: {out}"
+            );
+        }
+        assert_eq!(redact("nothing to see", &[&auth]), "nothing to see");
     }
 
     #[test]

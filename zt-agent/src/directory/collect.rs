@@ -42,6 +42,29 @@ struct Salvage {
     /// Keycloak
     #[serde(default)]
     enabled: Option<serde_json::Value>,
+    /// Google
+    #[serde(default)]
+    suspended: Option<serde_json::Value>,
+    /// Google
+    #[serde(default)]
+    archived: Option<serde_json::Value>,
+    /// Okta: SUSPENDED, DEPROVISIONED, ... (any status but the enabled ones)
+    #[serde(default)]
+    status: Option<serde_json::Value>,
+}
+
+impl Salvage {
+    /// Did the entry say, in any IdP's words, that the person is disabled?
+    fn disabled(&self) -> bool {
+        let is = |v: &Option<serde_json::Value>, b: bool| matches!(v, Some(serde_json::Value::Bool(x)) if *x == b);
+        is(&self.account_enabled, false)
+            || is(&self.active, false)
+            || is(&self.enabled, false)
+            || is(&self.suspended, true)
+            || is(&self.archived, true)
+            || matches!(&self.status, Some(serde_json::Value::String(s))
+                if !crate::directory::okta::ENABLED.contains(&s.as_str()))
+    }
 }
 
 impl Collected {
@@ -97,11 +120,7 @@ impl Collected {
             .as_ref()
             .and_then(|s| s.id.clone())
             .filter(|id| !id.is_empty());
-        let disabled = salvage.as_ref().is_some_and(|s| {
-            [&s.account_enabled, &s.active, &s.enabled]
-                .iter()
-                .any(|v| matches!(v, Some(serde_json::Value::Bool(false))))
-        });
+        let disabled = salvage.as_ref().is_some_and(Salvage::disabled);
         match id {
             Some(id) => {
                 self.problem(format!("{what} {id:?} left out: {why}"));
@@ -171,6 +190,34 @@ pub fn utc_time(s: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_left_out_entry_that_says_disabled_in_any_idps_words_counts_as_a_disable() {
+        let disabled = |json: &str| {
+            serde_json::from_str::<super::Salvage>(json)
+                .unwrap()
+                .disabled()
+        };
+        for yes in [
+            r#"{"id":"a","accountEnabled":false}"#,
+            r#"{"id":"a","active":false}"#,
+            r#"{"id":"a","enabled":false}"#,
+            r#"{"id":"a","suspended":true}"#,
+            r#"{"id":"a","archived":true}"#,
+            r#"{"id":"a","status":"SUSPENDED"}"#,
+            r#"{"id":"a","status":"DEPROVISIONED"}"#,
+        ] {
+            assert!(disabled(yes), "{yes}");
+        }
+        for no in [
+            r#"{"id":"a"}"#,
+            r#"{"id":"a","suspended":false,"archived":false}"#,
+            r#"{"id":"a","status":"ACTIVE"}"#,
+            r#"{"id":"a","accountEnabled":true}"#,
+        ] {
+            assert!(!disabled(no), "{no}");
+        }
+    }
+
     #[test]
     fn creation_times_normalised() {
         assert_eq!(

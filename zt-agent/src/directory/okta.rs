@@ -35,7 +35,7 @@ use crate::http::Http;
 pub const PAGE_SIZE: usize = 200;
 
 /// Statuses of an account that exists and is active.
-const ENABLED: [&str; 4] = ["ACTIVE", "PASSWORD_EXPIRED", "LOCKED_OUT", "RECOVERY"];
+pub const ENABLED: [&str; 4] = ["ACTIVE", "PASSWORD_EXPIRED", "LOCKED_OUT", "RECOVERY"];
 
 /// What a service app's token may do.
 pub const SCOPES: &str = "okta.groups.read okta.users.read";

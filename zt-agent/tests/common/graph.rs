@@ -101,6 +101,8 @@ pub struct GraphState {
     pub extra_group_entry: Option<String>,
     /// The token endpoint refuses with the form echoed, as some servers do.
     pub echo_token_requests: bool,
+    /// Every Graph page is answered this late (a slow but working tenant).
+    pub page_delay: std::time::Duration,
     /// Graph refuses with the Authorization header echoed (a proxy).
     pub echo_graph_requests: bool,
     /// The app's registered certificate: its public key (PEM) and
@@ -197,6 +199,9 @@ fn take_fault(st: &mut GraphState, r: &Request, skip: usize) -> Option<Response>
 }
 
 fn answer(st: &mut GraphState, base: &str, r: &Request) -> Response {
+    if r.path().starts_with("/v1.0/") && !st.page_delay.is_zero() {
+        std::thread::sleep(st.page_delay);
+    }
     if r.method == "POST" && r.path() == format!("/{TENANT}/oauth2/v2.0/token") {
         if let Some(fault) = take_fault(st, r, 0) {
             return fault;
