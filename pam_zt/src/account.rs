@@ -7,9 +7,16 @@
 //!    always win (nsswitch `files zt`) and the agent never publishes a name
 //!    that clashes with one, so this needs no snapshot: root and break-glass
 //!    accounts keep working when the snapshot is missing or broken.
-//! 2. No usable snapshot (or no private file): PAM_AUTHINFO_UNAVAIL. The
-//!    name is not local and nothing can vouch for it; it must never be
-//!    success (and PAM_IGNORE could let a permissive stack pass it).
+//! 2. No snapshot that opens: if NSS still resolves the name, PAM_IGNORE.
+//!    nss_zt reads the same file and answers nothing without it, so the
+//!    account came from another source (sssd, LDAP, winbind, extrausers)
+//!    and its own modules decide; refusing it here would lock those users
+//!    out of every host where zt is installed but not (yet) synced, since
+//!    the profile says `account required pam_zt.so`. A name NSS does not
+//!    resolve (a zt user while the snapshot is gone) gets
+//!    PAM_AUTHINFO_UNAVAIL: nothing can vouch for it, so it must never be
+//!    success. A snapshot that opens but whose private file is unusable
+//!    stays PAM_AUTHINFO_UNAVAIL (the public part says whose name it is).
 //! 3. Not in the snapshot: PAM_IGNORE (another source's user, e.g. sssd).
 //! 4. In the snapshot but in no login group: PAM_PERM_DENIED. The agent only
 //!    publishes enabled users of login groups, so this is a second check of
@@ -27,12 +34,21 @@ pub fn account<D: Directory>(
     user: &[u8],
     is_local: impl FnOnce(&[u8]) -> bool,
     open: impl FnOnce() -> Result<D, Failure>,
+    resolves: impl FnOnce(&[u8]) -> bool,
     now: u64,
 ) -> Result<DirUser, Failure> {
     if is_local(user) {
         return Err(Failure::Ignore("local user"));
     }
-    let dir = open()?;
+    let dir = match open() {
+        Ok(dir) => dir,
+        Err(_) if resolves(user) => {
+            return Err(Failure::Ignore(
+                "no usable snapshot; the name resolves through another NSS source",
+            ));
+        }
+        Err(f) => return Err(f),
+    };
     let Some(u) = dir.user_by_name(user)? else {
         return Err(Failure::Ignore("not a directory user"));
     };
@@ -49,6 +65,38 @@ pub fn account<D: Directory>(
         }
     }
     Ok(u)
+}
+
+/// Does NSS resolve `name` (getpwnam_r, every source in nsswitch.conf)?
+/// Asked only when no snapshot opens, when nss_zt answers nothing, so a
+/// yes comes from another source. Errors (ERANGE past 1 MiB, I/O) count
+/// as no: then the name is refused, as before.
+pub fn resolves_in_nss(name: &[u8]) -> bool {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: an all-zero passwd is a valid value to be overwritten.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call and buf's length is
+        // passed; result points into pw or is null.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        return rc == 0 && !result.is_null();
+    }
 }
 
 /// Is `name` in the passwd file? Read directly, not through getpwnam: NSS

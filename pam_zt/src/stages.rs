@@ -29,6 +29,10 @@ pub fn now() -> u64 {
 pub trait Opener {
     type Dir: Directory;
     fn open(&self, args: &Args) -> Result<Self::Dir, Failure>;
+    /// Does NSS resolve `name`? (getpwnam; a fixture in tests)
+    fn resolves(&self, name: &[u8]) -> bool {
+        crate::account::resolves_in_nss(name)
+    }
 }
 
 /// The published files under `state_dir=`, with the agent's control socket
@@ -129,6 +133,7 @@ pub fn account(
             &user,
             |u| crate::account::in_passwd_file(passwd, u),
             || opener.open(&args),
+            |u| opener.resolves(u),
             now,
         )
     });

@@ -588,6 +588,24 @@ impl Opener for FixtureOpener {
             .clone()
             .ok_or_else(|| Failure::Unavailable("snapshot unusable: does not exist".into()))
     }
+    // the host's NSS stays out of the tests
+    fn resolves(&self, _: &[u8]) -> bool {
+        false
+    }
+}
+
+/// A fixture directory on a host where another NSS source (sssd, LDAP,
+/// extrausers) resolves `names`.
+struct OtherSource(FixtureOpener, &'static [&'static str]);
+
+impl Opener for OtherSource {
+    type Dir = Fixture;
+    fn open(&self, args: &Args) -> Result<Fixture, Failure> {
+        self.0.open(args)
+    }
+    fn resolves(&self, name: &[u8]) -> bool {
+        self.1.iter().any(|n| n.as_bytes() == name)
+    }
 }
 
 fn opener() -> FixtureOpener {
@@ -1147,6 +1165,51 @@ fn account_policy() {
         "local users are not recorded"
     );
     std::fs::remove_file(&passwd).unwrap();
+}
+
+#[test]
+fn account_without_a_snapshot_leaves_other_nss_sources_alone() {
+    let log = TempLog::new("account-other-nss");
+    let passwd = std::env::temp_dir().join(format!("pam-zt-passwd-other-{}", std::process::id()));
+    std::fs::write(&passwd, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    let run = |user: &str, o: &dyn Fn(&mut MockPam) -> std::ffi::c_int| {
+        let mut pam = MockPam {
+            user: user.into(),
+            ..MockPam::default()
+        };
+        o(&mut pam)
+    };
+    let args = [log.arg()];
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    // no snapshot: sssd's "carol" resolves, so she is another source's user
+    // and her own modules decide; "alice" (a zt user while the snapshot is
+    // gone, nss_zt cannot answer) resolves nowhere and is still refused
+    let none = OtherSource(FixtureOpener(RefCell::new(None)), &["carol"]);
+    let acct = |p: &mut MockPam| stages::account(p, &argv, &none, &passwd, NOW as u64);
+    assert_eq!(run("carol", &acct), code::IGNORE);
+    assert_eq!(run("alice", &acct), code::AUTHINFO_UNAVAIL);
+    assert_eq!(run("root", &acct), code::IGNORE, "local");
+    // with a snapshot nothing changes: a directory user that NSS resolves
+    // (through nss_zt) is judged by the snapshot, not waved through
+    let mut d = directory();
+    d.users[0].in_login_group = false;
+    let some = OtherSource(FixtureOpener(RefCell::new(Some(d))), &["alice", "carol"]);
+    let acct = |p: &mut MockPam| stages::account(p, &argv, &some, &passwd, NOW as u64);
+    assert_eq!(run("alice", &acct), code::PERM_DENIED);
+    assert_eq!(run("carol", &acct), code::IGNORE, "not in the snapshot");
+    let lines = log.lines();
+    // another source's users are not this module's business: no record
+    assert!(lines.iter().all(|l| l["user"] != "carol"), "{lines:?}");
+    assert_eq!(lines[0]["reason"], "snapshot unusable: does not exist");
+    std::fs::remove_file(&passwd).unwrap();
+}
+
+#[test]
+fn nss_resolution_is_asked_of_the_host() {
+    // root resolves through files on every host; an impossible name nowhere
+    assert!(crate::account::resolves_in_nss(b"root"));
+    assert!(!crate::account::resolves_in_nss(b"zt-no-such-user-\x01"));
+    assert!(!crate::account::resolves_in_nss(b"nul\0name"));
 }
 
 // ---- the live read path over published files ----
