@@ -131,6 +131,16 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
     // the unpacked binary.
     let unit = std::fs::read_to_string(unpacked.path().join("lib/systemd/system/zt-agent.service"))
         .expect("the package has zt-agent.service");
+    // Every writable path is optional ("-"): a host without sudo or
+    // node_exporter has no such directory, and a missing path without "-"
+    // fails the unit with 226/NAMESPACE.
+    let rw: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("ReadWritePaths="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(rw.contains(&"-/etc/sudoers.d"), "{rw:?}");
+    assert!(rw.iter().all(|p| p.starts_with('-')), "{rw:?}");
     let units = tempfile::tempdir().expect("tempdir");
     let agent = unpacked.path().join("usr/sbin/zt-agent");
     std::fs::write(
