@@ -34,6 +34,8 @@ prev=$R/tmp/prev
 dpkg-deb -R "$DEB" "$prev"
 sed -i -E 's/^Version: (.*)-[0-9]+$/Version: \1-0/' "$prev/DEBIAN/control"
 echo "# (the previous build's version of this file)" >>"$prev/etc/zt/agent.toml"
+# an older drop-in: an upgrade replaces the untouched installed copy
+echo "# (the previous build's drop-in)" >>"$prev/usr/share/zt/sshd_config.d-zt.conf"
 (cd "$prev" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | sort | xargs md5sum >DEBIAN/md5sums)
 dpkg-deb -b --root-owner-group "$prev" "$R/tmp/zt-prev.deb" >/dev/null
 rm -rf "$prev"
@@ -61,6 +63,9 @@ in_root 'getent passwd zt && getent group zt' >/dev/null || fail "no zt system u
 [ "$(stat -c '%U %a' "$R/var/lib/zt")" = "root 755" ] || fail "/var/lib/zt is not root 0755"
 [ "$(stat -c '%U %a' "$R/etc/zt/agent.toml")" = "root 600" ] || fail "agent.toml is not root 0600"
 [ -f "$R/etc/ssh/sshd_config.d/zt.conf" ] || fail "sshd drop-in not installed"
+grep -qx "# (the previous build's drop-in)" "$R/etc/ssh/sshd_config.d/zt.conf" || fail "not the previous build's drop-in"
+[ "$(sha256sum <"$R/etc/ssh/sshd_config.d/zt.conf" | cut -d' ' -f1)" = "$(cat "$R/var/lib/zt/sshd-dropin.sha256")" ] ||
+    fail "postinst did not record the drop-in's sha256"
 in_root '/usr/sbin/sshd -t' || fail "sshd -t fails with the drop-in"
 in_root '/usr/sbin/sshd -T' | grep -cx 'authorizedprincipalscommand /usr/sbin/zt-agent principals %u' >/dev/null ||
     fail "sshd -T does not show the drop-in's AuthorizedPrincipalsCommand"
@@ -171,6 +176,8 @@ expect_line /etc/zt/agent.toml '^# added by the admin$'
 [ "$(grep -cE '^(passwd|group):.* zt( |$)' "$R/etc/nsswitch.conf")" = 2 ] || fail "nsswitch lines changed by upgrade"
 expect_line /etc/nsswitch.conf '^passwd:[[:space:]]+files zt$'
 in_root 'getent passwd alice' >/dev/null || fail "alice lost in the upgrade"
+cmp "$R/etc/ssh/sshd_config.d/zt.conf" "$R/usr/share/zt/sshd_config.d-zt.conf" ||
+    fail "the untouched drop-in of the previous build was not upgraded"
 
 step "remove: config and state stay, nsswitch.conf and PAM are as before install"
 in_root 'zt-agent sync --once' >/dev/null
@@ -226,6 +233,61 @@ sed -i -E 's/^(passwd:\tfiles) zt (sss systemd)$/\1 \2 zt/' "$R/etc/nsswitch.con
 in_root 'apt-get purge -y -q zt' >/dev/null
 same_file /etc/nsswitch.conf "$R/tmp/nsswitch.sss"
 cp "$before/nsswitch.conf" "$R/etc/nsswitch.conf"
+
+step "no snapshot: a user of another NSS source (extrausers) passes the account stage, a zt user does not"
+printf 'passwd:         files extrausers\ngroup:          files extrausers\nshadow:         files extrausers\n' >"$R/etc/nsswitch.conf"
+cp "$R/etc/nsswitch.conf" "$R/tmp/nsswitch.extrausers"
+mkdir -p "$R/var/lib/extrausers"
+echo 'carol:x:5001:5001:Carol:/home/carol:/bin/bash' >"$R/var/lib/extrausers/passwd"
+echo 'carol:x:5001:' >"$R/var/lib/extrausers/group"
+echo 'carol:*:19000:0:99999:7:::' >"$R/var/lib/extrausers/shadow"
+apt_install /tmp/zt.deb >/dev/null
+expect_line /etc/nsswitch.conf '^passwd:[[:space:]]+files zt extrausers$'
+[ ! -e "$R/var/lib/zt/snapshot" ] || fail "a snapshot exists before any sync"
+in_root 'getent passwd carol' >/dev/null || fail "carol does not resolve through extrausers"
+in_root 'pamtester sshd carol acct_mgmt' || fail "zt without a snapshot locked out carol, a user of extrausers"
+in_root 'pamtester sudo carol acct_mgmt' || fail "sudo's account stage refused carol"
+if in_root 'pamtester sshd alice acct_mgmt' >/dev/null 2>&1; then fail "alice passed the account stage without a snapshot"; fi
+in_root 'apt-get purge -y -q zt' >/dev/null
+same_file /etc/nsswitch.conf "$R/tmp/nsswitch.extrausers"
+cp "$before/nsswitch.conf" "$R/etc/nsswitch.conf"
+
+step "the admin's own CA, principals or keyboard-interactive settings: no drop-in, a note"
+dropin_refused() { # dropin_refused KEYWORD: install, expect no drop-in and a note naming KEYWORD
+    out=$(apt_install /tmp/zt.deb 2>&1) || { echo "$out"; fail "install failed"; }
+    grep -q "zt.conf not installed: sshd's config already sets.* $1" <<<"$out" ||
+        { echo "$out"; fail "postinst did not say the admin sets $1"; }
+    [ ! -e "$R/etc/ssh/sshd_config.d/zt.conf" ] || fail "the drop-in went in over the admin's $1"
+    in_root 'apt-get purge -y -q zt' >/dev/null
+}
+echo 'TrustedUserCAKeys /etc/ssh/admin_ca.pub' >"$R/etc/ssh/sshd_config.d/10-admin.conf"
+cp "$R/tmp/ca.pub" "$R/etc/ssh/admin_ca.pub"
+dropin_refused trustedusercakeys
+in_root '/usr/sbin/sshd -T' | grep -cx 'trustedusercakeys /etc/ssh/admin_ca.pub' >/dev/null || fail "the admin's CA lost"
+in_root '/usr/sbin/sshd -T' | grep -cx 'authorizedprincipalscommand none' >/dev/null || fail "a principals command is set"
+echo 'AuthorizedPrincipalsFile /etc/ssh/principals/%u' >"$R/etc/ssh/sshd_config.d/10-admin.conf"
+dropin_refused authorizedprincipalsfile
+echo 'AuthorizedKeysCommand /usr/bin/true' >"$R/etc/ssh/sshd_config.d/10-admin.conf"
+echo 'AuthorizedKeysCommandUser nobody' >>"$R/etc/ssh/sshd_config.d/10-admin.conf"
+dropin_refused authorizedkeyscommand
+# in the main file, not Debian's stock line: the admin's
+cp "$R/etc/ssh/sshd_config" "$R/tmp/sshd_config.orig"
+rm "$R/etc/ssh/sshd_config.d/10-admin.conf"
+echo 'KbdInteractiveAuthentication no' >>"$R/etc/ssh/sshd_config"
+dropin_refused kbdinteractiveauthentication
+cp "$R/tmp/sshd_config.orig" "$R/etc/ssh/sshd_config"
+same_file /etc/nsswitch.conf "$before/nsswitch.conf"
+
+step "an edited drop-in stays on remove, with a note"
+apt_install /tmp/zt.deb >/dev/null
+[ -f "$R/etc/ssh/sshd_config.d/zt.conf" ] || fail "no drop-in on a stock sshd config"
+echo '# the admin was here' >>"$R/etc/ssh/sshd_config.d/zt.conf"
+out=$(in_root 'apt-get remove -y -q zt' 2>&1)
+grep -q 'zt.conf was edited, so it stays' <<<"$out" || { echo "$out"; fail "remove did not say the edited drop-in stays"; }
+[ -f "$R/etc/ssh/sshd_config.d/zt.conf" ] || fail "remove deleted an edited drop-in"
+in_root 'apt-get purge -y -q zt' >/dev/null
+[ ! -e "$R/etc/ssh/sshd_config.d/zt.conf" ] || fail "purge left the drop-in"
+same_file /etc/nsswitch.conf "$before/nsswitch.conf"
 
 step "an sshd that refuses the drop-in (OpenSSH 7.6 has no ExposeAuthInfo): rolled back, install succeeds"
 mv "$R/usr/sbin/sshd" "$R/usr/sbin/sshd.real"

@@ -188,23 +188,108 @@ pub fn prometheus(h: &Health) -> String {
 
 /// Writes the textfile atomically (node_exporter must never read half of
 /// one): a temp file in the same directory, fsync, rename; 0644.
+///
+/// The directory is usually writable by others (node_exporter's user, its
+/// admins), and this runs as root: everything goes through a directory fd,
+/// the temp file has a random name and is created with O_EXCL|O_NOFOLLOW (a
+/// planted file or symlink makes the create fail instead of root writing
+/// through it to, say, /etc/sudoers.d/zt), and a symlink at the target name
+/// is refused rather than replaced (the admin meant a file there).
 pub fn write_textfile(path: &Path, h: &Health) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or("zt.prom".into(), |n| n.to_string_lossy());
-    // node_exporter reads only *.prom: the temp file is never collected
-    let tmp = dir.join(format!(".{name}.zt-tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)?;
-    f.write_all(prometheus(h).as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    use std::ffi::CString;
+    use std::io::{Error, ErrorKind};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Some(name) = path.file_name() else {
+        return Err(Error::new(ErrorKind::InvalidInput, "no file name"));
+    };
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| Error::from(ErrorKind::InvalidInput));
+    let dir_c = cstr(dir.as_os_str().as_bytes())?;
+    let name_c = cstr(name.as_bytes())?;
+    // SAFETY: a valid C string; the fd is owned below.
+    let dfd = unsafe {
+        libc::open(
+            dir_c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if dfd < 0 {
+        return Err(Error::last_os_error());
+    }
+    // SAFETY: dfd is a fresh fd nobody else owns.
+    let dfd = unsafe { OwnedFd::from_raw_fd(dfd) };
+    let dirfd = std::os::fd::AsRawFd::as_raw_fd(&dfd);
+
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, C string and stat buffer.
+    let rc = unsafe { libc::fstatat(dirfd, name_c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+    if rc == 0 && st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(Error::other(format!(
+            "{} is a symlink; refusing to replace it",
+            path.display()
+        )));
+    }
+
+    let mut tmp = None;
+    for _ in 0..8 {
+        let mut rnd = [0u8; 8];
+        // SAFETY: writes at most rnd.len() bytes into rnd.
+        let got = unsafe { libc::getrandom(rnd.as_mut_ptr().cast(), rnd.len(), 0) };
+        if got != rnd.len() as isize {
+            return Err(Error::last_os_error());
+        }
+        // node_exporter reads only *.prom: the temp file is never collected
+        let tmp_name = format!(
+            ".{}.{:016x}.zt-tmp",
+            name.to_string_lossy(),
+            u64::from_ne_bytes(rnd)
+        );
+        let tmp_c = cstr(tmp_name.as_bytes())?;
+        // SAFETY: valid fd and C string.
+        let fd = unsafe {
+            libc::openat(
+                dirfd,
+                tmp_c.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: fd is a fresh fd nobody else owns.
+            tmp = Some((tmp_c, unsafe { std::fs::File::from_raw_fd(fd) }));
+            break;
+        }
+        let e = Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
+    }
+    let Some((tmp_c, mut f)) = tmp else {
+        return Err(Error::other("no free temp file name (8 tries)"));
+    };
+    let result = (|| {
+        // 0644 whatever the umask: node_exporter runs as its own user
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        f.write_all(prometheus(h).as_bytes())?;
+        f.sync_all()?;
+        // SAFETY: valid fd and C strings; rename replaces the entry itself,
+        // never a symlink's target.
+        if unsafe { libc::renameat(dirfd, tmp_c.as_ptr(), dirfd, name_c.as_ptr()) } != 0 {
+            return Err(Error::last_os_error());
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        // SAFETY: valid fd and C string.
+        unsafe { libc::unlinkat(dirfd, tmp_c.as_ptr(), 0) };
+    }
+    result
 }
 
 /// After a sync: rewrite the textfile, if one is configured. A failure is
@@ -291,6 +376,50 @@ mod tests {
             vec![std::ffi::OsString::from("zt.prom")],
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn textfile_never_writes_through_a_symlink() {
+        use std::os::unix::fs::{MetadataExt, symlink};
+        let d = tempfile::tempdir().expect("tempdir");
+        let victim = d.path().join("sudoers-zt");
+        std::fs::write(&victim, "precious\n").expect("write");
+        // the old fixed temp name, planted: no longer used, never followed
+        symlink(&victim, d.path().join(".zt.prom.zt-tmp")).expect("symlink");
+        let path = d.path().join("zt.prom");
+        write_textfile(&path, &sample()).expect("write textfile");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("read"),
+            "precious\n"
+        );
+        let meta = std::fs::symlink_metadata(&path).expect("stat");
+        assert!(meta.is_file());
+        assert_eq!(meta.mode() & 0o7777, 0o644);
+        // a symlink at the target name itself is refused, its target untouched
+        std::fs::remove_file(&path).expect("rm");
+        symlink(&victim, &path).expect("symlink");
+        let e = write_textfile(&path, &sample()).expect_err("symlinked target");
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("read"),
+            "precious\n"
+        );
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .expect("stat")
+                .file_type()
+                .is_symlink()
+        );
+        // no temp file left behind by either write
+        let temps = std::fs::read_dir(d.path())
+            .expect("dir")
+            .filter(|e| {
+                let n = e.as_ref().expect("entry").file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".zt-tmp") && n != ".zt.prom.zt-tmp"
+            })
+            .count();
+        assert_eq!(temps, 0);
     }
 
     #[test]

@@ -19,8 +19,8 @@ const TEAM: &str = "zt-test";
 /// 8.4, sudo 1.9.5: the oldest release Debian's mirror serves; Ubuntu's archive
 /// cannot be reached from here), each unpacked from its own cached tarball.
 const SUITES: [(&str, &str); 2] = [
-    ("bookworm", "/var/tmp/zt-deb-chroot-bookworm.tar"),
-    ("bullseye", "/var/tmp/zt-deb-chroot-bullseye.tar"),
+    ("bookworm", "/var/tmp/zt-deb-chroot-bookworm-2.tar"),
+    ("bullseye", "/var/tmp/zt-deb-chroot-bullseye-2.tar"),
 ];
 
 fn repo() -> PathBuf {
