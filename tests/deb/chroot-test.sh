@@ -222,11 +222,13 @@ in_root 'apt-get purge -y -q zt' >/dev/null
 same_file /etc/nsswitch.conf "$before/nsswitch.conf"
 
 step "a host with sss: zt goes right after files, everything else stays; purge gives the file back"
+# (files' [SUCCESS=merge] on the group line belongs to files: that line is the admin's to change)
 printf '# site nsswitch\npasswd:\tfiles sss systemd\ngroup:  files [SUCCESS=merge] sss systemd\nshadow: files sss\n' >"$R/etc/nsswitch.conf"
 cp "$R/etc/nsswitch.conf" "$R/tmp/nsswitch.sss"
-apt_install /tmp/zt.deb >/dev/null
+out=$(apt_install /tmp/zt.deb 2>&1)
+grep -q 'the group line of /etc/nsswitch.conf has an action block' <<<"$out" || { echo "$out"; fail "no note about the action block"; }
 expect_line /etc/nsswitch.conf $'^passwd:\tfiles zt sss systemd$'
-expect_line /etc/nsswitch.conf '^group:  files zt \[SUCCESS=merge\] sss systemd$'
+expect_line /etc/nsswitch.conf '^group:  files \[SUCCESS=merge\] sss systemd$'
 expect_line /etc/nsswitch.conf '^shadow: files sss$'
 # an admin edit after install (zt moved to the end) is kept, only zt leaves
 sed -i -E 's/^(passwd:\tfiles) zt (sss systemd)$/\1 \2 zt/' "$R/etc/nsswitch.conf"
@@ -289,7 +291,10 @@ in_root 'apt-get purge -y -q zt' >/dev/null
 [ ! -e "$R/etc/ssh/sshd_config.d/zt.conf" ] || fail "purge left the drop-in"
 same_file /etc/nsswitch.conf "$before/nsswitch.conf"
 
-step "an sshd that refuses the drop-in (OpenSSH 7.6 has no ExposeAuthInfo): rolled back, install succeeds"
+# (simulated: every sshd the package targets knows every keyword of the drop-in,
+# ExposeAuthInfo included, which came with OpenSSH 7.6, Ubuntu 18.04's; this
+# stands for a patched or locked-down sshd that rejects one of them)
+step "an sshd that refuses the drop-in: rolled back, install succeeds"
 mv "$R/usr/sbin/sshd" "$R/usr/sbin/sshd.real"
 cat >"$R/usr/sbin/sshd" <<'SH'
 #!/bin/sh

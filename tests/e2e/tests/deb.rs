@@ -97,6 +97,27 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
         .arg("-x")
         .arg(&deb)
         .arg(unpacked.path()));
+    // DEBIAN/md5sums (cargo-deb writes it): debsums and dpkg --verify check
+    // the installed files against it.
+    let control = tempfile::tempdir().expect("tempdir");
+    run(Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(control.path().join("DEBIAN")));
+    let md5sums = std::fs::read_to_string(control.path().join("DEBIAN/md5sums"))
+        .expect("the package has DEBIAN/md5sums");
+    for file in [
+        "usr/sbin/zt-agent",
+        "lib/x86_64-linux-gnu/security/pam_zt.so",
+        "usr/share/zt/sshd_config.d-zt.conf",
+    ] {
+        assert!(
+            md5sums
+                .lines()
+                .any(|l| l.len() > 34 && l.as_bytes()[32] == b' ' && l.ends_with(file)),
+            "md5sums does not cover {file}:\n{md5sums}"
+        );
+    }
     for elf in [
         "usr/sbin/zt-agent",
         "lib/x86_64-linux-gnu/libnss_zt.so.2",
@@ -209,10 +230,29 @@ fn nsswitch_editor_adds_zt_after_files_and_removes_exactly_that() {
             "passwd:         compat systemd\ngroup:          compat systemd\n",
             "passwd:         compat zt systemd\ngroup:          compat zt systemd\n",
         ),
-        // sss, tabs, an action, no blank after the colon, comments untouched
+        // sss, tabs, no blank after the colon, comments untouched; an action
+        // block right after files belongs to files: that line is left alone
         (
             "# passwd: files\npasswd:\tfiles sss\ngroup:files [SUCCESS=merge] sss\n",
-            "# passwd: files\npasswd:\tfiles zt sss\ngroup:files zt [SUCCESS=merge] sss\n",
+            "# passwd: files\npasswd:\tfiles zt sss\ngroup:files [SUCCESS=merge] sss\n",
+        ),
+        (
+            "passwd: files [NOTFOUND=return] sss\ngroup: files  [!UNAVAIL=return] sss\n",
+            "passwd: files [NOTFOUND=return] sss\ngroup: files  [!UNAVAIL=return] sss\n",
+        ),
+        // an action block elsewhere on the line is no obstacle
+        (
+            "group: files sss [SUCCESS=merge] systemd\n",
+            "group: files zt sss [SUCCESS=merge] systemd\n",
+        ),
+        // a comment is never edited, nor read as naming files or zt
+        (
+            "passwd: sss # files later\ngroup: files # zt later\n",
+            "passwd: sss # files later\ngroup: files zt # zt later\n",
+        ),
+        (
+            "passwd: files#no blank before the comment\n",
+            "passwd: files zt#no blank before the comment\n",
         ),
         // zt already there (a hand install): that line is not ours to take out
         (
@@ -225,13 +265,19 @@ fn nsswitch_editor_adds_zt_after_files_and_removes_exactly_that() {
             "passwd: sss\ngroup: files zt ztx\n",
         ),
     ];
+    let lock_dir = tempfile::tempdir().expect("tempdir");
+    let lock = lock_dir.path().join("zt-nsswitch.lock");
     for (before, after) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("nsswitch.conf");
         let marker = dir.path().join("marker");
         std::fs::write(&file, before).expect("write");
         let edit = |action: &str| {
-            run(Command::new(&helper).arg(action).arg(&file).arg(&marker));
+            run(Command::new(&helper)
+                .env("ZT_NSSWITCH_LOCK", &lock)
+                .arg(action)
+                .arg(&file)
+                .arg(&marker));
             std::fs::read_to_string(&file).expect("read")
         };
         assert_eq!(edit("add"), after, "add to {before:?}");
@@ -239,4 +285,60 @@ fn nsswitch_editor_adds_zt_after_files_and_removes_exactly_that() {
         assert_eq!(edit("remove"), before, "remove from {after:?}");
         assert!(!marker.exists(), "marker left after remove");
     }
+}
+
+/// zt-nsswitch says why it left a line with an action block alone, and edits
+/// a symlinked nsswitch.conf where it points (the link stays a link).
+#[test]
+fn nsswitch_editor_explains_action_blocks_and_follows_a_symlink() {
+    let helper = repo().join("packaging/debian/zt-nsswitch");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lock = dir.path().join("lock");
+    let marker = dir.path().join("marker");
+    let real_dir = dir.path().join("real");
+    std::fs::create_dir(&real_dir).expect("mkdir");
+    let target = real_dir.join("nsswitch.conf");
+    let link = dir.path().join("nsswitch.conf");
+    let before = "passwd: files sss\ngroup: files [SUCCESS=merge] sss\n";
+    std::fs::write(&target, before).expect("write");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let edit = |action: &str| {
+        run(Command::new(&helper)
+            .env("ZT_NSSWITCH_LOCK", &lock)
+            .arg(action)
+            .arg(&link)
+            .arg(&marker))
+    };
+    let said = edit("add");
+    assert!(
+        said.contains("the group line of") && said.contains("action block"),
+        "{said}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("stat")
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "passwd: files zt sss\ngroup: files [SUCCESS=merge] sss\n"
+    );
+    edit("remove");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("stat")
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&target).expect("read"), before);
+    let left: Vec<_> = std::fs::read_dir(&real_dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("nsswitch.conf")],
+        "temp files left"
+    );
 }
