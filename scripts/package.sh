@@ -39,4 +39,14 @@ version=$(cargo metadata --no-deps --format-version 1 |
     python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "zt-agent"))')
 out=dist/zt_${version}-${revision}_amd64.deb
 cargo deb -p zt-agent --profile deb --target "$target" --no-build --deb-revision "$revision" -o "$out" >&2
+# cargo-deb writes no DEBIAN/md5sums (lintian: no-md5sums-control-file), and
+# debsums and `dpkg --verify` check installed files against it: the archive
+# is rebuilt with one, owners root:root and modes as cargo-deb set them.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+dpkg-deb -R "$out" "$work/root"
+(cd "$work/root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | LC_ALL=C sort |
+    xargs -r md5sum >DEBIAN/md5sums)
+chmod 0644 "$work/root/DEBIAN/md5sums"
+dpkg-deb -b --root-owner-group "$work/root" "$out" >&2
 echo "$out"

@@ -243,7 +243,13 @@ mkdir -p "$R/var/lib/extrausers"
 echo 'carol:x:5001:5001:Carol:/home/carol:/bin/bash' >"$R/var/lib/extrausers/passwd"
 echo 'carol:x:5001:' >"$R/var/lib/extrausers/group"
 echo 'carol:*:19000:0:99999:7:::' >"$R/var/lib/extrausers/shadow"
-apt_install /tmp/zt.deb >/dev/null
+# a "zt" of another source is not the system account: postinst stops and says so
+echo 'zt:x:5002:5002:not the system user:/home/zt:/bin/bash' >>"$R/var/lib/extrausers/passwd"
+if out=$(in_root 'dpkg -i /tmp/zt.deb' 2>&1); then echo "$out"; fail "postinst took extrausers' zt for the system user"; fi
+grep -q 'the name zt resolves (passwd) from another NSS source' <<<"$out" || { echo "$out"; fail "postinst did not say why"; }
+sed -i '/^zt:/d' "$R/var/lib/extrausers/passwd"
+in_root 'dpkg --configure -a' >/dev/null
+grep -q '^zt:' "$R/etc/passwd" || fail "no local zt system user"
 expect_line /etc/nsswitch.conf '^passwd:[[:space:]]+files zt extrausers$'
 [ ! -e "$R/var/lib/zt/snapshot" ] || fail "a snapshot exists before any sync"
 in_root 'getent passwd carol' >/dev/null || fail "carol does not resolve through extrausers"
