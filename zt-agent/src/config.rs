@@ -322,7 +322,7 @@ pub enum DirectoryKind {
 }
 
 impl DirectoryKind {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             DirectoryKind::File => "file",
             DirectoryKind::Scim => "scim",

@@ -68,6 +68,15 @@ fn a_real_scim_server_synced_through_to_getent() {
     write_token(&h, TOKEN);
     h.write_config(&config(&h, &scim.base, &sre));
     assert_eq!(code(&h, &["sync", "--once", "--detailed-exitcodes"]), 2);
+    // doctor reads the directory through the connector too (other checks
+    // judge this machine, so only the directory line is looked at)
+    let doctor = text(&h.agent(&["doctor"]).stdout);
+    assert!(
+        doctor
+            .lines()
+            .any(|l| l.starts_with("ok    directory: scim: read ") && l.contains(" user(s) and ")),
+        "{doctor}"
+    );
     for name in ["user0", "user299", "user420", "user400", "user404"] {
         h.assert_zt_user(name);
     }
@@ -106,6 +115,15 @@ fn a_real_scim_server_synced_through_to_getent() {
     let shown = text(&status.stdout);
     assert!(shown.contains("refused our credentials"), "{shown}");
     assert!(!shown.contains("test-only-wrong-token"), "{shown}");
+    let doctor = text(&h.agent(&["doctor"]).stdout);
+    assert!(
+        doctor
+            .lines()
+            .any(|l| l.starts_with("FAIL  directory: scim: ")
+                && l.contains("refused our credentials")),
+        "{doctor}"
+    );
+    assert!(!doctor.contains("test-only-wrong-token"), "{doctor}");
     write_token(&h, TOKEN);
 
     // the server gone: EX_UNAVAILABLE, the persisted snapshot serves on

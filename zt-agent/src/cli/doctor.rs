@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, SystemTime};
 
-use crate::config::{AgentConfig, KeySource};
+use crate::config::{AgentConfig, DirectorySource, KeySource};
 use crate::http::Http;
 use crate::status::now;
 use crate::sync::{Paths, load_status};
@@ -327,10 +327,7 @@ fn sshd(root: &Path) -> Vec<Finding> {
         Err(e) => return vec![fail(format!("sshd: cannot run sshd -T: {e}"))],
     };
     if !out.status.success() {
-        return vec![fail(format!(
-            "sshd: `sshd -T` fails, sshd would not start: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))];
+        return vec![sshd_t_failed(&String::from_utf8_lossy(&out.stderr))];
     }
     let effective = String::from_utf8_lossy(&out.stdout);
     let mut findings = sshd_effective(&effective);
@@ -341,6 +338,25 @@ fn sshd(root: &Path) -> Vec<Finding> {
         Some(path) => ca_file(Path::new(path)),
     });
     findings
+}
+
+/// `sshd -T` refused to run. Without /run/sshd (sshd stopped, or started by
+/// socket activation, which makes it only per connection) sshd -T stops
+/// before reading the config, which says nothing about whether sshd would
+/// start: ssh.service makes the directory first. That is a note, not a FAIL;
+/// doctor does not make the directory itself (it changes nothing on the host).
+pub fn sshd_t_failed(stderr: &str) -> Finding {
+    let stderr = stderr.trim();
+    if stderr.contains("Missing privilege separation directory") {
+        warn(format!(
+            "sshd: `sshd -T` could not check the config: {stderr} (sshd is not running; ssh.service makes it at start). \
+             To check now: install -d -m 0755 /run/sshd && zt-agent doctor"
+        ))
+    } else {
+        fail(format!(
+            "sshd: `sshd -T` fails, sshd would not start: {stderr}"
+        ))
+    }
 }
 
 /// The CA file sshd trusts for user certificates: root-owned, not writable by
@@ -490,6 +506,22 @@ fn server_date(http: &Http, url: &str) -> Option<SystemTime> {
     http_date(date)
 }
 
+/// An API connector's directory (entra, okta, google, scim, keycloak), read
+/// once through the agent's own connector code: the token, every page, the
+/// read deadline, as the next sync will meet them. Nothing is saved (no delta
+/// link, no snapshot). The error is the connector's, credentials redacted.
+pub fn directory_read(config: &AgentConfig) -> Finding {
+    let kind = config.directory.kind.get_ref().name();
+    match crate::sync::load_directory(config, None) {
+        Ok(read) => ok(format!(
+            "directory: {kind}: read {} user(s) and {} group(s)",
+            read.directory.users.len(),
+            read.directory.groups.len()
+        )),
+        Err(e) => fail(format!("directory: {kind}: {e}")),
+    }
+}
+
 /// The directory source and every issuer's keys, fetched as the agent does,
 /// and the host's clock against the key servers' `Date`.
 fn endpoints(config: &AgentConfig) -> Vec<Finding> {
@@ -503,6 +535,12 @@ fn endpoints(config: &AgentConfig) -> Vec<Finding> {
                 path.display()
             ))
         });
+    }
+    if !matches!(
+        config.directory.source,
+        DirectorySource::File { .. } | DirectorySource::Unchecked
+    ) {
+        findings.push(directory_read(config));
     }
     if config.issuer_specs.is_empty() {
         findings.push(warn("issuers: none configured: pam_zt accepts no token"));
@@ -688,6 +726,48 @@ mod tests {
         assert_eq!(ca_file(&p).level, Level::Ok);
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).expect("chmod");
         assert_eq!(ca_file(&p).level, Level::Fail, "world writable");
+    }
+
+    #[test]
+    fn sshd_t_without_its_runtime_directory_is_a_note() {
+        let f = sshd_t_failed("Missing privilege separation directory: /run/sshd\n");
+        assert!(matches!(f.level, Level::Warn), "{}", f.text);
+        assert!(
+            f.text.contains("install -d -m 0755 /run/sshd"),
+            "{}",
+            f.text
+        );
+        let f = sshd_t_failed("/etc/ssh/sshd_config line 3: Bad configuration option: Nope\n");
+        assert!(matches!(f.level, Level::Fail), "{}", f.text);
+        assert!(f.text.contains("sshd would not start"), "{}", f.text);
+    }
+
+    #[test]
+    fn an_api_directory_is_read_through_the_connector() {
+        // a SCIM service nothing listens on, its token in a trusted file: the
+        // read fails as the agent's would, named, and the token is not shown
+        let d = tempfile::tempdir().expect("tempdir");
+        let token = d.path().join("scim.token");
+        std::fs::write(&token, "test-only-doctor-token-91c2\n").expect("write");
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        let config = AgentConfig::parse(
+            &format!(
+                "[directory]\nkind = \"scim\"\nurl = \"https://127.0.0.1:9/scim/v2\"\ntoken_file = \"{}\"\n\n\
+                 [users]\ndomains = [\"example.com\"]\n\n[[groups]]\nid = \"g1\"\nname = \"sre\"\nlogin = true\n",
+                token.display()
+            ),
+            "agent.toml",
+        )
+        .expect("config");
+        let f = directory_read(&config);
+        assert!(matches!(f.level, Level::Fail), "{}", f.text);
+        assert!(
+            f.text.starts_with("directory: scim: directory unavailable"),
+            "{}",
+            f.text
+        );
+        assert!(!f.text.contains("test-only-doctor-token"), "{}", f.text);
     }
 
     #[test]
