@@ -284,6 +284,9 @@ rm "$R/etc/ssh/sshd_config.d/10-admin.conf"
 echo 'KbdInteractiveAuthentication no' >>"$R/etc/ssh/sshd_config"
 dropin_refused kbdinteractiveauthentication
 cp "$R/tmp/sshd_config.orig" "$R/etc/ssh/sshd_config"
+echo 'KbdInteractiveAuthentication no' >"$R/etc/ssh/sshd_config.d/10-admin.conf"
+dropin_refused kbdinteractiveauthentication
+rm "$R/etc/ssh/sshd_config.d/10-admin.conf"
 same_file /etc/nsswitch.conf "$before/nsswitch.conf"
 
 step "an edited drop-in stays on remove, with a note"
