@@ -196,7 +196,9 @@ in_root 'getent passwd root' >/dev/null || fail "root does not resolve after rem
 
 step "purge: files, config and state gone; an admin's own file stays"
 echo "admin's notes" >"$R/etc/zt/notes.txt"
-in_root 'apt-get purge -y -q zt'
+[ -f "$R/var/lib/zt/ids.json" ] || fail "no ids.json before purge"
+out=$(in_root 'apt-get purge -y -q zt' 2>&1) || { echo "$out"; fail "purge failed"; }
+grep -q 'purge removes /var/lib/zt/ids.json' <<<"$out" || { echo "$out"; fail "purge did not warn that the uid map goes"; }
 for gone in /etc/zt/agent.toml /var/lib/zt /var/log/zt /usr/sbin/zt-agent /lib/x86_64-linux-gnu/libnss_zt.so.2 \
     /lib/x86_64-linux-gnu/security/pam_zt.so /usr/share/pam-configs/zt /lib/systemd/system/zt-agent.service; do
     [ ! -e "$R$gone" ] || fail "$gone outlived purge"
