@@ -213,6 +213,19 @@ impl Host {
             .expect("spawn")
     }
 
+    /// As [`Host::spawn`], in a process group of its own (its id is the child's
+    /// pid): `kill(-pid)` then ends the command and everything it started, as
+    /// systemd ends a service's whole cgroup.
+    pub fn spawn_group(&self, argv: &[&str]) -> Child {
+        use std::os::unix::process::CommandExt;
+        self.command(argv)
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn")
+    }
+
     pub fn agent_argv(&self) -> Vec<String> {
         vec![
             artifact("zt-agent").display().to_string(),

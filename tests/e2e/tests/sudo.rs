@@ -333,26 +333,65 @@ fn a_killed_agent_leaves_the_old_file_or_the_new_one() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = Duration::from_micros(seed % 40_000);
+        // two rounds in four run to the end (so both texts are installed by
+        // a finished sync at some point), the others are killed at random
+        // moments of their first 40 ms (writing, visudo, rename)
+        let delay = if round % 4 < 2 {
+            Duration::from_millis(400)
+        } else {
+            Duration::from_micros(seed % 40_000)
+        };
         let mut argv = h.agent_argv();
         argv.extend(["sync".into(), "--once".into()]);
-        let mut child: Child = h.spawn(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+        // the agent with whatever it started (visudo), as systemd would end it
+        let mut child: Child = h.spawn_group(&argv.iter().map(String::as_str).collect::<Vec<_>>());
         std::thread::sleep(delay);
-        // SAFETY: kill has no memory preconditions; the pid is our own child's.
-        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let group = child.id() as i32;
+        // SAFETY: kill has no memory preconditions; the group is our own child's.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
         let _ = child.wait();
+        // until the whole group is gone: a visudo still running would keep the
+        // killed agent's mount namespace (and its overlay) alive
+        let gone = std::time::Instant::now();
+        while group_alive(group) && gone.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let now = installed(&h).expect("a file is always installed");
         let which = [now == a, now == b];
         assert!(which[0] || which[1], "round {round}: a third text:\n{now}");
         seen[usize::from(which[1])] = true;
         let o = h.run(&["visudo", "-c"]);
-        assert!(o.status.success(), "round {round}: {}", text(&o.stdout));
+        assert!(
+            o.status.success(),
+            "round {round}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
     }
-    // the kills hit at different moments: both texts were left installed at some point
+    // both texts were left installed at some point
     assert!(seen[0] && seen[1], "{seen:?}");
     // and the next sync cleans up whatever a kill left
     h.sync();
     assert!(!h.path("etc/sudoers.d/.zt.new").exists());
+}
+
+/// Whether a process of group `pgid` is still running (zombies do not count:
+/// nobody may reap an orphan here, and a zombie holds no namespace).
+fn group_alive(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ')'
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+    })
 }
 
 #[test]
