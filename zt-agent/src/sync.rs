@@ -253,13 +253,28 @@ pub fn sync_fetched(
     // After every attempt, good or failed, from what is published now. Past
     // max_offline (a failed attempt) the IdP's say-so is stale: the grants
     // and the sudo rules it gave are withdrawn until a sync works again.
-    let offline = offline_reason(config, &state);
+    // The published pair is read once for both: whether the host is
+    // offline, and which groups sudo's %names stand for (a withdrawal below
+    // republishes the same groups).
+    let (offline, published) = {
+        let public = state.read_trusted(names::SNAPSHOT).ok().flatten();
+        let private = state.read_trusted(names::PRIVATE).ok().flatten();
+        let pair = match (&public, &private) {
+            (Some(a), Some(b)) => Pair::parse(a, b).ok(),
+            _ => None,
+        };
+        (
+            pair.as_ref()
+                .and_then(|p| offline_reason(config, &state, p.private.synced_at())),
+            sudo::published_groups(pair.as_ref()),
+        )
+    };
     if let Some(why) = &offline
-        && let Err(e) = republish_locked(config, paths, &state, &[], false)
+        && let Err(e) = republish_locked(config, paths, &state, &[], true)
     {
         tracing::error!("{why}, but the local group grants could not be withdrawn: {e}");
     }
-    st.sudo = Some(apply_sudo(config, paths, &state, offline.as_deref()));
+    st.sudo = Some(apply_sudo(config, paths, &published, offline.as_deref()));
     let text = serde_json::to_vec_pretty(&st).map_err(|e| SyncError::host(e.to_string()))?;
     if let Err(e) = state.write_atomic(names::STATUS, &text, modes::PRIVATE) {
         tracing::warn!("cannot write status.json: {e}");
@@ -271,7 +286,7 @@ pub fn sync_fetched(
 /// foresaw) into a failed sync, so that what follows every attempt (status,
 /// the max_offline withdrawal of sudo rules and grants) still runs. The
 /// daemon also guards the whole sync, as a last resort.
-fn caught<T>(what: &str, f: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
+pub fn caught<T>(what: &str, f: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
         let why = payload
             .downcast_ref::<&str>()
@@ -304,21 +319,21 @@ pub fn publish_keys_only(
     else {
         return Ok(None);
     };
-    let offline = offline_reason(config, &state);
-    republish_locked(config, paths, &state, fetched, offline.is_none()).map(Some)
+    republish_locked(config, paths, &state, fetched, false).map(Some)
 }
 
 /// Republishes the current pair (users and groups as published, `synced_at`
 /// kept, no heartbeat) with the issuers' keys from `fetched` (the previous
 /// ones where `fetched` has none), config-made parts as the config says now,
-/// and the local group grants only if `grants`. Returns the generation in
-/// force afterwards. The caller holds the state lock.
+/// and the local group grants unless `withdraw_grants` or the host is past
+/// `max_offline`. Returns the generation in force afterwards. The caller
+/// holds the state lock.
 fn republish_locked(
     config: &AgentConfig,
     paths: &Paths,
     state: &StateDir,
     fetched: &[keys::Fetched],
-    grants: bool,
+    withdraw_grants: bool,
 ) -> Result<u64, SyncError> {
     let read = |name| {
         state
@@ -330,6 +345,8 @@ fn republish_locked(
     let private = read(names::PRIVATE)?;
     let pair = Pair::parse(&public, &private)
         .map_err(|e| SyncError::host(format!("the published pair is unusable: {e}")))?;
+    let grants =
+        !withdraw_grants && offline_reason(config, state, pair.private.synced_at()).is_none();
     let mut content = published_pair_content(&pair);
     content.issuers = keys::issuer_entries(config, fetched, Some(&pair.private));
     content.shared_accounts = crate::resolve::Policy::from_config(config).shared_accounts;
@@ -381,14 +398,13 @@ fn republish_locked(
 }
 
 /// Why this host is past `[login] max_offline`, if it is: measured as pam_zt
-/// measures it (the later of the heartbeat and the private file's synced_at).
-fn offline_reason(config: &AgentConfig, state: &StateDir) -> Option<String> {
+/// measures it (the later of the heartbeat and the published private file's
+/// `synced_at`).
+fn offline_reason(config: &AgentConfig, state: &StateDir, synced_at: u64) -> Option<String> {
     let limit = config.max_offline_secs();
     if limit == 0 {
         return None;
     }
-    let private = state.read_trusted(names::PRIVATE).ok().flatten()?;
-    let synced_at = zt_snapshot::Private::parse(&private).ok()?.synced_at();
     let last = zt_snapshot::last_good_sync(state.read_last_good_sync().ok().flatten(), synced_at);
     let age = status::now().saturating_sub(last);
     (age > limit).then(|| {
@@ -432,7 +448,7 @@ fn local_grants(
 fn apply_sudo(
     config: &AgentConfig,
     paths: &Paths,
-    state: &StateDir,
+    published: &HashMap<String, String>,
     offline: Option<&str>,
 ) -> SudoStatus {
     let installed_rules = || sudo::install::installed_rule_count(&paths.sudoers);
@@ -453,16 +469,9 @@ fn apply_sudo(
             };
         }
     };
-    let public = state.read_trusted(names::SNAPSHOT).ok().flatten();
-    let private = state.read_trusted(names::PRIVATE).ok().flatten();
-    let pair = match (&public, &private) {
-        (Some(a), Some(b)) => Pair::parse(a, b).ok(),
-        _ => None,
-    };
-    let published = sudo::published_groups(pair.as_ref());
     let report = sudo::apply(
         config,
-        &published,
+        published,
         &local.group_names,
         offline,
         &paths.sudoers,
@@ -859,14 +868,4 @@ fn published_content_from_ids(
             Some((flags, idp_id.to_string()))
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_panic_becomes_a_failed_sync() {
-        let e = super::caught::<()>("the sync", || panic!("boom")).unwrap_err();
-        assert!(e.message.contains("the sync panicked: boom"), "{e}");
-        assert_eq!(super::caught("x", || Ok(7)).unwrap(), 7);
-    }
 }

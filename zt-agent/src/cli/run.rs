@@ -12,8 +12,8 @@ use std::sync::{Arc, RwLock};
 use crate::config::AgentConfig;
 use crate::control::{self, Refresher};
 use crate::notify;
-use crate::outcome::{Completed, SyncError};
-use crate::sync::{self, Paths, Report};
+use crate::outcome::Completed;
+use crate::sync::{self, Paths};
 
 /// Spreads a fleet's syncs over +-10% of the interval so hosts do not hit the
 /// IdP in lockstep. std's RandomState is randomly seeded per process.
@@ -65,7 +65,7 @@ pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
     let mut first = true;
     loop {
         let mut wait = jittered(config.directory.sync_interval);
-        let status = match guarded(|| sync::sync(&config, paths, false)) {
+        let status = match sync::caught("the sync", || sync::sync(&config, paths, false)) {
             Ok(r) => {
                 match r.completed {
                     Completed::Published => {}
@@ -112,21 +112,6 @@ pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
     }
 }
 
-/// Runs one sync, turning a panic in it (a bug, or an answer nothing
-/// foresaw) into a failed sync: the daemon logs it and goes on serving the
-/// last good snapshot, instead of dying and leaving hosts to `max_offline`.
-/// Whatever the sync held (the state lock, files) is released as it unwinds.
-fn guarded(sync: impl FnOnce() -> Result<Report, SyncError>) -> Result<Report, SyncError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(sync)).unwrap_or_else(|payload| {
-        let what = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_string());
-        Err(SyncError::host(format!("the sync panicked: {what}")))
-    })
-}
-
 /// The IdP's Retry-After (only ever from a 429), when longer than the
 /// interval, is waited out (a throttled fleet that came back every interval
 /// anyway would stay throttled), but never longer than the interval or
@@ -170,13 +155,20 @@ mod tests {
 
     #[test]
     fn a_panicking_sync_is_a_failed_sync_not_a_dead_daemon() {
-        let e = super::guarded(|| panic!("overflow when adding duration to instant")).unwrap_err();
+        let e = crate::sync::caught::<()>("the sync", || {
+            panic!("overflow when adding duration to instant")
+        })
+        .unwrap_err();
         assert_eq!(e.kind, crate::outcome::FailureKind::Host);
         assert!(e.message.contains("overflow when adding"), "{e:?}");
-        let e = super::guarded(|| std::panic::panic_any(format!("owned {}", 7))).unwrap_err();
+        let e =
+            crate::sync::caught::<()>("the sync", || std::panic::panic_any(format!("owned {}", 7)))
+                .unwrap_err();
         assert!(e.message.contains("owned 7"), "{e:?}");
         // and the next one runs as usual
-        let e = super::guarded(|| Err(crate::outcome::SyncError::host("plain"))).unwrap_err();
+        let e =
+            crate::sync::caught::<()>("the sync", || Err(crate::outcome::SyncError::host("plain")))
+                .unwrap_err();
         assert_eq!(e.message, "plain");
     }
 
