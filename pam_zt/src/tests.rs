@@ -1254,6 +1254,7 @@ fn live_directory_reads_issuers_users_and_policy() {
                 alg: "RS256".into(),
                 jwk: String::from_utf8(rsa.jwk.clone()).unwrap(),
             }],
+            ..Default::default()
         }],
         policy: PolicyEntry {
             max_offline_secs: 3600,

@@ -119,6 +119,7 @@ fn token_login_through_linux_pam() {
                 alg: "RS256".into(),
                 jwk: rsa,
             }],
+            ..Default::default()
         }],
         policy: PolicyEntry {
             max_offline_secs: 3600,

@@ -61,6 +61,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         ),
                     })
                     .collect(),
+                require_mfa: i == 1,
+                mfa_acr: if i == 1 { vec!["2".into()] } else { vec![] },
             })
             .collect();
         sets.push(Content {

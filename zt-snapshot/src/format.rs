@@ -83,6 +83,14 @@
 //! MUST_UNDERSTAND: a reader that ignored it would let in logins the policy
 //! forbids.
 //!
+//! ISSUER_MFA (2.3, MUST_UNDERSTAND) holds one `ISSUER_MFA_RECORD_LEN`-byte
+//! record per issuer, same index as ISSUERS: `flags: u32`
+//! ([`issuer_mfa_flags`]), `reserved: u32`, `acr_values: StrRef` (the `acr`
+//! values that count as MFA, separated by `\n`; may be empty). It is written
+//! only when some issuer requires MFA, so files without that requirement
+//! stay readable by 2.2 readers; a reader that ignored it would accept tokens
+//! without MFA, hence MUST_UNDERSTAND. Absent = no issuer requires MFA.
+//!
 //! ### SSH (2.2)
 //!
 //! | kind | contents |
@@ -140,7 +148,8 @@ pub const VERSION_MAJOR: u16 = 2;
 /// Bumped when sections are added; old readers skip unknown sections.
 /// 1: token issuers and their keys, host policy.
 /// 2: SSH principals, public keys and shared accounts.
-pub const VERSION_MINOR: u16 = 2;
+/// 3: issuer MFA requirements.
+pub const VERSION_MINOR: u16 = 3;
 pub const HEADER_LEN: usize = 64;
 pub const SECTION_ENTRY_LEN: usize = 16;
 /// Bound on the section table, so a corrupt count cannot make a reader walk far.
@@ -152,6 +161,7 @@ pub const PRIVATE_USER_RECORD_LEN: usize = 16;
 pub const PRIVATE_GROUP_RECORD_LEN: usize = 16;
 pub const ISSUER_RECORD_LEN: usize = 40;
 pub const ISSUER_KEY_RECORD_LEN: usize = 24;
+pub const ISSUER_MFA_RECORD_LEN: usize = 16;
 pub const STR_REF_LEN: usize = 8;
 /// A `(start: u32, count: u32)` pair of USER_PRINCIPALS / USER_KEYS.
 pub const LIST_REF_LEN: usize = 8;
@@ -203,6 +213,16 @@ pub mod private_section {
     pub const SHARED_ACCOUNTS: u32 = 0x10d;
     /// Since 2.2; optional.
     pub const SHARED_ACCOUNT_GROUPS: u32 = 0x10e;
+    /// Since 2.3; optional (absent = no issuer requires MFA); written
+    /// MUST_UNDERSTAND, and only when some issuer requires MFA.
+    pub const ISSUER_MFA: u32 = 0x10f;
+}
+
+/// `flags` of an ISSUER_MFA record.
+pub mod issuer_mfa_flags {
+    /// The issuer's tokens must show MFA: `amr` contains "mfa", or `acr` is
+    /// one of the record's `acr_values`.
+    pub const REQUIRED: u32 = 1;
 }
 
 /// `kind` of an issuer record.
@@ -271,6 +291,12 @@ pub(crate) mod issuer {
     pub const AUDIENCES_COUNT: usize = 28;
     pub const KEYS_START: usize = 32;
     pub const KEYS_COUNT: usize = 36;
+}
+
+/// ISSUER_MFA record field offsets. Bytes 4..8 are reserved (0).
+pub(crate) mod issuer_mfa {
+    pub const FLAGS: usize = 0;
+    pub const ACR_VALUES: usize = 8;
 }
 
 /// Issuer key record field offsets.

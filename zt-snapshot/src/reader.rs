@@ -9,7 +9,7 @@
 //! file that is not the twin of the public one (another generation, other counts).
 
 use crate::format::{
-    self, group, header, issuer, issuer_key, private_group, private_section, private_user, section,
+    self, group, header, issuer, issuer_key, issuer_mfa, private_group, private_section, private_user, section,
     shared_account, user,
 };
 
@@ -578,6 +578,8 @@ pub struct Private<'a> {
     keys: Span,
     shared_accounts: Span,
     shared_account_groups: Span,
+    /// Empty when absent (no issuer requires MFA).
+    issuer_mfa: Span,
 }
 
 /// Counts only: a `{:?}` in a log line must not dump emails.
@@ -612,6 +614,7 @@ impl<'a> Private<'a> {
                 private_section::KEYS,
                 private_section::SHARED_ACCOUNTS,
                 private_section::SHARED_ACCOUNT_GROUPS,
+                private_section::ISSUER_MFA,
             ],
             4,
         )?;
@@ -630,6 +633,7 @@ impl<'a> Private<'a> {
             keys,
             shared_accounts,
             shared_account_groups,
+            issuer_mfa,
         ] = c.spans;
         if !users.len.is_multiple_of(format::PRIVATE_USER_RECORD_LEN)
             || !groups.len.is_multiple_of(format::PRIVATE_GROUP_RECORD_LEN)
@@ -650,6 +654,16 @@ impl<'a> Private<'a> {
             return err(
                 "section length is not a whole number of records",
                 format::HEADER_LEN,
+            );
+        }
+        // ISSUER_MFA, when present, has one record per issuer.
+        if c.present[14]
+            && issuer_mfa.len
+                != issuers.len / format::ISSUER_RECORD_LEN * format::ISSUER_MFA_RECORD_LEN
+        {
+            return err(
+                "issuer MFA section does not have one record per issuer",
+                issuer_mfa.offset,
             );
         }
         // A per-user list section, when present, has one pair per user.
@@ -690,6 +704,7 @@ impl<'a> Private<'a> {
             keys,
             shared_accounts,
             shared_account_groups,
+            issuer_mfa,
         })
     }
 
@@ -800,8 +815,20 @@ impl<'a> Private<'a> {
             format::ISSUER_KEY_RECORD_LEN,
             at + issuer::KEYS_START,
         )?;
+        let (require_mfa, mfa_acr) = if self.issuer_mfa.len == 0 {
+            (false, &[][..])
+        } else {
+            let at = self.issuer_mfa.offset + index * format::ISSUER_MFA_RECORD_LEN;
+            let m: &[u8; format::ISSUER_MFA_RECORD_LEN] = s.record(at)?;
+            (
+                field_u32(m, issuer_mfa::FLAGS) & format::issuer_mfa_flags::REQUIRED != 0,
+                s.record_string(m, at, issuer_mfa::ACR_VALUES)?,
+            )
+        };
         Ok(Issuer {
             index,
+            require_mfa,
+            mfa_acr,
             kind: field_u32(r, issuer::KIND),
             iss: s.record_string(r, at, issuer::ISS)?,
             claim: s.record_string(r, at, issuer::CLAIM)?,
@@ -1150,6 +1177,11 @@ pub struct Issuer<'a> {
     pub iss: &'a [u8],
     /// The claim that names the person ("email", "preferred_username", "upn", "sub").
     pub claim: &'a [u8],
+    /// Tokens must show MFA (2.3): `amr` contains "mfa", or `acr` is one of
+    /// `mfa_acr`.
+    pub require_mfa: bool,
+    /// `acr` values that count as MFA, separated by `\n` (may be empty).
+    pub mfa_acr: &'a [u8],
     sections: Sections<'a>,
     audiences: Span,
     keys: Span,
@@ -1162,6 +1194,7 @@ impl std::fmt::Debug for Issuer<'_> {
             .field("kind", &self.kind)
             .field("iss", &String::from_utf8_lossy(self.iss))
             .field("claim", &String::from_utf8_lossy(self.claim))
+            .field("require_mfa", &self.require_mfa)
             .field("keys", &self.key_count())
             .finish_non_exhaustive()
     }

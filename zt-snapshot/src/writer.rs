@@ -50,6 +50,10 @@ pub struct IssuerEntry {
     pub audiences: Vec<String>,
     /// The issuer's signing keys as last fetched; may be empty.
     pub keys: Vec<KeyEntry>,
+    /// Tokens must show MFA (`amr` contains "mfa", or an `acr` of `mfa_acr`).
+    pub require_mfa: bool,
+    /// `acr` values that count as MFA (only with `require_mfa`).
+    pub mfa_acr: Vec<String>,
 }
 
 /// One signing key of an issuer.
@@ -468,6 +472,15 @@ fn check_issuers(issuers: &[IssuerEntry]) -> Result<(), BuildError> {
     for i in issuers {
         no_nul("issuer", &i.iss)?;
         no_nul("issuer claim", &i.claim)?;
+        for a in &i.mfa_acr {
+            if a.is_empty() || a.contains('\n') {
+                return Err(BuildError::BadString {
+                    field: "issuer acr value",
+                    value: a.clone(),
+                });
+            }
+            no_nul("issuer acr value", a)?;
+        }
         for a in &i.audiences {
             no_nul("issuer audience", a)?;
         }
@@ -549,16 +562,30 @@ fn count_u32(n: usize) -> Result<u32, BuildError> {
     u32::try_from(n).map_err(|_| BuildError::TooLarge)
 }
 
-/// The ISSUERS, ISSUER_AUDIENCES and ISSUER_KEYS section bodies.
+/// The ISSUERS, ISSUER_AUDIENCES, ISSUER_KEYS and ISSUER_MFA section bodies;
+/// ISSUER_MFA is `None` when no issuer requires MFA (the section is then not
+/// written: it is MUST_UNDERSTAND, and a file without it stays 2.2-readable).
 fn build_issuers<'c>(
     issuers: &'c [IssuerEntry],
+    acr_lists: &'c [String],
     strings: &mut Strings<'c>,
-) -> Result<[Vec<u8>; 3], BuildError> {
+) -> Result<([Vec<u8>; 3], Option<Vec<u8>>), BuildError> {
     let mut records = Vec::with_capacity(issuers.len() * format::ISSUER_RECORD_LEN);
     let mut audiences = Vec::new();
     let mut keys = Vec::new();
+    let mut mfa = Vec::with_capacity(issuers.len() * format::ISSUER_MFA_RECORD_LEN);
     let (mut aud_count, mut key_count) = (0usize, 0usize);
-    for i in issuers {
+    for (i, acr) in issuers.iter().zip(acr_lists) {
+        put_u32(
+            &mut mfa,
+            if i.require_mfa {
+                format::issuer_mfa_flags::REQUIRED
+            } else {
+                0
+            },
+        );
+        put_u32(&mut mfa, 0);
+        put_str(&mut mfa, strings.add(acr)?);
         put_u32(&mut records, i.kind);
         put_u32(&mut records, 0);
         put_str(&mut records, strings.add(&i.iss)?);
@@ -578,7 +605,8 @@ fn build_issuers<'c>(
         aud_count += i.audiences.len();
         key_count += i.keys.len();
     }
-    Ok([records, audiences, keys])
+    let any_mfa = issuers.iter().any(|i| i.require_mfa);
+    Ok(([records, audiences, keys], any_mfa.then_some(mfa)))
 }
 
 fn build_private(content: &Content) -> Result<Vec<u8>, BuildError> {
@@ -605,7 +633,15 @@ fn build_private(content: &Content) -> Result<Vec<u8>, BuildError> {
         .filter(|(_, u)| !u.email.is_empty())
         .map(|(i, u)| (i, format::hash_bytes(u.email.as_bytes())))
         .collect();
-    let [issuers, audiences, keys] = build_issuers(&content.issuers, &mut strings)?;
+    // `acr_values` StrRefs point into the strings: the joined lists must
+    // outlive them.
+    let acr_lists: Vec<String> = content
+        .issuers
+        .iter()
+        .map(|i| i.mfa_acr.join("\n"))
+        .collect();
+    let ([issuers, audiences, keys], issuer_mfa) =
+        build_issuers(&content.issuers, &acr_lists, &mut strings)?;
     let [user_principals, principals] =
         build_user_lists(&content.users, |u| &u.principals, &mut strings)?;
     let [user_keys, keys_list] = build_user_lists(&content.users, |u| &u.ssh_keys, &mut strings)?;
@@ -614,7 +650,7 @@ fn build_private(content: &Content) -> Result<Vec<u8>, BuildError> {
     policy.extend_from_slice(&content.policy.max_offline_secs.to_le_bytes());
     policy.resize(format::HOST_POLICY_LEN, 0);
     let flags = section_flags::MUST_UNDERSTAND;
-    let sections: Vec<(u32, Vec<u8>, u32)> = vec![
+    let mut sections: Vec<(u32, Vec<u8>, u32)> = vec![
         (private_section::USERS, users, 0),
         (private_section::GROUPS, groups, 0),
         (
@@ -632,8 +668,11 @@ fn build_private(content: &Content) -> Result<Vec<u8>, BuildError> {
         (private_section::KEYS, keys_list, 0),
         (private_section::SHARED_ACCOUNTS, shared, 0),
         (private_section::SHARED_ACCOUNT_GROUPS, shared_groups, 0),
-        (private_section::STRINGS, strings.bytes, 0),
     ];
+    if let Some(mfa) = issuer_mfa {
+        sections.push((private_section::ISSUER_MFA, mfa, flags));
+    }
+    sections.push((private_section::STRINGS, strings.bytes, 0));
     assemble(format::PRIVATE_MAGIC, content, &sections)
 }
 

@@ -76,6 +76,7 @@ fn sample_issuers() -> Vec<IssuerEntry> {
             claim: "email".into(),
             audiences: vec!["4714c1aud".into(), "second-aud".into()],
             keys: vec![key("cf-1", "RS256"), key("cf-2", "RS256")],
+            ..Default::default()
         },
         IssuerEntry {
             kind: issuer_kind::OIDC,
@@ -83,6 +84,8 @@ fn sample_issuers() -> Vec<IssuerEntry> {
             claim: "preferred_username".into(),
             audiences: vec!["zt-ssh".into()],
             keys: vec![key("oidc-ec", "ES256")],
+            require_mfa: true,
+            mfa_acr: vec!["urn:example:mfa".into(), "2".into()],
         },
         IssuerEntry {
             kind: issuer_kind::OIDC,
@@ -90,6 +93,7 @@ fn sample_issuers() -> Vec<IssuerEntry> {
             claim: "sub".into(),
             audiences: vec![],
             keys: vec![],
+            ..Default::default()
         },
     ]
 }
@@ -179,6 +183,8 @@ fn issuers_keys_and_policy_round_trip() {
         }
         assert!(got.key(want.keys.len()).is_err());
         assert!(got.audience(want.audiences.len()).is_err());
+        assert_eq!(got.require_mfa, want.require_mfa);
+        assert_eq!(got.mfa_acr, want.mfa_acr.join("\n").as_bytes());
     }
     let cf = p
         .issuer_by_iss(b"https://acme.cloudflareaccess.com")
@@ -229,6 +235,52 @@ fn the_host_policy_section_must_be_understood_and_issuers_need_not() {
     let mut b = built.private.clone();
     set_entry(&mut b, i, 0x1f0, section_flags::MUST_UNDERSTAND);
     assert!(Private::parse(&b).is_err());
+    // ISSUER_MFA likewise: a reader ignoring it would take tokens without MFA.
+    assert_eq!(
+        flags(private_section::ISSUER_MFA),
+        section_flags::MUST_UNDERSTAND
+    );
+    let (i, _) = table_entry(&built.private, private_section::ISSUER_MFA);
+    let mut b = built.private.clone();
+    set_entry(&mut b, i, 0x1f1, section_flags::MUST_UNDERSTAND);
+    assert!(Private::parse(&b).is_err());
+}
+
+#[test]
+fn without_an_mfa_requirement_there_is_no_issuer_mfa_section() {
+    use format::private_section;
+    let mut c = sample();
+    for i in &mut c.issuers {
+        i.require_mfa = false;
+    }
+    let built = build(&c).unwrap();
+    let p = Private::parse(&built.private).unwrap();
+    let count = u32::from_le_bytes(built.private[40..44].try_into().unwrap()) as usize;
+    let kinds: Vec<u32> = (0..count)
+        .map(|i| {
+            let at = format::HEADER_LEN + i * format::SECTION_ENTRY_LEN;
+            u32::from_le_bytes(built.private[at..at + 4].try_into().unwrap())
+        })
+        .collect();
+    assert!(
+        !kinds.contains(&private_section::ISSUER_MFA),
+        "a file no issuer requires MFA in stays readable by 2.2 readers"
+    );
+    assert!((0..p.issuer_count()).all(|i| !p.issuer(i).unwrap().require_mfa));
+    // one record per issuer, or the file is refused
+    let built = build(&sample()).unwrap();
+    let (i, _) = table_entry(&built.private, private_section::ISSUER_MFA);
+    let mut b = built.private.clone();
+    let len_at = format::HEADER_LEN + i * format::SECTION_ENTRY_LEN + 8;
+    let len = u32::from_le_bytes(b[len_at..len_at + 4].try_into().unwrap());
+    b[len_at..len_at + 4].copy_from_slice(&(len - 16).to_le_bytes());
+    assert_eq!(
+        Private::parse(&b).unwrap_err().what,
+        "issuer MFA section does not have one record per issuer"
+    );
+    let mut c = sample();
+    c.issuers[0].mfa_acr = vec!["a\nb".into()];
+    assert!(build(&c).is_err(), "an acr value may not hold the separator");
 }
 
 #[test]
@@ -242,6 +294,7 @@ fn a_2_0_private_file_has_no_issuers_and_no_limit() {
         private_section::ISSUER_AUDIENCES,
         private_section::ISSUER_KEYS,
         private_section::HOST_POLICY,
+        private_section::ISSUER_MFA,
     ]
     .into_iter()
     .enumerate()
@@ -569,6 +622,8 @@ fn arb_content() -> impl Strategy<Value = Content> {
                         keys: (0..ng % 4)
                             .map(|k| key(&format!("k{i}-{k}"), "ES256"))
                             .collect(),
+                        require_mfa: i % 2 == 1,
+                        mfa_acr: (0..i % 3).map(|a| format!("acr{a}")).collect(),
                     })
                     .collect();
                 Content {

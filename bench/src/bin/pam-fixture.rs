@@ -72,6 +72,7 @@ fn main() {
                 alg: "RS256".into(),
                 jwk: String::from_utf8(fixture("TEST-ONLY-rsa.jwk.json")).expect("utf-8"),
             }],
+            ..Default::default()
         }],
         policy: PolicyEntry {
             max_offline_secs: 86_400,

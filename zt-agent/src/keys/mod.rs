@@ -369,6 +369,8 @@ pub fn issuer_entries(
                 claim: spec.claim.clone(),
                 audiences: spec.audiences.clone(),
                 keys,
+                require_mfa: spec.require_mfa,
+                mfa_acr: spec.mfa_acr.clone(),
             }
         })
         .collect()
