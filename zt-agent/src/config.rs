@@ -109,6 +109,28 @@ pub struct IssuerConfig {
     pub certs_url: Option<Spanned<String>>,
     /// oidc: the JWKS URL, instead of discovery.
     pub jwks_url: Option<Spanned<String>>,
+    /// oidc: this issuer answers device-code sign-ins (pam_zt `device`).
+    #[serde(default)]
+    pub device_login: Option<Spanned<bool>>,
+    /// oidc, device_login: the public client the agent signs in as; must be
+    /// one of `audiences` (its ID tokens carry it as `aud`).
+    pub client_id: Option<Spanned<String>>,
+    /// oidc, device_login: the scopes asked for (default openid email profile).
+    pub scopes: Option<Spanned<Vec<String>>>,
+    /// oidc: every token of this issuer (pasted or device) must show MFA.
+    #[serde(default)]
+    pub require_mfa: Option<Spanned<bool>>,
+    /// oidc, require_mfa: `acr` values that count as MFA besides `amr` "mfa".
+    pub mfa_acr: Option<Spanned<Vec<String>>>,
+    /// oidc, device_login: instead of discovery's.
+    pub device_authorization_endpoint: Option<Spanned<String>>,
+    /// oidc, device_login: instead of discovery's.
+    pub token_endpoint: Option<Spanned<String>>,
+    /// oidc, device_login: give up waiting for a sign-in after this (default 5m).
+    pub device_timeout: Option<Spanned<String>>,
+    /// oidc, device_login: at most this many pending sign-ins on this host
+    /// (default 20; at most 2 per user whatever this says).
+    pub device_max_pending: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -136,6 +158,32 @@ pub struct IssuerSpec {
     pub claim: String,
     pub audiences: Vec<String>,
     pub keys: KeySource,
+    /// Tokens must show MFA (`amr` contains "mfa", or an `acr` of `mfa_acr`).
+    pub require_mfa: bool,
+    pub mfa_acr: Vec<String>,
+    /// Device-code sign-ins through this issuer, if `device_login = true`.
+    pub device: Option<DeviceSpec>,
+}
+
+/// Default `device_timeout`.
+pub const DEVICE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default `device_max_pending` (per host).
+pub const DEVICE_MAX_PENDING: u32 = 20;
+/// Pending device sign-ins per user, whatever the host limit.
+pub const DEVICE_MAX_PER_USER: usize = 2;
+
+/// An issuer's device-code sign-in (RFC 8628), checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSpec {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    /// `<iss>/.well-known/openid-configuration`: where the endpoints not
+    /// configured come from.
+    pub discovery: String,
+    pub device_authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub timeout: Duration,
+    pub max_pending: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -741,6 +789,20 @@ impl AgentConfig {
             }
             specs.push(spec);
         }
+        let device_issuers: Vec<&IssuerConfig> = config
+            .issuers
+            .iter()
+            .filter(|i| i.device_login.as_ref().is_some_and(|d| *d.get_ref()))
+            .collect();
+        if let [_, second, ..] = device_issuers.as_slice() {
+            return Err(fail(
+                second.kind.span(),
+                "issuers.device_login",
+                "only one issuer may answer device-code sign-ins (pam_zt would not know which \
+                 one a person uses)"
+                    .into(),
+            ));
+        }
         config.issuer_specs = specs;
         let at = |span: std::ops::Range<usize>| {
             let (l, _) = line_col(text, span.start);
@@ -1228,6 +1290,175 @@ fn sudo_rights(s: &SudoConfig) -> Result<Rights, SpanError> {
     }
 }
 
+/// The MFA and device-code keys an entry sets: all are OIDC only.
+fn oidc_only_keys(i: &IssuerConfig) -> Vec<(&'static str, std::ops::Range<usize>)> {
+    let mut set = Vec::new();
+    let mut add = |key, span: Option<std::ops::Range<usize>>| {
+        if let Some(span) = span {
+            set.push((key, span));
+        }
+    };
+    add("issuers.device_login", i.device_login.as_ref().map(Spanned::span));
+    add("issuers.require_mfa", i.require_mfa.as_ref().map(Spanned::span));
+    add("issuers.mfa_acr", i.mfa_acr.as_ref().map(Spanned::span));
+    add("issuers.client_id", i.client_id.as_ref().map(Spanned::span));
+    add("issuers.scopes", i.scopes.as_ref().map(Spanned::span));
+    add(
+        "issuers.device_authorization_endpoint",
+        i.device_authorization_endpoint.as_ref().map(Spanned::span),
+    );
+    add("issuers.token_endpoint", i.token_endpoint.as_ref().map(Spanned::span));
+    add("issuers.device_timeout", i.device_timeout.as_ref().map(Spanned::span));
+    add(
+        "issuers.device_max_pending",
+        i.device_max_pending.as_ref().map(Spanned::span),
+    );
+    set
+}
+
+/// `require_mfa` and `mfa_acr`, checked.
+fn mfa_policy(i: &IssuerConfig) -> Result<(bool, Vec<String>), SpanError> {
+    let required = i.require_mfa.as_ref().is_some_and(|r| *r.get_ref());
+    let Some(acr) = &i.mfa_acr else {
+        return Ok((required, Vec::new()));
+    };
+    if !required {
+        return Err((
+            acr.span(),
+            "issuers.mfa_acr",
+            "only with require_mfa = true".into(),
+        ));
+    }
+    for a in acr.get_ref() {
+        if a.is_empty() || a.len() > 256 || a.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err((
+                acr.span(),
+                "issuers.mfa_acr",
+                format!("{a:?}: acr values are 1-256 characters without spaces"),
+            ));
+        }
+    }
+    Ok((true, acr.get_ref().clone()))
+}
+
+/// The device-code keys, checked; `None` without `device_login = true`.
+fn device_spec(i: &IssuerConfig, iss: &str) -> Result<Option<DeviceSpec>, SpanError> {
+    let enabled = i.device_login.as_ref().is_some_and(|d| *d.get_ref());
+    if !enabled {
+        let keys = oidc_only_keys(i);
+        if let Some((key, span)) = keys.into_iter().find(|(k, _)| {
+            !matches!(
+                *k,
+                "issuers.device_login" | "issuers.require_mfa" | "issuers.mfa_acr"
+            )
+        }) {
+            return Err((span, key, "only with device_login = true".into()));
+        }
+        return Ok(None);
+    }
+    let here = i.device_login.as_ref().map_or(i.kind.span(), Spanned::span);
+    let Some(client_id) = &i.client_id else {
+        return Err((
+            here,
+            "issuers.client_id",
+            "device_login = true needs client_id = \"<public client id>\" (an app registration \
+             that allows the device code flow)"
+                .into(),
+        ));
+    };
+    let cid = client_id.get_ref();
+    if cid.is_empty() || cid.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err((
+            client_id.span(),
+            "issuers.client_id",
+            "not a client id".into(),
+        ));
+    }
+    if !i.audiences.get_ref().contains(cid) {
+        return Err((
+            client_id.span(),
+            "issuers.client_id",
+            format!(
+                "{cid:?} must also be one of audiences: the ID tokens of a device sign-in carry \
+                 it as aud, and pam_zt verifies them like any other token"
+            ),
+        ));
+    }
+    let scopes = match &i.scopes {
+        None => vec!["openid".into(), "email".into(), "profile".into()],
+        Some(s) => {
+            let list = s.get_ref();
+            if !list.iter().any(|x| x == "openid")
+                || list
+                    .iter()
+                    .any(|x| x.is_empty() || x.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err((
+                    s.span(),
+                    "issuers.scopes",
+                    "list \"openid\" (an ID token is what proves the person) and scopes without \
+                     spaces"
+                        .into(),
+                ));
+            }
+            list.clone()
+        }
+    };
+    let endpoint = |v: &Option<Spanned<String>>, key: &'static str| match v {
+        None => Ok(None),
+        Some(v) => check_key_url(v.get_ref())
+            .map(|()| Some(v.get_ref().clone()))
+            .map_err(|why| (v.span(), key, why)),
+    };
+    let timeout = match &i.device_timeout {
+        None => DEVICE_TIMEOUT,
+        Some(t) => {
+            let v = humantime::parse_duration(t.get_ref()).map_err(|e| {
+                (
+                    t.span(),
+                    "issuers.device_timeout",
+                    format!("{:?}: {e} (e.g. \"5m\")", t.get_ref()),
+                )
+            })?;
+            if v < Duration::from_secs(30) || v > Duration::from_secs(15 * 60) {
+                return Err((
+                    t.span(),
+                    "issuers.device_timeout",
+                    "between 30s and 15m".into(),
+                ));
+            }
+            v
+        }
+    };
+    let max_pending = match &i.device_max_pending {
+        None => DEVICE_MAX_PENDING,
+        Some(n) if (1..=1000).contains(n.get_ref()) => *n.get_ref(),
+        Some(n) => {
+            return Err((
+                n.span(),
+                "issuers.device_max_pending",
+                "between 1 and 1000".into(),
+            ));
+        }
+    };
+    Ok(Some(DeviceSpec {
+        client_id: cid.clone(),
+        scopes,
+        discovery: format!(
+            "{}/.well-known/openid-configuration",
+            iss.trim_end_matches('/')
+        ),
+        device_authorization_endpoint: endpoint(
+            &i.device_authorization_endpoint,
+            "issuers.device_authorization_endpoint",
+        )?,
+        token_endpoint: endpoint(&i.token_endpoint, "issuers.token_endpoint")?,
+        timeout,
+        max_pending: max_pending as usize,
+    }))
+}
+
 /// Checks one `[[issuers]]` entry and resolves its iss and key source.
 fn issuer_spec(i: &IssuerConfig) -> Result<IssuerSpec, SpanError> {
     let here = i.kind.span();
@@ -1263,6 +1494,9 @@ fn issuer_spec(i: &IssuerConfig) -> Result<IssuerSpec, SpanError> {
                         .into(),
                 ));
             }
+            for (key, span) in oidc_only_keys(i) {
+                return not_for(key, span, kind);
+            }
             let Some(team) = &i.team else {
                 return Err((here, "issuers.team", "kind = \"cloudflare-access\" needs team = \"<team>\" (of <team>.cloudflareaccess.com)".into()));
             };
@@ -1283,6 +1517,9 @@ fn issuer_spec(i: &IssuerConfig) -> Result<IssuerSpec, SpanError> {
                 claim: "email".into(),
                 audiences: i.audiences.get_ref().clone(),
                 keys: KeySource::Jwks(certs),
+                require_mfa: false,
+                mfa_acr: Vec::new(),
+                device: None,
             })
         }
         IssuerKind::Oidc => {
@@ -1327,12 +1564,17 @@ fn issuer_spec(i: &IssuerConfig) -> Result<IssuerSpec, SpanError> {
                     iss.trim_end_matches('/')
                 )),
             };
+            let (require_mfa, mfa_acr) = mfa_policy(i)?;
+            let device = device_spec(i, &iss)?;
             Ok(IssuerSpec {
                 kind: zt_snapshot::format::issuer_kind::OIDC,
                 iss,
                 claim,
                 audiences: i.audiences.get_ref().clone(),
                 keys,
+                require_mfa,
+                mfa_acr,
+                device,
             })
         }
     }
@@ -1405,6 +1647,105 @@ login = true
             "{text}\n[[shared_accounts]]\nname = \"sysadmin\"\ngroups = [\"6b1f0d7e-aaaa\"]\n"
         ));
         assert!(e.contains("listed twice"), "{e}");
+    }
+
+    const DEVICE: &str = r#"
+[[issuers]]
+kind = "oidc"
+issuer = "https://login.example.com/t/v2.0"
+audiences = ["app-1"]
+device_login = true
+client_id = "app-1"
+require_mfa = true
+mfa_acr = ["urn:example:mfa"]
+device_timeout = "2m"
+device_max_pending = 5
+"#;
+
+    #[test]
+    fn device_login_loads_with_its_defaults_and_limits() {
+        let c = AgentConfig::parse(&format!("{GOOD}{DEVICE}"), "agent.toml").unwrap();
+        let spec = &c.issuer_specs[0];
+        assert!(spec.require_mfa);
+        assert_eq!(spec.mfa_acr, vec!["urn:example:mfa".to_string()]);
+        let d = spec.device.as_ref().unwrap();
+        assert_eq!(d.client_id, "app-1");
+        assert_eq!(d.scopes, vec!["openid", "email", "profile"]);
+        assert_eq!(d.timeout, Duration::from_secs(120));
+        assert_eq!(d.max_pending, 5);
+        assert_eq!(
+            d.discovery,
+            "https://login.example.com/t/v2.0/.well-known/openid-configuration"
+        );
+        assert_eq!(d.device_authorization_endpoint, None);
+        // defaults
+        let plain = DEVICE
+            .replace("device_timeout = \"2m\"\n", "")
+            .replace("device_max_pending = 5\n", "");
+        let c = AgentConfig::parse(&format!("{GOOD}{plain}"), "agent.toml").unwrap();
+        let d = c.issuer_specs[0].device.as_ref().unwrap();
+        assert_eq!(d.timeout, DEVICE_TIMEOUT);
+        assert_eq!(d.max_pending, DEVICE_MAX_PENDING as usize);
+        // MFA without device sign-in is fine (it governs pasted tokens too)
+        let mfa_only = "\n[[issuers]]\nkind = \"oidc\"\nissuer = \"https://i\"\naudiences = [\"a\"]\nrequire_mfa = true\n";
+        let c = AgentConfig::parse(&format!("{GOOD}{mfa_only}"), "agent.toml").unwrap();
+        assert!(c.issuer_specs[0].require_mfa && c.issuer_specs[0].device.is_none());
+    }
+
+    #[test]
+    fn bad_device_login_keys_are_refused_with_line_and_key() {
+        let with = |from: &str, to: &str| err(&format!("{GOOD}{}", DEVICE.replace(from, to)));
+        let e = with("client_id = \"app-1\"", "client_id = \"other\"");
+        assert!(
+            e.contains("issuers.client_id") && e.contains("one of audiences"),
+            "{e}"
+        );
+        let e = with("client_id = \"app-1\"\n", "");
+        assert!(e.contains("needs client_id"), "{e}");
+        let e = with("\"2m\"", "\"10s\"");
+        assert!(
+            e.contains("issuers.device_timeout") && e.contains("between 30s and 15m"),
+            "{e}"
+        );
+        let e = with("device_max_pending = 5", "device_max_pending = 0");
+        assert!(e.contains("issuers.device_max_pending"), "{e}");
+        let e = with("device_login = true", "device_login = false");
+        assert!(
+            e.contains("issuers.client_id") && e.contains("only with device_login"),
+            "{e}"
+        );
+        let e = with("require_mfa = true", "require_mfa = false");
+        assert!(
+            e.contains("issuers.mfa_acr") && e.contains("only with require_mfa"),
+            "{e}"
+        );
+        let e = with("mfa_acr = [\"urn:example:mfa\"]", "mfa_acr = [\"a b\"]");
+        assert!(e.contains("issuers.mfa_acr"), "{e}");
+        let e = with("device_login = true", "device_login = true\nscopes = [\"email\"]");
+        assert!(e.contains("issuers.scopes") && e.contains("openid"), "{e}");
+        let e = with(
+            "device_login = true",
+            "device_login = true\ntoken_endpoint = \"http://idp.example.com/token\"",
+        );
+        assert!(
+            e.contains("issuers.token_endpoint") && e.contains("must be https"),
+            "{e}"
+        );
+        // two device issuers
+        let second = DEVICE.replace("https://login.example.com/t/v2.0", "https://other.example.com");
+        let e = err(&format!("{GOOD}{DEVICE}{second}"));
+        assert!(
+            e.contains("issuers.device_login") && e.contains("only one issuer"),
+            "{e}"
+        );
+        // Cloudflare Access: none of these keys
+        let e = err(&format!(
+            "{GOOD}\n[[issuers]]\nkind = \"cloudflare-access\"\nteam = \"acme\"\naudiences = [\"a\"]\ndevice_login = true\n"
+        ));
+        assert!(
+            e.contains("issuers.device_login") && e.contains("not a key"),
+            "{e}"
+        );
     }
 
     #[test]
