@@ -15,6 +15,10 @@
 //! window, or during a refresh, gets that refresh's result) and one of any
 //! issuer per 10 s (a request inside it is answered `unavailable`): a forged
 //! token with a random kid cannot make the agent do more than that.
+//!
+//! `device <user>` starts a device-code sign-in (`crate::device`): the
+//! connection is handed to its own thread for the minutes the person takes,
+//! so the socket keeps serving everything else meanwhile.
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -28,6 +32,7 @@ use zt_published::control as proto;
 use zt_snapshot::StateDir;
 
 use crate::config::{AgentConfig, IssuerSpec};
+use crate::device::Devices;
 use crate::keys;
 use crate::sync::{self, Paths};
 
@@ -247,10 +252,24 @@ pub fn peer_gone(stream: &UnixStream) -> bool {
     rc > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
-/// Serves one connection: checks the peer, reads one request line, answers.
-/// A connection whose peer has already hung up (queued while the agent was
-/// busy, its caller gone) is dropped without any work.
-pub fn handle(mut stream: UnixStream, refresher: &Refresher) {
+/// Everything the socket serves.
+#[derive(Clone)]
+pub struct Services {
+    pub refresher: Arc<Refresher>,
+    /// Device-code sign-ins; `None` answers them `unavailable`.
+    pub devices: Option<Arc<Devices>>,
+}
+
+/// Serves one connection with key refreshes only (no device sign-ins).
+pub fn handle(stream: UnixStream, refresher: &Refresher) {
+    handle_with(stream, refresher, None);
+}
+
+/// Serves one connection: checks the peer, reads one request line, answers
+/// (a device sign-in goes on on its own thread). A connection whose peer has
+/// already hung up (queued while the agent was busy, its caller gone) is
+/// dropped without any work.
+pub fn handle_with(mut stream: UnixStream, refresher: &Refresher, devices: Option<&Devices>) {
     let gone = |stream: &UnixStream| {
         let gone = peer_gone(stream);
         if gone {
@@ -264,11 +283,18 @@ pub fn handle(mut stream: UnixStream, refresher: &Refresher) {
     let answer = match peer_uid(&stream) {
         Ok(uid) if peer_allowed(uid) => {
             let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-            match proto::read_line(&mut stream)
-                .and_then(|l| proto::parse_request(&l).map(str::to_string))
-            {
+            let line = proto::read_line(&mut stream);
+            match line.as_deref().map_err(Clone::clone).and_then(proto::parse_request) {
                 Ok(_) if gone(&stream) => return,
-                Ok(iss) => refresher.refresh(&iss),
+                Ok(proto::Request::RefreshKeys(iss)) => refresher.refresh(iss),
+                Ok(proto::Request::Device(user)) => match devices {
+                    Some(d) => {
+                        let _ = stream.set_read_timeout(None);
+                        d.start(stream, user);
+                        return;
+                    }
+                    None => Err("device sign-in is not served here".into()),
+                },
                 Err(why) => Err(why),
             }
         }
@@ -294,11 +320,11 @@ pub fn handle(mut stream: UnixStream, refresher: &Refresher) {
 }
 
 /// Accepts connections forever, one at a time (refreshes are serialised by
-/// the state lock anyway).
-pub fn serve(listener: UnixListener, refresher: Arc<Refresher>) {
+/// the state lock anyway; device sign-ins go on on their own threads).
+pub fn serve(listener: UnixListener, services: Services) {
     for conn in listener.incoming() {
         match conn {
-            Ok(stream) => handle(stream, &refresher),
+            Ok(stream) => handle_with(stream, &services.refresher, services.devices.as_deref()),
             Err(e) => {
                 tracing::warn!("control socket: accept: {e}");
                 std::thread::sleep(Duration::from_millis(100));
@@ -307,13 +333,24 @@ pub fn serve(listener: UnixListener, refresher: Arc<Refresher>) {
     }
 }
 
-/// Binds `<run_dir>/control.sock` and serves it on its own thread.
+/// Binds `<run_dir>/control.sock` and serves key refreshes on its own thread.
 pub fn spawn(run_dir: &Path, refresher: Arc<Refresher>) -> io::Result<PathBuf> {
+    spawn_services(
+        run_dir,
+        Services {
+            refresher,
+            devices: None,
+        },
+    )
+}
+
+/// Binds `<run_dir>/control.sock` and serves `services` on its own thread.
+pub fn spawn_services(run_dir: &Path, services: Services) -> io::Result<PathBuf> {
     let listener = bind(run_dir)?;
     let path = proto::socket_path(run_dir);
     std::thread::Builder::new()
         .name("control".into())
-        .spawn(move || serve(listener, refresher))?;
+        .spawn(move || serve(listener, services))?;
     Ok(path)
 }
 

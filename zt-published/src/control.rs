@@ -13,7 +13,9 @@
 //!                                   limited...); verify with what is published
 //! ```
 //!
-//! Lines are at most `MAX_LINE` bytes, newline included.
+//! Lines are at most `MAX_LINE` bytes, newline included. Device-code
+//! sign-ins (`device <user>`) use the same socket; their protocol and client
+//! are in `crate::device`.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -50,14 +52,21 @@ pub fn refresh_request(iss: &str) -> Result<String, String> {
     Ok(line)
 }
 
-/// Parses a request line (without its newline): the issuer of a refresh-keys.
-pub fn parse_request(line: &str) -> Result<&str, String> {
+/// What a connection asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// Refetch this issuer's keys.
+    RefreshKeys(&'a str),
+    /// Start a device-code sign-in for this user (`crate::device`).
+    Device(&'a str),
+}
+
+/// Parses a request line (without its newline).
+pub fn parse_request(line: &str) -> Result<Request<'_>, String> {
+    let word = |w: &str| !w.is_empty() && !w.chars().any(|c| c.is_whitespace() || c.is_control());
     match line.split_once(' ') {
-        Some((REFRESH_KEYS, iss))
-            if !iss.is_empty() && !iss.chars().any(|c| c.is_whitespace() || c.is_control()) =>
-        {
-            Ok(iss)
-        }
+        Some((REFRESH_KEYS, iss)) if word(iss) => Ok(Request::RefreshKeys(iss)),
+        Some((crate::device::DEVICE, user)) if word(user) => Ok(Request::Device(user)),
         _ => Err("unknown request".into()),
     }
 }
@@ -76,15 +85,28 @@ pub fn parse_answer(line: &str) -> Result<u64, String> {
 /// Reads one line of at most `MAX_LINE` bytes (newline included) and returns
 /// it without the newline; a longer line, EOF first or a timeout is an error.
 pub fn read_line(stream: &mut impl Read) -> Result<String, String> {
+    read_line_max(stream, MAX_LINE)
+}
+
+/// `read_line` with another bound (a device sign-in's token line is longer).
+pub fn read_line_max(stream: &mut impl Read, max: usize) -> Result<String, String> {
     let mut buf = Vec::with_capacity(128);
     let mut byte = [0u8; 1];
     loop {
         match stream.read(&mut byte) {
             Ok(0) => return Err("connection closed before a full line".into()),
             Ok(_) if byte[0] == b'\n' => break,
-            Ok(_) if buf.len() + 1 >= MAX_LINE => return Err("line too long".into()),
+            Ok(_) if buf.len() + 1 >= max => return Err("line too long".into()),
             Ok(_) => buf.push(byte[0]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err("timed out".into());
+            }
             Err(e) => return Err(format!("reading: {e}")),
         }
     }
@@ -94,7 +116,7 @@ pub fn read_line(stream: &mut impl Read) -> Result<String, String> {
 /// Connects to `path` without ever waiting: a full listen queue (the agent
 /// serves one connection at a time) is an immediate "busy" error, as is a
 /// missing socket or a refused connection. The stream returned is blocking.
-fn connect_nonblocking(path: &Path) -> Result<UnixStream, String> {
+pub(crate) fn connect_nonblocking(path: &Path) -> Result<UnixStream, String> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
 
@@ -217,8 +239,11 @@ mod tests {
         assert_eq!(line, "refresh-keys https://acme.cloudflareaccess.com\n");
         assert_eq!(
             parse_request(line.trim_end_matches('\n')),
-            Ok("https://acme.cloudflareaccess.com")
+            Ok(Request::RefreshKeys("https://acme.cloudflareaccess.com"))
         );
+        assert_eq!(parse_request("device alice"), Ok(Request::Device("alice")));
+        assert!(parse_request("device ").is_err());
+        assert!(parse_request("device a b").is_err());
         assert!(refresh_request("a b").is_err());
         assert!(refresh_request("a\nok 5").is_err());
         assert!(refresh_request(&"x".repeat(MAX_LINE)).is_err());

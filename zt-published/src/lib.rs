@@ -23,6 +23,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod control;
+pub mod device;
 pub mod error;
 pub mod files;
 pub mod guard;

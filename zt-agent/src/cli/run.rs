@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::AgentConfig;
 use crate::control::{self, Refresher};
+use crate::device::Devices;
 use crate::notify;
 use crate::outcome::Completed;
 use crate::sync::{self, Paths};
@@ -48,8 +49,11 @@ pub fn run(config_path: &Path, paths: &Paths, run_dir: &Path) -> ExitCode {
         config.directory.sync_interval
     );
     let shared = Arc::new(RwLock::new(config.clone()));
-    let refresher = Arc::new(Refresher::new(shared.clone(), paths.clone()));
-    match control::spawn(run_dir, refresher) {
+    let services = control::Services {
+        refresher: Arc::new(Refresher::new(shared.clone(), paths.clone())),
+        devices: Some(Arc::new(Devices::new(shared.clone(), paths.clone()))),
+    };
+    match control::spawn_services(run_dir, services) {
         Ok(path) => tracing::info!("control socket at {}", path.display()),
         // logins still work with the keys of the last sync
         Err(e) => tracing::error!(
