@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use crate::status::Failure;
 
 pub const DEFAULT_PROMPT: &str = "Access token or password: ";
+/// The prompt with `device` (unless `prompt=` says otherwise).
+pub const DEVICE_PROMPT: &str = "Access token, password, or Enter to sign in with your browser: ";
 pub const STATE_DIR: &str = "/var/lib/zt";
 pub const RUN_DIR: &str = "/run/zt";
 pub const AUDIT_LOG: &str = "/var/log/zt/auth.jsonl";
@@ -19,6 +21,8 @@ pub struct Args {
     pub debug: bool,
     pub use_first_pass: bool,
     pub try_first_pass: bool,
+    /// An empty answer starts a device-code sign-in through the agent.
+    pub device: bool,
     pub prompt: String,
     pub home_mode: u32,
     /// For tests and packaging only: where the published files are.
@@ -37,6 +41,7 @@ impl Default for Args {
             debug: false,
             use_first_pass: false,
             try_first_pass: false,
+            device: false,
             prompt: DEFAULT_PROMPT.into(),
             home_mode: 0o750,
             state_dir: STATE_DIR.into(),
@@ -60,12 +65,14 @@ fn absolute(key: &str, v: &str) -> Result<PathBuf, Failure> {
 /// Parses the arguments (`argv` of `pam_sm_*`, already as strings).
 pub fn parse<'a>(argv: impl IntoIterator<Item = &'a str>) -> Result<Args, Failure> {
     let mut a = Args::default();
+    let mut prompt_set = false;
     for arg in argv {
         match arg.split_once('=') {
             None => match arg {
                 "debug" => a.debug = true,
                 "use_first_pass" => a.use_first_pass = true,
                 "try_first_pass" => a.try_first_pass = true,
+                "device" => a.device = true,
                 _ => return Err(Failure::Config(format!("unknown argument {arg:?}"))),
             },
             Some(("prompt", v)) => {
@@ -75,6 +82,7 @@ pub fn parse<'a>(argv: impl IntoIterator<Item = &'a str>) -> Result<Args, Failur
                     ));
                 }
                 a.prompt = v.into();
+                prompt_set = true;
             }
             Some(("home_mode", v)) => {
                 let mode = u32::from_str_radix(v, 8)
@@ -94,6 +102,9 @@ pub fn parse<'a>(argv: impl IntoIterator<Item = &'a str>) -> Result<Args, Failur
             Some((k, _)) => return Err(Failure::Config(format!("unknown argument {k}="))),
         }
     }
+    if a.device && !prompt_set {
+        a.prompt = DEVICE_PROMPT.into();
+    }
     Ok(a)
 }
 
@@ -107,6 +118,7 @@ mod tests {
         let a = parse([
             "debug",
             "try_first_pass",
+            "device",
             "prompt=Token: ",
             "home_mode=0700",
             "state_dir=/tmp/s",
@@ -115,7 +127,7 @@ mod tests {
             "skel=/tmp/skel",
         ])
         .unwrap();
-        assert!(a.debug && a.try_first_pass && !a.use_first_pass);
+        assert!(a.debug && a.try_first_pass && !a.use_first_pass && a.device);
         assert_eq!(a.prompt, "Token: ");
         assert_eq!(a.home_mode, 0o700);
         assert_eq!(a.state_dir, PathBuf::from("/tmp/s"));

@@ -28,11 +28,15 @@ pub struct Record {
     pub user: Option<String>,
     pub email: Option<String>,
     pub idp_id: Option<String>,
-    /// "token", "password", "key", "certificate".
+    /// "token", "device", "password", "key", "certificate".
     pub method: Option<String>,
     pub issuer: Option<String>,
     pub kid: Option<String>,
     pub jti: Option<String>,
+    /// The IdP's session id and the MFA evidence of a verified token
+    /// (`amr=pwd,mfa`, `acr=...`); written only when set.
+    pub sid: Option<String>,
+    pub mfa: Option<String>,
     /// From a token whose signature did not verify: what it claims, not
     /// facts. Written only when set; `email`/`issuer`/`jti` stay null then.
     pub claimed_email: Option<String>,
@@ -84,6 +88,8 @@ impl Record {
         opt("rhost", &self.rhost);
         opt("tty", &self.tty);
         for (k, v) in [
+            ("sid", &self.sid),
+            ("mfa", &self.mfa),
             ("claimed_email", &self.claimed_email),
             ("claimed_issuer", &self.claimed_issuer),
             ("key_fingerprint", &self.key_fingerprint),

@@ -2,6 +2,7 @@
 //! and check that the person it names is the directory user behind PAM_USER.
 
 use crate::args::Args;
+use crate::device::DeviceAgent;
 use crate::audit::Record;
 use crate::directory::{Claim, DirUser, Directory};
 use crate::handler::{Item, PamHandler, Secret};
@@ -123,41 +124,67 @@ pub fn complete(pam: &mut dyn PamHandler, first: Secret) -> Result<Secret, Failu
     )))
 }
 
-/// The whole stage. `open` gives the directory (the published files) only
-/// once the answer is known to be a token: a password login never reads
-/// them. `record` is filled in for the audit log whatever the outcome.
+/// The whole stage; on success, how the person got in ("token" or
+/// "device"). `open` gives the directory (the published files) only once
+/// the answer is known to be a token (or a device sign-in starts): a
+/// password login never reads them. `agent` is asked only for a device
+/// sign-in (module argument `device` and an empty answer). `record` is
+/// filled in for the audit log whatever the outcome.
 pub fn authenticate<D: Directory>(
     pam: &mut dyn PamHandler,
     args: &Args,
     open: impl FnOnce() -> Result<D, Failure>,
+    agent: &mut dyn DeviceAgent,
     now: i64,
     record: &mut Record,
-) -> Result<(), Failure> {
+) -> Result<&'static str, Failure> {
     let user = pam.user()?;
     record.user = Some(String::from_utf8_lossy(&user).into_owned());
     let answer = answer(pam, args)?;
+    if args.device && !args.use_first_pass && answer.bytes().trim_ascii().is_empty() {
+        record.method = Some("device".into());
+        let mut dir = open()?;
+        crate::device::sign_in(pam, &mut dir, &user, agent, now, record)?;
+        return Ok("device");
+    }
     if !token::looks_like_jwt(answer.bytes()) {
         record.method = Some("password".into());
         return Err(Failure::Ignore("not a token"));
     }
     record.method = Some("token".into());
     let mut dir = open()?;
+    verify_for(&mut dir, answer.bytes(), &user, now, record)?;
+    Ok("token")
+}
+
+/// Verifies `token` and ties it to the directory user `user`, filling in
+/// the audit record: what every token goes through, typed or from a device
+/// sign-in.
+pub fn verify_for(
+    dir: &mut dyn Directory,
+    token: &[u8],
+    user: &[u8],
+    now: i64,
+    record: &mut Record,
+) -> Result<DirUser, Failure> {
     let mut facts = Facts::default();
-    let verified = token::verify(answer.bytes(), &mut dir, now, &mut facts);
+    let verified = token::verify(token, dir, now, &mut facts);
     record.kid = facts.kid;
     if facts.verified {
         record.issuer = facts.issuer;
         record.jti = facts.jti;
         record.email = facts.email;
+        record.sid = facts.sid;
+        record.mfa = facts.mfa;
     } else {
         // Anyone can write these into a payload: not facts until signed.
         record.claimed_issuer = facts.issuer;
         record.claimed_email = facts.email;
     }
     let verified = verified?;
-    let found = match_identity(&dir, &verified, &user)?;
+    let found = match_identity(dir, &verified, user)?;
     record.directory_user(&found);
-    Ok(())
+    Ok(found)
 }
 
 /// The person the token names must be the directory user PAM_USER.
@@ -249,7 +276,7 @@ pub fn context(pam: &dyn PamHandler, record: &mut Record) {
     let known = pam
         .data(METHOD_DATA)
         .and_then(|m| String::from_utf8(m).ok())
-        .filter(|m| ["token", "password", "key", "certificate"].contains(&m.as_str()));
+        .filter(|m| ["token", "device", "password", "key", "certificate"].contains(&m.as_str()));
     let info = pam.env("SSH_AUTH_INFO_0");
     if let Some(m) = known {
         record.method = Some(m);

@@ -55,6 +55,9 @@ pub struct Issuer {
     pub iss: String,
     pub claim: Claim,
     pub audiences: Vec<String>,
+    /// Tokens must show MFA: `amr` contains "mfa", or `acr` is one of `mfa_acr`.
+    pub require_mfa: bool,
+    pub mfa_acr: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

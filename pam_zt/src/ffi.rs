@@ -59,6 +59,9 @@ pub mod item {
 }
 
 const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_PROMPT_ECHO_ON: c_int = 2;
+const PAM_ERROR_MSG: c_int = 3;
+const PAM_TEXT_INFO: c_int = 4;
 
 #[link(name = "pam")]
 unsafe extern "C" {
@@ -252,6 +255,96 @@ impl PamHandler for Handle {
         answer
             .map(Secret::new)
             .ok_or(Failure::Conversation("conversation gave no answer"))
+    }
+
+    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Vec<u8>, Failure> {
+        let conv = self.raw_item(item::CONV)?.cast::<PamConv>();
+        if conv.is_null() {
+            return Err(Failure::Conversation("no conversation function"));
+        }
+        // SAFETY: PAM_CONV is a `struct pam_conv` owned by libpam.
+        let (Some(f), appdata) = (unsafe { (*conv).conv }, unsafe { (*conv).appdata_ptr }) else {
+            return Err(Failure::Conversation("no conversation function"));
+        };
+        let info = CString::new(info).map_err(|_| Failure::System("NUL in text".into()))?;
+        let prompt = CString::new(prompt).map_err(|_| Failure::System("NUL in prompt".into()))?;
+        let msgs = [
+            PamMessage {
+                msg_style: PAM_TEXT_INFO,
+                msg: info.as_ptr(),
+            },
+            PamMessage {
+                msg_style: PAM_PROMPT_ECHO_ON,
+                msg: prompt.as_ptr(),
+            },
+        ];
+        // Linux-PAM reads `msg` as an array of pointers (Solaris as a
+        // pointer to an array): with one pointer per message both agree.
+        let mut ptrs: [*const PamMessage; 2] = [&msgs[0], &msgs[1]];
+        let mut resp: *mut PamResponse = std::ptr::null_mut();
+        // SAFETY: two valid messages; the application allocates `resp` as an
+        // array of two pam_response with malloc and hands it to us.
+        let r = unsafe { f(2, ptrs.as_mut_ptr(), &mut resp, appdata) };
+        if resp.is_null() {
+            return Err(Failure::Conversation("conversation gave no answer"));
+        }
+        // SAFETY: resp points to two malloc'ed pam_response; each non-null
+        // resp string is malloc'ed too. Both are freed here.
+        let answer = unsafe {
+            let mut answer = None;
+            for i in 0..2 {
+                let s = (*resp.add(i)).resp;
+                if !s.is_null() {
+                    if i == 1 {
+                        answer = Some(CStr::from_ptr(s).to_bytes().to_vec());
+                    }
+                    libc::free(s.cast());
+                }
+            }
+            libc::free(resp.cast());
+            answer
+        };
+        if r != code::SUCCESS {
+            return Err(Failure::Conversation("conversation failed"));
+        }
+        // An application that answers an echo-on prompt with NULL answered
+        // nothing: the same as Enter.
+        Ok(answer.unwrap_or_default())
+    }
+
+    fn error_msg(&mut self, text: &str) {
+        let Ok(conv) = self.raw_item(item::CONV) else {
+            return;
+        };
+        let conv = conv.cast::<PamConv>();
+        if conv.is_null() {
+            return;
+        }
+        // SAFETY: PAM_CONV is a `struct pam_conv` owned by libpam.
+        let (Some(f), appdata) = (unsafe { (*conv).conv }, unsafe { (*conv).appdata_ptr }) else {
+            return;
+        };
+        let Ok(text) = CString::new(text) else {
+            return;
+        };
+        let msg = PamMessage {
+            msg_style: PAM_ERROR_MSG,
+            msg: text.as_ptr(),
+        };
+        let mut msgp: *const PamMessage = &msg;
+        let mut resp: *mut PamResponse = std::ptr::null_mut();
+        // SAFETY: one valid message; a response array, if any, is malloc'ed
+        // by the application and freed here with its strings.
+        unsafe {
+            f(1, &mut msgp, &mut resp, appdata);
+            if !resp.is_null() {
+                let s = (*resp).resp;
+                if !s.is_null() {
+                    libc::free(s.cast());
+                }
+                libc::free(resp.cast());
+            }
+        }
     }
 
     fn set_data(&mut self, name: &str, value: &[u8]) -> Result<(), Failure> {

@@ -58,6 +58,12 @@ pub trait PamHandler {
     fn set_authtok(&mut self, answer: &Secret) -> Result<(), Failure>;
     /// One PAM_PROMPT_ECHO_OFF prompt through the application's conversation.
     fn prompt_secret(&mut self, prompt: &str) -> Result<Secret, Failure>;
+    /// PAM_TEXT_INFO `info` and a PAM_PROMPT_ECHO_ON `prompt` in one
+    /// conversation call (sshd's keyboard-interactive shows info text only
+    /// together with a prompt); the answer.
+    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Vec<u8>, Failure>;
+    /// One PAM_ERROR_MSG (best effort: an application may not show it).
+    fn error_msg(&mut self, text: &str);
     /// pam_getenv (the PAM environment, where sshd puts SSH_AUTH_INFO_0).
     fn env(&self, name: &str) -> Option<Vec<u8>>;
     /// pam_set_data: a value kept with the handle for this module's later

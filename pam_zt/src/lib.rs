@@ -23,6 +23,7 @@ pub mod account;
 pub mod args;
 pub mod audit;
 pub mod auth;
+pub mod device;
 pub mod directory;
 pub mod ffi;
 pub mod handler;

@@ -86,11 +86,18 @@ impl Directory for Live {
         for a in i.audiences() {
             audiences.push(text(a?)?);
         }
+        let mfa_acr = text(i.mfa_acr)?
+            .split('\n')
+            .filter(|a| !a.is_empty())
+            .map(Into::into)
+            .collect();
         Ok(Some(Issuer {
             kind: i.kind,
             iss: text(i.iss)?,
             claim,
             audiences,
+            require_mfa: i.require_mfa,
+            mfa_acr,
         }))
     }
 

@@ -104,13 +104,22 @@ pub fn authenticate(
         Err(code) => return code,
     };
     let now_i = i64::try_from(now).unwrap_or(i64::MAX);
-    let outcome = auth::authenticate(pam, &args, || opener.open(&args), now_i, &mut record);
-    if outcome.is_ok() {
+    let mut agent = crate::device::SocketAgent::new(&args.run_dir);
+    let outcome = auth::authenticate(
+        pam,
+        &args,
+        || opener.open(&args),
+        &mut agent,
+        now_i,
+        &mut record,
+    );
+    if let Ok(method) = outcome {
         // A token login the later stages cannot record is still a login.
-        if let Err(f) = auth::remember_method(pam, "token") {
+        if let Err(f) = auth::remember_method(pam, method) {
             audit::syslog(&format!("pam_zt: {}", f.reason()), false);
         }
     }
+    let outcome = outcome.map(|_| ());
     // Every attempt is recorded, including answers left to pam_unix.
     finish(record, outcome, &args, true)
 }

@@ -64,12 +64,16 @@ fn directory() -> Fixture {
                 iss: CF_ISS.into(),
                 claim: Claim::Email,
                 audiences: vec![CF_AUD.into()],
+                require_mfa: false,
+                mfa_acr: Vec::new(),
             },
             Issuer {
                 kind: kind::OIDC,
                 iss: OIDC_ISS.into(),
                 claim: Claim::Email,
                 audiences: vec!["zt-ssh".into()],
+                require_mfa: false,
+                mfa_acr: Vec::new(),
             },
         ],
         keys: vec![
@@ -529,6 +533,8 @@ struct MockPam {
     authtok: Option<Vec<u8>>,
     answers: VecDeque<Vec<u8>>,
     prompts: Vec<String>,
+    infos: Vec<String>,
+    errors: Vec<String>,
     env: Vec<(String, Vec<u8>)>,
     data: Vec<(String, Vec<u8>)>,
 }
@@ -558,6 +564,16 @@ impl PamHandler for MockPam {
             .pop_front()
             .map(Secret::new)
             .ok_or(Failure::Conversation("no answer"))
+    }
+    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Vec<u8>, Failure> {
+        self.infos.push(info.into());
+        self.prompts.push(prompt.into());
+        self.answers
+            .pop_front()
+            .ok_or(Failure::Conversation("no answer"))
+    }
+    fn error_msg(&mut self, text: &str) {
+        self.errors.push(text.into());
     }
     fn env(&self, name: &str) -> Option<Vec<u8>> {
         self.env
@@ -1507,4 +1523,226 @@ fn the_session_record_carries_the_key_and_names_the_person_of_a_shared_account()
     assert_eq!(lines[0]["person"], "bob");
     assert_eq!(lines[0]["cert_key_id"], "0123456789abcdef0123456789abcdef");
     assert_eq!(lines[0]["result"], "ignored");
+}
+
+fn mfa_directory(acr: &[&str]) -> Fixture {
+    let mut d = directory();
+    d.issuers[1].require_mfa = true;
+    d.issuers[1].mfa_acr = acr.iter().map(|a| a.to_string()).collect();
+    d
+}
+
+#[test]
+fn require_mfa_wants_amr_mfa_or_a_listed_acr() {
+    let es = |c: &Value| sign(Algorithm::ES256, "test-ec-1", c);
+    let mut plain = oidc_claims("alice@example.com");
+    let mut dir = mfa_directory(&["urn:example:mfa"]);
+    let e = check(&es(&plain), &mut dir).unwrap_err();
+    assert!(
+        e.reason().contains("no multi-factor") && e.reason().contains("urn:example:mfa"),
+        "{}",
+        e.reason()
+    );
+    plain["amr"] = json!(["pwd"]);
+    plain["acr"] = json!("urn:example:pwd");
+    let e = check(&es(&plain), &mut dir).unwrap_err();
+    assert!(e.reason().contains("amr=pwd acr=urn:example:pwd"), "{}", e.reason());
+    // "mfa" as a string, not in an array, is not amr
+    plain["amr"] = json!("mfa");
+    assert!(check(&es(&plain), &mut dir).is_err());
+    plain["amr"] = json!(["pwd", "mfa"]);
+    check(&es(&plain), &mut dir).unwrap();
+    plain["amr"] = json!(["pwd"]);
+    plain["acr"] = json!("urn:example:mfa");
+    check(&es(&plain), &mut dir).unwrap();
+    // the requirement is per issuer: Cloudflare's tokens are untouched
+    check(&cf(&cf_claims("alice@example.com")), &mut dir).unwrap();
+    let mut facts = Facts::default();
+    plain["sid"] = json!("session-7");
+    token::verify(es(&plain).as_bytes(), &mut dir, NOW, &mut facts).unwrap();
+    assert_eq!(facts.sid.as_deref(), Some("session-7"));
+    assert_eq!(facts.mfa.as_deref(), Some("amr=pwd acr=urn:example:mfa"));
+}
+
+/// An agent that answers from a script and records what it was asked.
+#[derive(Default)]
+struct ScriptedAgent {
+    start: Option<Result<zt_published::device::DeviceCode, String>>,
+    answers: VecDeque<zt_published::device::DeviceAnswer>,
+    started_for: Vec<String>,
+    polls: usize,
+}
+
+impl crate::device::DeviceAgent for ScriptedAgent {
+    fn start(&mut self, user: &[u8]) -> Result<zt_published::device::DeviceCode, String> {
+        self.started_for.push(String::from_utf8_lossy(user).into());
+        self.start.take().unwrap_or(Err("no script".into()))
+    }
+    fn poll(&mut self) -> zt_published::device::DeviceAnswer {
+        self.polls += 1;
+        self.answers
+            .pop_front()
+            .unwrap_or(zt_published::device::DeviceAnswer::Unavailable("script ended".into()))
+    }
+}
+
+fn code() -> zt_published::device::DeviceCode {
+    zt_published::device::DeviceCode {
+        expires_in: 600,
+        user_code: "WDJB-MJHT".into(),
+        verification_uri: "https://id.example.com/device".into(),
+        verification_uri_complete: None,
+    }
+}
+
+fn device_login(
+    user: &str,
+    answers: &[&[u8]],
+    agent: &mut ScriptedAgent,
+    dir: Fixture,
+) -> (Result<&'static str, Failure>, MockPam, Record) {
+    let mut pam = MockPam {
+        user: user.into(),
+        answers: answers.iter().map(|a| a.to_vec()).collect(),
+        ..MockPam::default()
+    };
+    let args = crate::args::parse(["device"]).unwrap();
+    let mut record = Record::default();
+    let r = crate::auth::authenticate(&mut pam, &args, || Ok(dir), agent, NOW, &mut record);
+    (r, pam, record)
+}
+
+#[test]
+fn a_device_sign_in_shows_the_code_and_takes_the_persons_token() {
+    use zt_published::device::DeviceAnswer;
+    let mut claims = oidc_claims("alice@example.com");
+    claims["amr"] = json!(["pwd", "mfa"]);
+    claims["sid"] = json!("sid-1");
+    let mut agent = ScriptedAgent {
+        start: Some(Ok(code())),
+        answers: [
+            DeviceAnswer::Pending,
+            DeviceAnswer::Token(sign(Algorithm::ES256, "test-ec-1", &claims)),
+        ]
+        .into(),
+        ..ScriptedAgent::default()
+    };
+    let (r, pam, record) = device_login("alice", &[b"", b"", b""], &mut agent, mfa_directory(&[]));
+    assert_eq!(r.unwrap(), "device");
+    assert_eq!(agent.started_for, ["alice"]);
+    assert_eq!(agent.polls, 2);
+    assert_eq!(pam.prompts[0], crate::args::DEVICE_PROMPT);
+    assert_eq!(&pam.prompts[1..], [crate::device::PRESS_ENTER; 2]);
+    assert_eq!(
+        pam.infos[0],
+        "To sign in as alice, open https://id.example.com/device and enter the code WDJB-MJHT"
+    );
+    assert!(pam.infos[1].starts_with("Not signed in yet.\nTo sign in as alice"));
+    assert_eq!(record.method.as_deref(), Some("device"));
+    assert_eq!(record.issuer.as_deref(), Some(OIDC_ISS));
+    assert_eq!(record.jti.as_deref(), Some("id-token-1"));
+    assert_eq!(record.sid.as_deref(), Some("sid-1"));
+    assert_eq!(record.mfa.as_deref(), Some("amr=pwd,mfa"));
+    assert_eq!(record.email.as_deref(), Some("alice@example.com"));
+}
+
+#[test]
+fn a_device_sign_in_is_refused_for_another_person_without_mfa_or_when_declined() {
+    use zt_published::device::DeviceAnswer;
+    let token = |email: &str, mfa: bool| {
+        let mut c = oidc_claims(email);
+        if mfa {
+            c["amr"] = json!(["mfa"]);
+        }
+        sign(Algorithm::ES256, "test-ec-1", &c)
+    };
+    for (answer, want) in [
+        (
+            DeviceAnswer::Token(token("bob@example.com", true)),
+            "used for alice",
+        ),
+        (
+            DeviceAnswer::Token(token("alice@example.com", false)),
+            "no multi-factor",
+        ),
+        (
+            DeviceAnswer::Refused("the sign-in was declined at the IdP".into()),
+            "declined",
+        ),
+        (
+            DeviceAnswer::Refused("the code expired".into()),
+            "expired",
+        ),
+    ] {
+        let mut agent = ScriptedAgent {
+            start: Some(Ok(code())),
+            answers: [answer].into(),
+            ..ScriptedAgent::default()
+        };
+        let (r, pam, _) = device_login("alice", &[b"", b""], &mut agent, mfa_directory(&[]));
+        let f = r.unwrap_err();
+        assert!(matches!(f, Failure::Refused(_)), "{want}: {f:?}");
+        assert!(f.reason().contains(want), "{want}: {}", f.reason());
+        assert!(
+            pam.errors.iter().any(|e| e.contains(want)),
+            "the person is told: {:?}",
+            pam.errors
+        );
+    }
+}
+
+#[test]
+fn device_sign_in_is_only_for_directory_users_and_fails_fast_without_an_agent() {
+    // a local account: no IdP is asked, the next module decides
+    let mut agent = ScriptedAgent::default();
+    let (r, _, _) = device_login("root", &[b""], &mut agent, directory());
+    assert!(matches!(r, Err(Failure::Ignore(_))), "{r:?}");
+    assert!(agent.started_for.is_empty());
+    // the agent down
+    let mut agent = ScriptedAgent {
+        start: Some(Err("zt-agent control socket /run/zt/control.sock: unavailable".into())),
+        ..ScriptedAgent::default()
+    };
+    let (r, pam, _) = device_login("alice", &[b""], &mut agent, directory());
+    assert!(matches!(r, Err(Failure::Unavailable(_))), "{r:?}");
+    assert!(pam.errors[0].contains("unavailable"), "{:?}", pam.errors);
+    // the real socket client, with nothing listening: at once
+    let t = std::time::Instant::now();
+    let mut socket = crate::device::SocketAgent::new(Path::new("/nonexistent-zt-run"));
+    assert!(crate::device::DeviceAgent::start(&mut socket, b"alice").is_err());
+    assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    // a token or a password still works as before with `device`
+    let mut agent = ScriptedAgent::default();
+    let t = cf(&cf_claims("alice@example.com"));
+    let (r, _, _) = device_login("alice", &[t.as_bytes()], &mut agent, directory());
+    assert_eq!(r.unwrap(), "token");
+    let (r, _, _) = device_login("alice", &[b"hunter2"], &mut agent, directory());
+    assert!(matches!(r, Err(Failure::Ignore(_))));
+    assert!(agent.started_for.is_empty());
+    // Ctrl-C at the "press Enter" prompt ends the conversation: no poll
+    let mut agent = ScriptedAgent {
+        start: Some(Ok(code())),
+        ..ScriptedAgent::default()
+    };
+    let (r, _, _) = device_login("alice", &[b""], &mut agent, directory());
+    assert!(matches!(r, Err(Failure::Conversation(_))), "{r:?}");
+    assert_eq!(agent.polls, 0);
+}
+
+#[test]
+fn a_late_token_is_checked_at_the_time_it_arrives() {
+    use zt_published::device::DeviceAnswer;
+    // issued "now" by the IdP, but the stage started long before: checked
+    // against the stage's start plus the time the sign-in took (here ~0 s),
+    // so an iat 10 minutes ahead is still "in the future"
+    let mut c = oidc_claims("alice@example.com");
+    c["iat"] = json!(NOW + 600);
+    c["exp"] = json!(NOW + 900);
+    let mut agent = ScriptedAgent {
+        start: Some(Ok(code())),
+        answers: [DeviceAnswer::Token(sign(Algorithm::ES256, "test-ec-1", &c))].into(),
+        ..ScriptedAgent::default()
+    };
+    let (r, _, _) = device_login("alice", &[b"", b""], &mut agent, directory());
+    assert!(r.unwrap_err().reason().contains("issued in the future"));
 }

@@ -34,6 +34,10 @@ pub struct Facts {
     pub jti: Option<String>,
     pub email: Option<String>,
     pub sub: Option<String>,
+    /// The IdP's session id (`sid`), for the audit log.
+    pub sid: Option<String>,
+    /// The MFA evidence seen: `amr` values and `acr`, e.g. "amr=pwd,mfa".
+    pub mfa: Option<String>,
 }
 
 /// A token that passed every check.
@@ -183,6 +187,8 @@ pub fn verify(
     facts.jti = str_claim(&claims, "jti");
     facts.email = str_claim(&claims, "email");
     facts.sub = str_claim(&claims, "sub");
+    facts.sid = str_claim(&claims, "sid");
+    facts.mfa = mfa_evidence(&claims);
     let Some(iss) = claims.get("iss").and_then(Value::as_str) else {
         return refuse("token has no iss");
     };
@@ -220,6 +226,7 @@ pub fn verify(
     }
 
     check_claims(&claims, &issuer, now)?;
+    check_mfa(&claims, &issuer)?;
     let identity = identity_claim(&claims, issuer.claim)?;
     Ok(Verified { issuer, identity })
 }
@@ -288,6 +295,52 @@ fn check_claims(c: &Map<String, Value>, issuer: &Issuer, now: i64) -> Result<(),
         ));
     }
     Ok(())
+}
+
+/// `amr` values, if any.
+fn amr(c: &Map<String, Value>) -> Vec<&str> {
+    match c.get("amr") {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).take(16).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// What the token says about how the person signed in, for the audit log.
+fn mfa_evidence(c: &Map<String, Value>) -> Option<String> {
+    let mut parts = Vec::new();
+    let amr = amr(c);
+    if !amr.is_empty() {
+        parts.push(format!("amr={}", amr.join(",")));
+    }
+    if let Some(acr) = c.get("acr").and_then(Value::as_str) {
+        parts.push(format!("acr={acr}"));
+    }
+    (!parts.is_empty()).then(|| cap(&parts.join(" "), 200))
+}
+
+/// With `require_mfa`: `amr` must contain "mfa" (RFC 8176), or `acr` must be
+/// one of the issuer's MFA `acr` values.
+fn check_mfa(c: &Map<String, Value>, issuer: &Issuer) -> Result<(), Failure> {
+    if !issuer.require_mfa {
+        return Ok(());
+    }
+    if amr(c).contains(&"mfa") {
+        return Ok(());
+    }
+    if let Some(acr) = c.get("acr").and_then(Value::as_str)
+        && issuer.mfa_acr.iter().any(|a| a == acr)
+    {
+        return Ok(());
+    }
+    refuse(format!(
+        "no multi-factor sign-in shown ({}; the issuer requires amr \"mfa\"{})",
+        mfa_evidence(c).unwrap_or_else(|| "no amr or acr".into()),
+        if issuer.mfa_acr.is_empty() {
+            String::new()
+        } else {
+            format!(" or acr {}", issuer.mfa_acr.join(" / "))
+        }
+    ))
 }
 
 fn identity_claim(c: &Map<String, Value>, claim: Claim) -> Result<String, Failure> {

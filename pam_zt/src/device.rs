@@ -1,0 +1,141 @@
+//! Device-code sign-in, pam_zt's side (module argument `device`, and an
+//! empty answer to the prompt): the agent asks the IdP for a code
+//! (`zt_published::device`), this shows "open URL and enter CODE" with a
+//! prompt to press Enter once signed in, and verifies the ID token the agent
+//! gets exactly like a typed token (issuer keys, `aud`, times, MFA, the
+//! person behind PAM_USER).
+//!
+//! sshd's keyboard-interactive shows info text only with the next prompt,
+//! so the text and the "press Enter" prompt go in one conversation call.
+//! Enter makes the agent poll at once; "not signed in yet" repeats the
+//! prompt. Ctrl-C or a closed connection ends the conversation with an
+//! error: the connection to the agent is dropped with it, and the agent
+//! stops polling at once.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use zt_published::device::{DeviceAnswer, DeviceCode, DeviceSignIn};
+
+use crate::audit::Record;
+use crate::directory::Directory;
+use crate::handler::PamHandler;
+use crate::status::Failure;
+
+/// The prompt after the code.
+pub const PRESS_ENTER: &str = "Press Enter once you have signed in: ";
+/// Bound on the agent's answer with the code (it asks the IdP first).
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on the agent's answer to a poll (one token request to the IdP).
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Beyond the code's lifetime, the agent gives up itself; this bounds the
+/// conversation even if it did not.
+pub const MAX_WAIT: Duration = Duration::from_secs(16 * 60);
+
+/// The agent's side of a sign-in, as this module sees it.
+pub trait DeviceAgent {
+    fn start(&mut self, user: &[u8]) -> Result<DeviceCode, String>;
+    /// The person says they have signed in: the agent's answer.
+    fn poll(&mut self) -> DeviceAnswer;
+}
+
+/// The agent's control socket under `run_dir`.
+pub struct SocketAgent {
+    run_dir: PathBuf,
+    sign_in: Option<DeviceSignIn>,
+}
+
+impl SocketAgent {
+    pub fn new(run_dir: &Path) -> Self {
+        SocketAgent {
+            run_dir: run_dir.to_path_buf(),
+            sign_in: None,
+        }
+    }
+}
+
+impl DeviceAgent for SocketAgent {
+    fn start(&mut self, user: &[u8]) -> Result<DeviceCode, String> {
+        let (sign_in, code) = DeviceSignIn::start(&self.run_dir, user, START_TIMEOUT)?;
+        self.sign_in = Some(sign_in);
+        Ok(code)
+    }
+
+    fn poll(&mut self) -> DeviceAnswer {
+        match &mut self.sign_in {
+            Some(s) => s.poll(POLL_TIMEOUT),
+            None => DeviceAnswer::Unavailable("no sign-in started".into()),
+        }
+    }
+}
+
+/// What the person is shown.
+pub fn instructions(user: &str, code: &DeviceCode) -> String {
+    let mut text = format!(
+        "To sign in as {user}, open {} and enter the code {}",
+        code.verification_uri, code.user_code
+    );
+    if let Some(full) = &code.verification_uri_complete {
+        text.push_str(&format!("\n(or open {full})"));
+    }
+    text
+}
+
+/// The device-code sign-in for `user`, from the code to a verified token.
+/// `now` is the time the stage started; the token is checked at that time
+/// plus the time the sign-in took.
+pub fn sign_in(
+    pam: &mut dyn PamHandler,
+    dir: &mut dyn Directory,
+    user: &[u8],
+    agent: &mut dyn DeviceAgent,
+    now: i64,
+    record: &mut Record,
+) -> Result<(), Failure> {
+    let shown = String::from_utf8_lossy(user).into_owned();
+    // Local accounts (and names nobody publishes) are left to the next
+    // module: no IdP is asked for them.
+    if dir.user_by_name(user)?.is_none() {
+        return Err(Failure::Ignore("not a directory user"));
+    }
+    let code = agent.start(user).map_err(|why| {
+        pam.error_msg(&format!("Browser sign-in is unavailable: {why}"));
+        Failure::Unavailable(format!("device sign-in unavailable: {why}"))
+    })?;
+    let started = Instant::now();
+    let text = instructions(&shown, &code);
+    let mut info = text.clone();
+    let limit = Duration::from_secs(code.expires_in).min(MAX_WAIT);
+    loop {
+        // The answer is only "go on": whatever was typed is ignored.
+        pam.info_prompt(&info, PRESS_ENTER)?;
+        match agent.poll() {
+            DeviceAnswer::Pending if started.elapsed() < limit => {
+                info = format!("Not signed in yet.\n{text}");
+            }
+            DeviceAnswer::Pending => {
+                return Err(Failure::Refused(format!(
+                    "nobody signed in within {} s",
+                    limit.as_secs()
+                )));
+            }
+            DeviceAnswer::Token(token) => {
+                let elapsed = i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX);
+                let at = now.saturating_add(elapsed);
+                return crate::auth::verify_for(dir, token.as_bytes(), user, at, record)
+                    .map(|_| ())
+                    .inspect_err(|f| {
+                        pam.error_msg(&format!("Sign-in refused: {}", f.reason()));
+                    });
+            }
+            DeviceAnswer::Refused(why) => {
+                pam.error_msg(&format!("Sign-in refused: {why}"));
+                return Err(Failure::Refused(format!("device sign-in: {why}")));
+            }
+            DeviceAnswer::Unavailable(why) => {
+                pam.error_msg(&format!("Browser sign-in failed: {why}"));
+                return Err(Failure::Unavailable(format!("device sign-in: {why}")));
+            }
+        }
+    }
+}
