@@ -20,6 +20,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 
 use tempfile::TempDir;
 
+pub mod agent;
 pub mod keys_server;
 pub mod net;
 pub mod oidc;
@@ -28,6 +29,7 @@ pub mod scim;
 pub mod sshd;
 pub mod tokens;
 
+pub use agent::AgentDaemon;
 pub use keys_server::KeysServer;
 pub use net::Net;
 pub use oidc::OidcProvider;
@@ -167,7 +169,7 @@ impl Host {
     }
 
     /// The private-namespace prologue, then `exec "$@"`.
-    pub(crate) fn command(&self, argv: &[&str]) -> Command {
+    pub fn command(&self, argv: &[&str]) -> Command {
         let r = self.root.display().to_string();
         let pam = if self.pam {
             pam::mounts(&r)

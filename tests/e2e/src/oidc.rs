@@ -44,10 +44,12 @@ impl OidcProvider {
     /// The provider of this test binary, started on first use (about 1 s).
     pub fn shared() -> &'static OidcProvider {
         static P: OnceLock<OidcProvider> = OnceLock::new();
-        P.get_or_init(OidcProvider::start)
+        P.get_or_init(|| OidcProvider::start_with(&[]))
     }
 
-    fn start() -> OidcProvider {
+    /// A provider of its own, with `env` for server.mjs (e.g. `DEVICE_TTL`); it
+    /// lives as long as the test binary.
+    pub fn start_with(env: &[(&str, &str)]) -> OidcProvider {
         assert!(
             dir().join("node_modules/oidc-provider").exists(),
             "run `npm ci --prefix tests/e2e/oidc-provider` first (.ci/run does)"
@@ -60,6 +62,7 @@ impl OidcProvider {
             .env("PORT", port.to_string())
             .env("EXIT_ON_STDIN_END", "1")
             .env("NODE_NO_WARNINGS", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -91,6 +94,23 @@ impl OidcProvider {
     /// `http://127.0.0.1:PORT` (what the ID tokens carry as `iss`).
     pub fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The person's side of a device-code sign-in shown at a login: `device_browser.py`
+    /// opens `uri`, types `code`, signs in as `login` and consents (or aborts, with
+    /// `deny`). The argv, for running inside a host (the provider's network).
+    pub fn browser_argv(uri: &str, code: &str, login: &str, deny: bool) -> Vec<String> {
+        let mut v = vec![
+            python3().to_string(),
+            dir().join("device_browser.py").display().to_string(),
+            uri.to_string(),
+            code.to_string(),
+            login.to_string(),
+        ];
+        if deny {
+            v.push("deny".into());
+        }
+        v
     }
 
     /// An ID token for login name `user`, audience `client_id` (`zt-agent` or `zt-ssh`),

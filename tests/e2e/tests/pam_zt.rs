@@ -10,7 +10,6 @@
 //! succeeding), and every attempt's audit line is read back from /var/log/zt/auth.jsonl.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::Child;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -359,54 +358,7 @@ fn oidc_id_token_logs_in_the_right_user_and_not_an_unverified_one() {
     }
 }
 
-/// `zt-agent run` inside a host, ended by its pid.
-struct Agent {
-    child: Child,
-    pid: u32,
-}
-
-impl Agent {
-    fn start(h: &Host) -> Agent {
-        let mut argv = h.agent_argv();
-        argv.push("run".into());
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let child = h.spawn(&argv);
-        let started = Instant::now();
-        let pid = loop {
-            // nsenter forks; unshare and bash exec: its one child is the agent.
-            if let Some(p) = zt_e2e::net::children_of(child.id()).first() {
-                break *p;
-            }
-            assert!(started.elapsed() < Duration::from_secs(5), "agent pid");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        Agent { child, pid }
-    }
-
-    /// Stops it (SIGTERM by pid) and returns its log (stderr).
-    fn stop(mut self) -> String {
-        self.kill();
-        let mut err = String::new();
-        if let Some(mut s) = self.child.stderr.take() {
-            use std::io::Read;
-            let _ = s.read_to_string(&mut err);
-        }
-        let _ = self.child.wait();
-        err
-    }
-
-    fn kill(&self) {
-        // SAFETY: kill(2) on the pid of the agent this struct started.
-        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = self.child.wait();
-    }
-}
+use zt_e2e::AgentDaemon as Agent;
 
 #[test]
 fn a_rotated_key_is_fetched_through_the_control_socket_at_login() {

@@ -284,7 +284,9 @@ pub fn session(mut stream: UnixStream, user: &str, iss: &str, spec: &DeviceSpec,
         tracing::info!("device sign-in for {user}: pam_zt left before the code was shown");
         return;
     }
-    let limit = spec.timeout.min(started.expires_in);
+    // One interval past the code's lifetime: the poll after it gets the
+    // IdP's own expired_token, a clearer answer than our timeout.
+    let limit = spec.timeout.min(started.expires_in + started.interval);
     tracing::info!(
         "device sign-in for {user}: code {} at {}, waiting up to {} s",
         started.code.user_code,

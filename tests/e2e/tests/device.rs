@@ -1,0 +1,368 @@
+//! Device-code sign-in end to end, as a person uses it: pamtester and the real sshd
+//! (keyboard-interactive) show "open URL and enter the code CODE" from pam_zt.so
+//! (module argument `device`), a scripted browser (`device_browser.py`) types the code at
+//! the real OIDC provider, signs in and consents, the person presses Enter, and the
+//! real zt-agent (`zt-agent run`, its control socket) hands pam_zt the ID token it
+//! polled for. The provider's device codes live 8 s here (DEVICE_TTL) so the expired
+//! case is quick; its logins carry `amr: ["pwd", "mfa"]`, a login name ending `+nomfa`
+//! signs the same person in without MFA.
+
+use std::os::unix::process::CommandExt;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use zt_e2e::{AgentDaemon, CONFIG, Host, OidcProvider, PamResult, Sshd};
+
+const SERVICE: &str = "zt-device";
+
+/// The README's device stack: a token, or Enter for a browser sign-in, with a local
+/// break-glass password.
+const STACK: &str = "\
+auth     [success=done ignore=ignore default=die]  pam_zt.so device
+auth     required                                   pam_unix.so try_first_pass
+account  required   pam_zt.so
+account  required   pam_unix.so
+session  required   pam_zt.so
+session  required   pam_unix.so
+";
+
+fn provider() -> &'static OidcProvider {
+    static P: OnceLock<OidcProvider> = OnceLock::new();
+    P.get_or_init(|| OidcProvider::start_with(&[("DEVICE_TTL", "8")]))
+}
+
+fn people() -> Value {
+    json!({
+        "users": [
+            {"id": "u-alice", "email": "alice@example.com", "display_name": "Alice"},
+            {"id": "u-bob", "email": "bob@example.com", "display_name": "Bob"}
+        ],
+        "groups": [
+            {"id": "g-sre", "name": "SRE", "members": ["u-alice", "u-bob"]}
+        ]
+    })
+}
+
+fn issuer_toml(extra: &str) -> String {
+    format!(
+        "\n[[issuers]]\nkind = \"oidc\"\nissuer = \"{}\"\naudiences = [\"zt-ssh\"]\n\
+         device_login = true\nclient_id = \"zt-ssh\"\nrequire_mfa = true\n{extra}",
+        provider().issuer()
+    )
+}
+
+/// A PAM host with the directory above, the device issuer, [`STACK`] as [`SERVICE`] and
+/// sshd, and its agent running.
+fn host(extra: &str) -> (Host, AgentDaemon) {
+    assert!(
+        Host::pam_zt_built().is_some(),
+        "target/debug/libpam_zt.so is missing: run `cargo build --workspace`"
+    );
+    let h = Host::new_pam();
+    h.write_config(&format!("{CONFIG}{}", issuer_toml(extra)));
+    h.write_directory(&people());
+    h.sync();
+    h.pam_service(SERVICE, STACK);
+    h.pam_service("sshd", STACK);
+    let agent = AgentDaemon::start(&h);
+    let socket = h.path("run/zt/control.sock");
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no control socket: {}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (h, agent)
+}
+
+/// What the scripted person does once the code is shown.
+#[derive(Clone, Copy, Debug)]
+enum Then<'a> {
+    /// Signs in at the IdP as this login name and consents, then presses Enter.
+    SignIn(&'a str),
+    /// Presses Abort at the IdP, then Enter.
+    Deny,
+    /// Waits this many seconds, then presses Enter (the code has expired).
+    Late(u32),
+    /// Closes the terminal.
+    HangUp,
+    /// Keeps the login waiting this many seconds, then closes the terminal.
+    Hold(u32),
+}
+
+/// Runs `argv` (pamtester or ssh) in `h` under expect: answers the first prompt with
+/// Enter (no token: a browser sign-in), reads the URL and code the login shows, does
+/// `then`, and presses Enter at each "signed in" prompt. Exit code: the program's (98:
+/// a timeout in the script, 96: no code shown).
+fn device_login(h: &Host, argv: &[&str], then: Then) -> PamResult {
+    let script = r#"
+set timeout 30
+log_user 1
+spawn -noecho {*}$env(ZT_SPAWN)
+expect {
+  -re {browser: $} { send "\r" }
+  timeout { exit 98 }
+  eof { lassign [wait] p s o c; exit $c }
+}
+expect {
+  -re {open (\S+) and enter the code (\S+)} {
+    set uri $expect_out(1,string); set code $expect_out(2,string)
+  }
+  timeout { exit 98 }
+  eof { lassign [wait] p s o c; puts "\nZT: no code shown"; exit [expr {$c == 0 ? 96 : $c}] }
+}
+switch -- $env(ZT_THEN) {
+  hangup { puts "\nZT: hanging up"; exit 0 }
+  hold { sleep $env(ZT_ARG); exit 0 }
+  late { sleep $env(ZT_ARG) }
+  default {
+    set cmd [list {*}$env(ZT_BROWSER) $uri $code $env(ZT_ARG)]
+    if {$env(ZT_THEN) eq "deny"} { lappend cmd deny }
+    if {[catch {exec {*}$cmd} out]} { puts "\nZT: browser failed: $out" } else { puts "\nZT: browser: $out" }
+  }
+}
+set n 0
+expect {
+  -re {signed in: $} { if {$n >= 12} { exit 97 }; incr n; send "\r"; exp_continue }
+  timeout { exit 98 }
+  eof
+}
+lassign [wait] pid spawnid os_error code
+exit $code
+"#;
+    let (then_word, arg) = match then {
+        Then::SignIn(login) => ("signin", login.to_string()),
+        Then::Deny => ("deny", "alice".to_string()),
+        Then::Late(s) => ("late", s.to_string()),
+        Then::HangUp => ("hangup", String::new()),
+        Then::Hold(s) => ("hold", s.to_string()),
+    };
+    let tcl_list = |v: &[String]| {
+        v.iter()
+            .map(|a| format!("{{{a}}}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let spawn: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let browser = OidcProvider::browser_argv("", "", "", false);
+    let mut c = h.command(&["expect", "-c", script]);
+    c.env("ZT_SPAWN", tcl_list(&spawn))
+        .env("ZT_BROWSER", tcl_list(&browser[..2]))
+        .env("ZT_THEN", then_word)
+        .env("ZT_ARG", arg)
+        .process_group(0);
+    let o = c.output().expect("expect (package expect)");
+    PamResult {
+        code: o.status.code().unwrap_or(-1),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+        .replace("\r\n", "\n"),
+    }
+}
+
+fn pamtester(user: &str) -> Vec<&str> {
+    vec!["pamtester", "-v", SERVICE, user, "authenticate", "acct_mgmt"]
+}
+
+fn audit(h: &Host) -> Vec<Value> {
+    std::fs::read_to_string(h.path("var/log/zt/auth.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line"))
+        .collect()
+}
+
+/// The last auth record.
+fn last_auth(h: &Host) -> Value {
+    audit(h)
+        .into_iter()
+        .rev()
+        .find(|r| r["stage"] == "auth")
+        .expect("an auth record")
+}
+
+#[test]
+fn pamtester_shows_the_code_and_only_the_right_sign_in_logs_in() {
+    let (h, agent) = host("");
+    let code_shown = format!(
+        "open {}/device and enter the code ",
+        provider().issuer()
+    );
+
+    // alice signs in as herself, with MFA
+    let r = device_login(&h, &pamtester("alice"), Then::SignIn("alice"));
+    assert_eq!(r.code, 0, "{r:?}\n{}", agent.log());
+    assert!(r.output.contains(&code_shown), "{r:?}");
+    assert!(r.output.contains("To sign in as alice"), "{r:?}");
+    let a = last_auth(&h);
+    assert_eq!(a["result"], "success", "{a}");
+    assert_eq!(a["method"], "device", "{a}");
+    assert_eq!(a["issuer"], provider().issuer(), "{a}");
+    assert_eq!(a["mfa"], "amr=pwd,mfa", "{a}");
+    assert_eq!(a["email"], "alice@example.com", "{a}");
+    let acct = audit(&h).into_iter().rev().find(|r| r["stage"] == "account").unwrap();
+    assert_eq!(acct["result"], "success", "{acct}");
+
+    // refusals, each with its reason in the audit log and on the person's screen
+    for (then, want) in [
+        (Then::SignIn("bob"), "used for alice"),
+        (Then::SignIn("alice+nomfa"), "no multi-factor"),
+        (Then::Deny, "declined"),
+        (Then::Late(10), "expired"),
+    ] {
+        let r = device_login(&h, &pamtester("alice"), then);
+        assert_ne!(r.code, 0, "{then:?}: {r:?}");
+        assert!(r.output.contains(&code_shown), "{then:?}: {r:?}");
+        let a = last_auth(&h);
+        assert_eq!(a["result"], "failure", "{then:?}: {a}");
+        assert_eq!(a["method"], "device", "{then:?}: {a}");
+        assert!(
+            a["reason"].as_str().unwrap_or_default().contains(want),
+            "{then:?}: {a}"
+        );
+        assert!(
+            r.output.contains("Sign-in refused") && r.output.contains(want),
+            "{then:?}: the person is told why: {r:?}"
+        );
+    }
+    // the agent is back to no pending sign-in
+    assert!(
+        !agent.log().contains("panicked"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn sshd_keyboard_interactive_shows_the_code_and_logs_in() {
+    let (h, agent) = host("");
+    let d = Sshd::start(&h, "");
+    let port = d.port.to_string();
+    let ssh = [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-T",
+        "-p",
+        &port,
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "PreferredAuthentications=keyboard-interactive",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+        "alice@127.0.0.1",
+        "id -un",
+    ];
+    let r = device_login(&h, &ssh, Then::SignIn("alice"));
+    assert_eq!(r.code, 0, "{r:?}\n{}\n{}", d.log(), agent.log());
+    assert!(
+        r.output.contains("To sign in as alice, open ") && r.output.contains("enter the code"),
+        "{r:?}"
+    );
+    assert!(r.output.lines().any(|l| l.trim() == "alice"), "{r:?}");
+    assert!(
+        d.log().contains("Accepted keyboard-interactive/pam for alice"),
+        "{}",
+        d.log()
+    );
+    let a = audit(&h)
+        .into_iter()
+        .find(|r| r["stage"] == "auth" && r["service"] == "sshd")
+        .expect("sshd auth record");
+    assert_eq!((a["method"].as_str(), a["result"].as_str()), (Some("device"), Some("success")), "{a}");
+    // bob's sign-in does not open alice's account over ssh either
+    let r = device_login(&h, &ssh, Then::SignIn("bob"));
+    assert_eq!(r.code, 255, "{r:?}");
+}
+
+#[test]
+fn a_login_that_goes_away_leaves_no_poller_and_pending_sign_ins_are_bounded() {
+    let (h, agent) = host("device_max_pending = 3\n");
+    let idle = agent.threads();
+    // the person closes the terminal while the code is shown
+    let r = device_login(&h, &pamtester("alice"), Then::HangUp);
+    assert!(r.output.contains("enter the code"), "{r:?}");
+    assert!(
+        agent.wait_for_log("cancelled (the login went away)", Duration::from_secs(5)),
+        "{}",
+        agent.log()
+    );
+    let settle = |want: usize| {
+        let start = Instant::now();
+        while agent.threads() != want && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        agent.threads()
+    };
+    assert_eq!(settle(idle), idle, "the sign-in's thread ended");
+
+    // two pending sign-ins for alice (held open), a third is refused at once; bob
+    // gets the host's last slot, and a fourth sign-in on the host is refused
+    let waiting = || agent.log().matches("waiting up to").count();
+    let before = waiting();
+    std::thread::scope(|scope| {
+        let holders: Vec<_> = ["alice", "alice", "bob"]
+            .iter()
+            .map(|u| {
+                let h = &h;
+                scope.spawn(move || device_login(h, &pamtester(u), Then::Hold(6)))
+            })
+            .collect();
+        let start = Instant::now();
+        while waiting() < before + 3 && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(waiting(), before + 3, "three sign-ins pending: {}", agent.log());
+        let t = Instant::now();
+        let r = device_login(&h, &pamtester("alice"), Then::SignIn("alice"));
+        assert_ne!(r.code, 0, "{r:?}");
+        assert!(r.output.contains("alice already has 2"), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        // bob has one pending, but the host's three slots are taken
+        let r = device_login(&h, &pamtester("bob"), Then::SignIn("bob"));
+        assert_ne!(r.code, 0, "{r:?}");
+        assert!(r.output.contains("device_max_pending = 3"), "{r:?}");
+        // a local account gets no sign-in at all
+        let r = device_login(&h, &pamtester("root"), Then::SignIn("alice"));
+        assert!(!r.output.contains("enter the code"), "{r:?}");
+        for holder in holders {
+            let r = holder.join().unwrap();
+            assert!(r.output.contains("enter the code"), "{r:?}");
+        }
+    });
+    assert_eq!(settle(idle), idle, "no poller outlives its login: {}", agent.log());
+}
+
+#[test]
+fn with_the_agent_stopped_a_browser_sign_in_is_refused_at_once() {
+    let (h, agent) = host("");
+    let _ = agent.stop();
+    let t = Instant::now();
+    let r = device_login(&h, &pamtester("alice"), Then::SignIn("alice"));
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(
+        r.output.contains("Browser sign-in is unavailable"),
+        "the person is told: {r:?}"
+    );
+    let a = last_auth(&h);
+    assert_eq!(a["method"], "device", "{a}");
+    assert!(
+        a["reason"].as_str().unwrap_or_default().contains("control socket"),
+        "{a}"
+    );
+}
