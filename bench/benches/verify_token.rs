@@ -66,12 +66,16 @@ fn directory(now: u64) -> Fixture {
                 iss: CF_ISS.into(),
                 claim: Claim::Email,
                 audiences: vec![CF_AUD.into()],
+                require_mfa: false,
+                mfa_acr: Vec::new(),
             },
             Issuer {
                 kind: kind::OIDC,
                 iss: OIDC_ISS.into(),
                 claim: Claim::Email,
                 audiences: vec!["zt-ssh".into()],
+                require_mfa: false,
+                mfa_acr: Vec::new(),
             },
         ],
         keys: vec![
@@ -177,6 +181,12 @@ impl PamHandler for Pam {
             .map(Secret::new)
             .ok_or(Failure::Conversation("no answer"))
     }
+    fn info_prompt(&mut self, _: &str, _: &str) -> Result<Vec<u8>, Failure> {
+        Err(Failure::Conversation(
+            "the benchmark makes no device sign-in",
+        ))
+    }
+    fn error_msg(&mut self, _: &str) {}
     fn env(&self, _: &str) -> Option<Vec<u8>> {
         None
     }

@@ -2,8 +2,8 @@
 //! and check that the person it names is the directory user behind PAM_USER.
 
 use crate::args::Args;
-use crate::device::DeviceAgent;
 use crate::audit::Record;
+use crate::device::DeviceAgent;
 use crate::directory::{Claim, DirUser, Directory};
 use crate::handler::{Item, PamHandler, Secret};
 use crate::status::Failure;

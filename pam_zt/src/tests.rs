@@ -1546,7 +1546,11 @@ fn require_mfa_wants_amr_mfa_or_a_listed_acr() {
     plain["amr"] = json!(["pwd"]);
     plain["acr"] = json!("urn:example:pwd");
     let e = check(&es(&plain), &mut dir).unwrap_err();
-    assert!(e.reason().contains("amr=pwd acr=urn:example:pwd"), "{}", e.reason());
+    assert!(
+        e.reason().contains("amr=pwd acr=urn:example:pwd"),
+        "{}",
+        e.reason()
+    );
     // "mfa" as a string, not in an array, is not amr
     plain["amr"] = json!("mfa");
     assert!(check(&es(&plain), &mut dir).is_err());
@@ -1582,7 +1586,9 @@ impl crate::device::DeviceAgent for ScriptedAgent {
         self.polls += 1;
         self.answers
             .pop_front()
-            .unwrap_or(zt_published::device::DeviceAnswer::Unavailable("script ended".into()))
+            .unwrap_or(zt_published::device::DeviceAnswer::Unavailable(
+                "script ended".into(),
+            ))
     }
 }
 
@@ -1669,10 +1675,7 @@ fn a_device_sign_in_is_refused_for_another_person_without_mfa_or_when_declined()
             DeviceAnswer::Refused("the sign-in was declined at the IdP".into()),
             "declined",
         ),
-        (
-            DeviceAnswer::Refused("the code expired".into()),
-            "expired",
-        ),
+        (DeviceAnswer::Refused("the code expired".into()), "expired"),
     ] {
         let mut agent = ScriptedAgent {
             start: Some(Ok(code())),
@@ -1700,7 +1703,9 @@ fn device_sign_in_is_only_for_directory_users_and_fails_fast_without_an_agent() 
     assert!(agent.started_for.is_empty());
     // the agent down
     let mut agent = ScriptedAgent {
-        start: Some(Err("zt-agent control socket /run/zt/control.sock: unavailable".into())),
+        start: Some(Err(
+            "zt-agent control socket /run/zt/control.sock: unavailable".into(),
+        )),
         ..ScriptedAgent::default()
     };
     let (r, pam, _) = device_login("alice", &[b""], &mut agent, directory());

@@ -1298,8 +1298,14 @@ fn oidc_only_keys(i: &IssuerConfig) -> Vec<(&'static str, std::ops::Range<usize>
             set.push((key, span));
         }
     };
-    add("issuers.device_login", i.device_login.as_ref().map(Spanned::span));
-    add("issuers.require_mfa", i.require_mfa.as_ref().map(Spanned::span));
+    add(
+        "issuers.device_login",
+        i.device_login.as_ref().map(Spanned::span),
+    );
+    add(
+        "issuers.require_mfa",
+        i.require_mfa.as_ref().map(Spanned::span),
+    );
     add("issuers.mfa_acr", i.mfa_acr.as_ref().map(Spanned::span));
     add("issuers.client_id", i.client_id.as_ref().map(Spanned::span));
     add("issuers.scopes", i.scopes.as_ref().map(Spanned::span));
@@ -1307,8 +1313,14 @@ fn oidc_only_keys(i: &IssuerConfig) -> Vec<(&'static str, std::ops::Range<usize>
         "issuers.device_authorization_endpoint",
         i.device_authorization_endpoint.as_ref().map(Spanned::span),
     );
-    add("issuers.token_endpoint", i.token_endpoint.as_ref().map(Spanned::span));
-    add("issuers.device_timeout", i.device_timeout.as_ref().map(Spanned::span));
+    add(
+        "issuers.token_endpoint",
+        i.token_endpoint.as_ref().map(Spanned::span),
+    );
+    add(
+        "issuers.device_timeout",
+        i.device_timeout.as_ref().map(Spanned::span),
+    );
     add(
         "issuers.device_max_pending",
         i.device_max_pending.as_ref().map(Spanned::span),
@@ -1330,8 +1342,7 @@ fn mfa_policy(i: &IssuerConfig) -> Result<(bool, Vec<String>), SpanError> {
         ));
     }
     for a in acr.get_ref() {
-        if a.is_empty() || a.len() > 256 || a.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if a.is_empty() || a.len() > 256 || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err((
                 acr.span(),
                 "issuers.mfa_acr",
@@ -1494,7 +1505,7 @@ fn issuer_spec(i: &IssuerConfig) -> Result<IssuerSpec, SpanError> {
                         .into(),
                 ));
             }
-            for (key, span) in oidc_only_keys(i) {
+            if let Some((key, span)) = oidc_only_keys(i).into_iter().next() {
                 return not_for(key, span, kind);
             }
             let Some(team) = &i.team else {
@@ -1721,7 +1732,10 @@ device_max_pending = 5
         );
         let e = with("mfa_acr = [\"urn:example:mfa\"]", "mfa_acr = [\"a b\"]");
         assert!(e.contains("issuers.mfa_acr"), "{e}");
-        let e = with("device_login = true", "device_login = true\nscopes = [\"email\"]");
+        let e = with(
+            "device_login = true",
+            "device_login = true\nscopes = [\"email\"]",
+        );
         assert!(e.contains("issuers.scopes") && e.contains("openid"), "{e}");
         let e = with(
             "device_login = true",
@@ -1732,7 +1746,10 @@ device_max_pending = 5
             "{e}"
         );
         // two device issuers
-        let second = DEVICE.replace("https://login.example.com/t/v2.0", "https://other.example.com");
+        let second = DEVICE.replace(
+            "https://login.example.com/t/v2.0",
+            "https://other.example.com",
+        );
         let e = err(&format!("{GOOD}{DEVICE}{second}"));
         assert!(
             e.contains("issuers.device_login") && e.contains("only one issuer"),

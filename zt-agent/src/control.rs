@@ -284,7 +284,11 @@ pub fn handle_with(mut stream: UnixStream, refresher: &Refresher, devices: Optio
         Ok(uid) if peer_allowed(uid) => {
             let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
             let line = proto::read_line(&mut stream);
-            match line.as_deref().map_err(Clone::clone).and_then(proto::parse_request) {
+            match line
+                .as_deref()
+                .map_err(Clone::clone)
+                .and_then(proto::parse_request)
+            {
                 Ok(_) if gone(&stream) => return,
                 Ok(proto::Request::RefreshKeys(iss)) => refresher.refresh(iss),
                 Ok(proto::Request::Device(user)) => match devices {

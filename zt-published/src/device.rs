@@ -100,7 +100,10 @@ pub fn code_line(c: &DeviceCode) -> Option<String> {
 
 /// Parses the first answer (without its newline).
 pub fn parse_code(line: &str) -> Result<DeviceCode, String> {
-    if let Some(why) = line.strip_prefix(UNAVAILABLE).and_then(|r| r.strip_prefix(' ')) {
+    if let Some(why) = line
+        .strip_prefix(UNAVAILABLE)
+        .and_then(|r| r.strip_prefix(' '))
+    {
         return Err(why.to_string());
     }
     let mut parts = line.split(' ');
@@ -293,10 +296,7 @@ mod tests {
             verification_uri_complete: None,
             ..c.clone()
         };
-        assert_eq!(
-            parse_code(code_line(&plain).unwrap().trim_end()),
-            Ok(plain)
-        );
+        assert_eq!(parse_code(code_line(&plain).unwrap().trim_end()), Ok(plain));
         // an IdP's code with a space or a line break never reaches a screen
         for bad in ["AB CD", "AB\nCD", ""] {
             let mut b = c.clone();
@@ -319,7 +319,10 @@ mod tests {
             parse_answer(answer_line(&DeviceAnswer::Refused("a\nb".into())).trim_end()),
             DeviceAnswer::Refused("a b".into())
         );
-        assert!(matches!(parse_answer("token a b"), DeviceAnswer::Unavailable(_)));
+        assert!(matches!(
+            parse_answer("token a b"),
+            DeviceAnswer::Unavailable(_)
+        ));
         assert!(matches!(parse_answer("ok 5"), DeviceAnswer::Unavailable(_)));
     }
 
@@ -340,8 +343,12 @@ mod tests {
                 stream: s.try_clone().unwrap(),
                 buf: Vec::new(),
             };
-            assert_eq!(r.line(MAX_LINE, Duration::from_secs(2)).unwrap(), "device alice");
-            s.write_all(b"code 600 ABCD-EFGH https://idp/device\n").unwrap();
+            assert_eq!(
+                r.line(MAX_LINE, Duration::from_secs(2)).unwrap(),
+                "device alice"
+            );
+            s.write_all(b"code 600 ABCD-EFGH https://idp/device\n")
+                .unwrap();
             assert_eq!(r.line(MAX_LINE, Duration::from_secs(2)).unwrap(), "poll");
             s.write_all(b"pending\n").unwrap();
             // a final line unasked, then close

@@ -9,8 +9,8 @@
 //! file that is not the twin of the public one (another generation, other counts).
 
 use crate::format::{
-    self, group, header, issuer, issuer_key, issuer_mfa, private_group, private_section, private_user, section,
-    shared_account, user,
+    self, group, header, issuer, issuer_key, issuer_mfa, private_group, private_section,
+    private_user, section, shared_account, user,
 };
 
 /// What is wrong with a snapshot, and where.

@@ -562,6 +562,9 @@ fn count_u32(n: usize) -> Result<u32, BuildError> {
     u32::try_from(n).map_err(|_| BuildError::TooLarge)
 }
 
+/// ISSUERS, ISSUER_AUDIENCES and ISSUER_KEYS, and ISSUER_MFA if written.
+type IssuerSections = ([Vec<u8>; 3], Option<Vec<u8>>);
+
 /// The ISSUERS, ISSUER_AUDIENCES, ISSUER_KEYS and ISSUER_MFA section bodies;
 /// ISSUER_MFA is `None` when no issuer requires MFA (the section is then not
 /// written: it is MUST_UNDERSTAND, and a file without it stays 2.2-readable).
@@ -569,7 +572,7 @@ fn build_issuers<'c>(
     issuers: &'c [IssuerEntry],
     acr_lists: &'c [String],
     strings: &mut Strings<'c>,
-) -> Result<([Vec<u8>; 3], Option<Vec<u8>>), BuildError> {
+) -> Result<IssuerSections, BuildError> {
     let mut records = Vec::with_capacity(issuers.len() * format::ISSUER_RECORD_LEN);
     let mut audiences = Vec::new();
     let mut keys = Vec::new();

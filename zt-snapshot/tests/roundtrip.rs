@@ -280,7 +280,10 @@ fn without_an_mfa_requirement_there_is_no_issuer_mfa_section() {
     );
     let mut c = sample();
     c.issuers[0].mfa_acr = vec!["a\nb".into()];
-    assert!(build(&c).is_err(), "an acr value may not hold the separator");
+    assert!(
+        build(&c).is_err(),
+        "an acr value may not hold the separator"
+    );
 }
 
 #[test]

@@ -75,6 +75,20 @@ impl AgentDaemon {
             .unwrap_or(0)
     }
 
+    /// How many of its threads are named `name` (Linux's 15-character comm).
+    pub fn threads_named(&self, name: &str) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|c| c.trim_end() == name)
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// Its resident memory now, in KiB (VmRSS).
     pub fn rss_kib(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.pid))

@@ -21,6 +21,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use tempfile::TempDir;
 
 pub mod agent;
+pub mod device;
 pub mod keys_server;
 pub mod net;
 pub mod oidc;

@@ -7,12 +7,12 @@
 //! case is quick; its logins carry `amr: ["pwd", "mfa"]`, a login name ending `+nomfa`
 //! signs the same person in without MFA.
 
-use std::os::unix::process::CommandExt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use zt_e2e::{AgentDaemon, CONFIG, Host, OidcProvider, PamResult, Sshd};
+use zt_e2e::device::{Then, device_login};
+use zt_e2e::{AgentDaemon, CONFIG, Host, OidcProvider, Sshd};
 
 const SERVICE: &str = "zt-device";
 
@@ -79,96 +79,15 @@ fn host(extra: &str) -> (Host, AgentDaemon) {
     (h, agent)
 }
 
-/// What the scripted person does once the code is shown.
-#[derive(Clone, Copy, Debug)]
-enum Then<'a> {
-    /// Signs in at the IdP as this login name and consents, then presses Enter.
-    SignIn(&'a str),
-    /// Presses Abort at the IdP, then Enter.
-    Deny,
-    /// Waits this many seconds, then presses Enter (the code has expired).
-    Late(u32),
-    /// Closes the terminal.
-    HangUp,
-    /// Keeps the login waiting this many seconds, then closes the terminal.
-    Hold(u32),
-}
-
-/// Runs `argv` (pamtester or ssh) in `h` under expect: answers the first prompt with
-/// Enter (no token: a browser sign-in), reads the URL and code the login shows, does
-/// `then`, and presses Enter at each "signed in" prompt. Exit code: the program's (98:
-/// a timeout in the script, 96: no code shown).
-fn device_login(h: &Host, argv: &[&str], then: Then) -> PamResult {
-    let script = r#"
-set timeout 30
-log_user 1
-spawn -noecho {*}$env(ZT_SPAWN)
-expect {
-  -re {browser: $} { send "\r" }
-  timeout { exit 98 }
-  eof { lassign [wait] p s o c; exit $c }
-}
-expect {
-  -re {open (\S+) and enter the code (\S+)} {
-    set uri $expect_out(1,string); set code $expect_out(2,string)
-  }
-  timeout { exit 98 }
-  eof { lassign [wait] p s o c; puts "\nZT: no code shown"; exit [expr {$c == 0 ? 96 : $c}] }
-}
-switch -- $env(ZT_THEN) {
-  hangup { puts "\nZT: hanging up"; exit 0 }
-  hold { sleep $env(ZT_ARG); exit 0 }
-  late { sleep $env(ZT_ARG) }
-  default {
-    set cmd [list {*}$env(ZT_BROWSER) $uri $code $env(ZT_ARG)]
-    if {$env(ZT_THEN) eq "deny"} { lappend cmd deny }
-    if {[catch {exec {*}$cmd} out]} { puts "\nZT: browser failed: $out" } else { puts "\nZT: browser: $out" }
-  }
-}
-set n 0
-expect {
-  -re {signed in: $} { if {$n >= 12} { exit 97 }; incr n; send "\r"; exp_continue }
-  timeout { exit 98 }
-  eof
-}
-lassign [wait] pid spawnid os_error code
-exit $code
-"#;
-    let (then_word, arg) = match then {
-        Then::SignIn(login) => ("signin", login.to_string()),
-        Then::Deny => ("deny", "alice".to_string()),
-        Then::Late(s) => ("late", s.to_string()),
-        Then::HangUp => ("hangup", String::new()),
-        Then::Hold(s) => ("hold", s.to_string()),
-    };
-    let tcl_list = |v: &[String]| {
-        v.iter()
-            .map(|a| format!("{{{a}}}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let spawn: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    let browser = OidcProvider::browser_argv("", "", "", false);
-    let mut c = h.command(&["expect", "-c", script]);
-    c.env("ZT_SPAWN", tcl_list(&spawn))
-        .env("ZT_BROWSER", tcl_list(&browser[..2]))
-        .env("ZT_THEN", then_word)
-        .env("ZT_ARG", arg)
-        .process_group(0);
-    let o = c.output().expect("expect (package expect)");
-    PamResult {
-        code: o.status.code().unwrap_or(-1),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-        .replace("\r\n", "\n"),
-    }
-}
-
 fn pamtester(user: &str) -> Vec<&str> {
-    vec!["pamtester", "-v", SERVICE, user, "authenticate", "acct_mgmt"]
+    vec![
+        "pamtester",
+        "-v",
+        SERVICE,
+        user,
+        "authenticate",
+        "acct_mgmt",
+    ]
 }
 
 fn audit(h: &Host) -> Vec<Value> {
@@ -191,10 +110,7 @@ fn last_auth(h: &Host) -> Value {
 #[test]
 fn pamtester_shows_the_code_and_only_the_right_sign_in_logs_in() {
     let (h, agent) = host("");
-    let code_shown = format!(
-        "open {}/device and enter the code ",
-        provider().issuer()
-    );
+    let code_shown = format!("open {}/device and enter the code ", provider().issuer());
 
     // alice signs in as herself, with MFA
     let r = device_login(&h, &pamtester("alice"), Then::SignIn("alice"));
@@ -207,7 +123,11 @@ fn pamtester_shows_the_code_and_only_the_right_sign_in_logs_in() {
     assert_eq!(a["issuer"], provider().issuer(), "{a}");
     assert_eq!(a["mfa"], "amr=pwd,mfa", "{a}");
     assert_eq!(a["email"], "alice@example.com", "{a}");
-    let acct = audit(&h).into_iter().rev().find(|r| r["stage"] == "account").unwrap();
+    let acct = audit(&h)
+        .into_iter()
+        .rev()
+        .find(|r| r["stage"] == "account")
+        .unwrap();
     assert_eq!(acct["result"], "success", "{acct}");
 
     // refusals, each with its reason in the audit log and on the person's screen
@@ -233,11 +153,7 @@ fn pamtester_shows_the_code_and_only_the_right_sign_in_logs_in() {
         );
     }
     // the agent is back to no pending sign-in
-    assert!(
-        !agent.log().contains("panicked"),
-        "{}",
-        agent.log()
-    );
+    assert!(!agent.log().contains("panicked"), "{}", agent.log());
 }
 
 #[test]
@@ -275,7 +191,8 @@ fn sshd_keyboard_interactive_shows_the_code_and_logs_in() {
     );
     assert!(r.output.lines().any(|l| l.trim() == "alice"), "{r:?}");
     assert!(
-        d.log().contains("Accepted keyboard-interactive/pam for alice"),
+        d.log()
+            .contains("Accepted keyboard-interactive/pam for alice"),
         "{}",
         d.log()
     );
@@ -283,7 +200,11 @@ fn sshd_keyboard_interactive_shows_the_code_and_logs_in() {
         .into_iter()
         .find(|r| r["stage"] == "auth" && r["service"] == "sshd")
         .expect("sshd auth record");
-    assert_eq!((a["method"].as_str(), a["result"].as_str()), (Some("device"), Some("success")), "{a}");
+    assert_eq!(
+        (a["method"].as_str(), a["result"].as_str()),
+        (Some("device"), Some("success")),
+        "{a}"
+    );
     // bob's sign-in does not open alice's account over ssh either
     let r = device_login(&h, &ssh, Then::SignIn("bob"));
     assert_eq!(r.code, 255, "{r:?}");
@@ -292,7 +213,9 @@ fn sshd_keyboard_interactive_shows_the_code_and_logs_in() {
 #[test]
 fn a_login_that_goes_away_leaves_no_poller_and_pending_sign_ins_are_bounded() {
     let (h, agent) = host("device_max_pending = 3\n");
-    let idle = agent.threads();
+    // the sign-in threads (the IdP worker threads stay)
+    let signing_in = || agent.threads_named("device");
+    assert_eq!(signing_in(), 0);
     // the person closes the terminal while the code is shown
     let r = device_login(&h, &pamtester("alice"), Then::HangUp);
     assert!(r.output.contains("enter the code"), "{r:?}");
@@ -301,14 +224,14 @@ fn a_login_that_goes_away_leaves_no_poller_and_pending_sign_ins_are_bounded() {
         "{}",
         agent.log()
     );
-    let settle = |want: usize| {
+    let settle = || {
         let start = Instant::now();
-        while agent.threads() != want && start.elapsed() < Duration::from_secs(5) {
+        while signing_in() != 0 && start.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        agent.threads()
+        signing_in()
     };
-    assert_eq!(settle(idle), idle, "the sign-in's thread ended");
+    assert_eq!(settle(), 0, "the sign-in's thread ended");
 
     // two pending sign-ins for alice (held open), a third is refused at once; bob
     // gets the host's last slot, and a fourth sign-in on the host is refused
@@ -326,7 +249,12 @@ fn a_login_that_goes_away_leaves_no_poller_and_pending_sign_ins_are_bounded() {
         while waiting() < before + 3 && start.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(waiting(), before + 3, "three sign-ins pending: {}", agent.log());
+        assert_eq!(
+            waiting(),
+            before + 3,
+            "three sign-ins pending: {}",
+            agent.log()
+        );
         let t = Instant::now();
         let r = device_login(&h, &pamtester("alice"), Then::SignIn("alice"));
         assert_ne!(r.code, 0, "{r:?}");
@@ -344,7 +272,7 @@ fn a_login_that_goes_away_leaves_no_poller_and_pending_sign_ins_are_bounded() {
             assert!(r.output.contains("enter the code"), "{r:?}");
         }
     });
-    assert_eq!(settle(idle), idle, "no poller outlives its login: {}", agent.log());
+    assert_eq!(settle(), 0, "no poller outlives its login: {}", agent.log());
 }
 
 #[test]
@@ -362,7 +290,10 @@ fn with_the_agent_stopped_a_browser_sign_in_is_refused_at_once() {
     let a = last_auth(&h);
     assert_eq!(a["method"], "device", "{a}");
     assert!(
-        a["reason"].as_str().unwrap_or_default().contains("control socket"),
+        a["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("control socket"),
         "{a}"
     );
 }

@@ -133,7 +133,9 @@ pub fn parse_token(status: u16, body: &[u8]) -> Poll {
         ..
     }) = answer
     else {
-        return Poll::Failed(format!("token endpoint: HTTP {status} without an OAuth error"));
+        return Poll::Failed(format!(
+            "token endpoint: HTTP {status} without an OAuth error"
+        ));
     };
     let detail = || {
         error_description
@@ -186,9 +188,10 @@ pub fn parse_discovery(body: &[u8], iss: &str) -> Result<(Option<String>, String
         let https = url
             .get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-        if (!https || crate::config::is_loopback_url(url)) && !crate::config::is_loopback_url(iss)
-        {
-            return Err(format!("{url:?} must be https off loopback for issuer {iss:?}"));
+        if (!https || crate::config::is_loopback_url(url)) && !crate::config::is_loopback_url(iss) {
+            return Err(format!(
+                "{url:?} must be https off loopback for issuer {iss:?}"
+            ));
         }
     }
     Ok((d.device_authorization_endpoint, d.token_endpoint))
@@ -207,7 +210,10 @@ mod tests {
         assert_eq!(s.code.user_code, "ABCD-EFGH");
         assert_eq!(s.interval, DEFAULT_INTERVAL, "no interval: 5 s");
         assert_eq!(s.expires_in, Duration::from_secs(600));
-        assert!(!format!("{s:?}").contains("dc\""), "the device code is never shown");
+        assert!(
+            !format!("{s:?}").contains("dc\""),
+            "the device code is never shown"
+        );
         // Google's verification_url, an interval, and a hostile interval
         let g = parse_authorization(
             br#"{"device_code":"dc","user_code":"ABC-DEF","verification_url":"https://www.google.com/device","expires_in":1800,"interval":99999}"#,
@@ -267,9 +273,11 @@ mod tests {
             )
         );
         assert!(parse_discovery(d, "https://other.example.com").is_err());
-        let plain = br#"{"issuer":"https://idp.example.com","token_endpoint":"http://127.0.0.1:9/token"}"#;
+        let plain =
+            br#"{"issuer":"https://idp.example.com","token_endpoint":"http://127.0.0.1:9/token"}"#;
         assert!(parse_discovery(plain, "https://idp.example.com").is_err());
-        let local = br#"{"issuer":"http://127.0.0.1:3000","token_endpoint":"http://127.0.0.1:3000/token"}"#;
+        let local =
+            br#"{"issuer":"http://127.0.0.1:3000","token_endpoint":"http://127.0.0.1:3000/token"}"#;
         assert_eq!(
             parse_discovery(local, "http://127.0.0.1:3000").unwrap(),
             (None, "http://127.0.0.1:3000/token".into())

@@ -22,8 +22,8 @@ pub fn endpoints(http: &Http, iss: &str, spec: &DeviceSpec) -> Result<(String, S
         return Ok((d.clone(), t.clone()));
     }
     let body = crate::keys::get(http, &spec.discovery).map_err(|e| e.to_string())?;
-    let (device, token) = grant::parse_discovery(&body, iss)
-        .map_err(|why| format!("{}: {why}", spec.discovery))?;
+    let (device, token) =
+        grant::parse_discovery(&body, iss).map_err(|why| format!("{}: {why}", spec.discovery))?;
     let device = spec
         .device_authorization_endpoint
         .clone()
@@ -69,7 +69,9 @@ pub fn authorize(http: &Http, url: &str, spec: &DeviceSpec) -> Result<Started, S
     )?;
     if status != 200 {
         let why = match grant::parse_token(status, &body) {
-            Poll::Failed(m) | Poll::Refused(m) => m.replacen("token endpoint", "device endpoint", 1),
+            Poll::Failed(m) | Poll::Refused(m) => {
+                m.replacen("token endpoint", "device endpoint", 1)
+            }
             _ => format!("HTTP {status}"),
         };
         return Err(format!("{url}: {why}"));
@@ -79,12 +81,7 @@ pub fn authorize(http: &Http, url: &str, spec: &DeviceSpec) -> Result<Started, S
 
 /// One poll of the token endpoint. A transport failure is `Err` (the
 /// caller decides whether to try again).
-pub fn poll(
-    http: &Http,
-    url: &str,
-    spec: &DeviceSpec,
-    device_code: &str,
-) -> Result<Poll, String> {
+pub fn poll(http: &Http, url: &str, spec: &DeviceSpec, device_code: &str) -> Result<Poll, String> {
     let (status, body) = post(
         http,
         url,

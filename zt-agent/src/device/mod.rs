@@ -8,7 +8,9 @@
 //! - One thread per pending sign-in, with a small stack; it ends when the
 //!   sign-in does, or as soon as pam_zt's end of the connection closes (the
 //!   person gave up, sshd's LoginGraceTime, Ctrl-C): no poller outlives its
-//!   login.
+//!   login. Its requests to the IdP run on a few shared worker threads
+//!   (`IdpPool`): TLS needs a full-size stack, and a pending sign-in should
+//!   cost a few KiB, not the stack pages its last request touched.
 //! - Bounded before any IdP request: only published directory users, at
 //!   most `DEVICE_MAX_PER_USER` pending sign-ins per user and the issuer's
 //!   `device_max_pending` per host; anything more is refused at once.
@@ -40,8 +42,58 @@ use grant::Poll;
 pub const MIN_POLL_GAP: Duration = Duration::from_secs(1);
 /// Consecutive transport failures of token polls before giving up.
 pub const MAX_POLL_FAILURES: u32 = 3;
-/// Stack of a sign-in thread (it mostly sleeps; TLS needs some room).
-pub const THREAD_STACK: usize = 512 * 1024;
+/// Stack of a sign-in thread: it waits, logs and writes lines; its HTTP
+/// requests run on the `IdpPool`.
+pub const THREAD_STACK: usize = 128 * 1024;
+/// Threads doing the IdP requests of all sign-ins.
+pub const IDP_THREADS: usize = 4;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A few threads (default stacks) that run the IdP requests of every
+/// sign-in, so sign-in threads can be small. At most `IDP_THREADS` requests
+/// run at once; the rest queue (each is bounded by the HTTP timeouts).
+pub struct IdpPool {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl IdpPool {
+    pub fn new(threads: usize) -> std::io::Result<IdpPool> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name("device-idp".into())
+                .spawn(move || {
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        // A panic in one request must not take a worker away.
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                            tracing::error!("device sign-in: an IdP request panicked");
+                        }
+                    }
+                })?;
+        }
+        Ok(IdpPool { jobs })
+    }
+
+    /// Runs `f` on a worker and waits for its result (`None`: it panicked or
+    /// the pool is gone).
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .ok()?;
+        rx.recv().ok()
+    }
+}
 
 /// Pending sign-ins, per user and in all.
 #[derive(Debug, Default)]
@@ -108,6 +160,8 @@ pub struct Devices {
     /// Built on first use and shared by all sign-ins (its CA roots are the
     /// larger part of its memory); rebuilt when `[http]` changes.
     http: Mutex<Option<(Option<std::path::PathBuf>, Http)>>,
+    /// Started on first use.
+    pool: std::sync::OnceLock<Arc<IdpPool>>,
 }
 
 impl Devices {
@@ -117,6 +171,7 @@ impl Devices {
             paths,
             pending: Arc::default(),
             http: Mutex::new(None),
+            pool: std::sync::OnceLock::new(),
         }
     }
 
@@ -142,7 +197,8 @@ impl Devices {
 
     /// Is `user` a directory user in the published snapshot?
     fn is_directory_user(&self, user: &str) -> Result<bool, String> {
-        let state = zt_snapshot::StateDir::open(&self.paths.state_dir).map_err(|e| e.to_string())?;
+        let state =
+            zt_snapshot::StateDir::open(&self.paths.state_dir).map_err(|e| e.to_string())?;
         let bytes = state
             .read_trusted(names::SNAPSHOT)
             .map_err(|e| e.to_string())?
@@ -159,13 +215,24 @@ impl Devices {
     pub fn start(&self, stream: UnixStream, user: &str) {
         match self.begin(user) {
             Ok((slot, iss, spec, http)) => {
+                let pool = match self.pool() {
+                    Ok(p) => p,
+                    Err(why) => {
+                        tracing::error!("device sign-in for {user}: {why}");
+                        let _ = proto::send_all(
+                            &stream,
+                            proto::answer_line(&DeviceAnswer::Unavailable(why)).as_bytes(),
+                        );
+                        return;
+                    }
+                };
                 let owned = user.to_string();
                 let spawned = std::thread::Builder::new()
                     .name("device".into())
                     .stack_size(THREAD_STACK)
                     .spawn(move || {
                         let _slot = slot;
-                        session(stream, &owned, &iss, &spec, &http);
+                        session(stream, &owned, &iss, &spec, &http, &pool);
                     });
                 if let Err(e) = spawned {
                     tracing::error!("device sign-in for {user}: cannot start a thread: {e}");
@@ -179,6 +246,16 @@ impl Devices {
                 );
             }
         }
+    }
+
+    fn pool(&self) -> Result<Arc<IdpPool>, String> {
+        if let Some(p) = self.pool.get() {
+            return Ok(p.clone());
+        }
+        let pool = Arc::new(
+            IdpPool::new(IDP_THREADS).map_err(|e| format!("cannot start IdP workers: {e}"))?,
+        );
+        Ok(self.pool.get_or_init(|| pool).clone())
     }
 
     fn begin(&self, user: &str) -> Result<(Slot, String, DeviceSpec, Http), String> {
@@ -230,7 +307,8 @@ fn wait_for_peer(stream: &mut UnixStream, inbox: &mut Vec<u8>, wait: Duration) -
     let ms = wait.as_millis().clamp(0, i32::MAX as u128) as libc::c_int;
     // SAFETY: one valid pollfd for an fd open during the call.
     let rc = unsafe { libc::poll(&raw mut p, 1, ms) };
-    if rc == 0 || (rc < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted)
+    if rc == 0
+        || (rc < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted)
     {
         return Peer::Quiet;
     }
@@ -254,18 +332,34 @@ fn wait_for_peer(stream: &mut UnixStream, inbox: &mut Vec<u8>, wait: Duration) -
     if inbox.len() > 64 {
         return Peer::Gone;
     }
-    if asked == 0 { Peer::Quiet } else { Peer::Asked(asked) }
+    if asked == 0 {
+        Peer::Quiet
+    } else {
+        Peer::Asked(asked)
+    }
 }
 
 /// One sign-in, from the IdP's code to the final answer.
-pub fn session(mut stream: UnixStream, user: &str, iss: &str, spec: &DeviceSpec, http: &Http) {
+pub fn session(
+    mut stream: UnixStream,
+    user: &str,
+    iss: &str,
+    spec: &DeviceSpec,
+    http: &Http,
+    pool: &IdpPool,
+) {
     let send = |stream: &UnixStream, a: &DeviceAnswer| {
         proto::send_all(stream, proto::answer_line(a).as_bytes()).is_ok()
     };
-    let started = idp::endpoints(http, iss, spec)
-        .and_then(|(device_url, token_url)| {
-            idp::authorize(http, &device_url, spec).map(|s| (s, token_url))
-        });
+    let started = {
+        let (http, iss, spec) = (http.clone(), iss.to_string(), spec.clone());
+        pool.run(move || {
+            idp::endpoints(&http, &iss, &spec).and_then(|(device_url, token_url)| {
+                idp::authorize(&http, &device_url, &spec).map(|s| (s, token_url))
+            })
+        })
+        .unwrap_or_else(|| Err("the request failed inside the agent".into()))
+    };
     let (started, token_url) = match started {
         Ok(s) => s,
         Err(why) => {
@@ -321,12 +415,22 @@ pub fn session(mut stream: UnixStream, user: &str, iss: &str, spec: &DeviceSpec,
         {
             std::thread::sleep(MIN_POLL_GAP - gap);
         }
-        last_poll = Some(Instant::now());
-        let polled = idp::poll(http, &token_url, spec, &started.device_code);
+        let asked_at = Instant::now();
+        last_poll = Some(asked_at);
+        let polled = {
+            let (http, url, spec) = (http.clone(), token_url.clone(), spec.clone());
+            let code = started.device_code.clone();
+            pool.run(move || idp::poll(&http, &url, &spec, &code))
+                .unwrap_or_else(|| Err("the request failed inside the agent".into()))
+        };
+        let idp_ms = asked_at.elapsed().as_secs_f64() * 1000.0;
         next = Instant::now() + interval;
         let pending = match polled {
             Ok(Poll::Token(token)) => {
-                tracing::info!("device sign-in for {user}: signed in at the IdP; token handed to pam_zt");
+                tracing::info!(
+                    "device sign-in for {user}: signed in at the IdP (token endpoint answered in \
+                     {idp_ms:.1} ms); token handed to pam_zt"
+                );
                 send(&stream, &DeviceAnswer::Token(token));
                 return;
             }
