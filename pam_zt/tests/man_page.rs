@@ -48,7 +48,7 @@ fn man_page_has_every_section_and_argument() {
         assert!(text.contains(&format!(".SH {section}\n")), "{section}");
     }
     let options = &text[text.find(".SH OPTIONS").unwrap()..text.find(".SH MODULE").unwrap()];
-    for flag in ["debug", "use_first_pass", "try_first_pass"] {
+    for flag in ["debug", "use_first_pass", "try_first_pass", "device"] {
         assert!(options.contains(&format!(".B {flag}\n")), "{flag}");
         assert!(pam_zt::args::parse([flag]).is_ok(), "{flag} is an argument");
     }
