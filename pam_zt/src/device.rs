@@ -69,6 +69,15 @@ impl DeviceAgent for SocketAgent {
     }
 }
 
+/// Text for the person's terminal: no control characters (a reason may quote
+/// an IdP's words or a token's claims).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect()
+}
+
 /// What the person is shown.
 pub fn instructions(user: &str, code: &DeviceCode) -> String {
     let mut text = format!(
@@ -99,7 +108,9 @@ pub fn sign_in(
         return Err(Failure::Ignore("not a directory user"));
     }
     let code = agent.start(user).map_err(|why| {
-        pam.error_msg(&format!("Browser sign-in is unavailable: {why}"));
+        pam.error_msg(&printable(&format!(
+            "Browser sign-in is unavailable: {why}"
+        )));
         Failure::Unavailable(format!("device sign-in unavailable: {why}"))
     })?;
     let started = Instant::now();
@@ -125,15 +136,15 @@ pub fn sign_in(
                 return crate::auth::verify_for(dir, token.as_bytes(), user, at, record)
                     .map(|_| ())
                     .inspect_err(|f| {
-                        pam.error_msg(&format!("Sign-in refused: {}", f.reason()));
+                        pam.error_msg(&printable(&format!("Sign-in refused: {}", f.reason())));
                     });
             }
             DeviceAnswer::Refused(why) => {
-                pam.error_msg(&format!("Sign-in refused: {why}"));
+                pam.error_msg(&printable(&format!("Sign-in refused: {why}")));
                 return Err(Failure::Refused(format!("device sign-in: {why}")));
             }
             DeviceAnswer::Unavailable(why) => {
-                pam.error_msg(&format!("Browser sign-in failed: {why}"));
+                pam.error_msg(&printable(&format!("Browser sign-in failed: {why}")));
                 return Err(Failure::Unavailable(format!("device sign-in: {why}")));
             }
         }

@@ -68,6 +68,12 @@ fn word(w: &str, max: usize) -> bool {
     !w.is_empty() && w.len() <= max && !w.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// What a person is shown must be plain ASCII: no terminal escapes, no
+/// right-to-left overrides or look-alike letters in a URL or code.
+fn shown(w: &str, max: usize) -> bool {
+    !w.is_empty() && w.len() <= max && w.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// The request line for `user`; refused when `user` could break the line.
 pub fn device_request(user: &[u8]) -> Result<String, String> {
     let user = std::str::from_utf8(user).map_err(|_| "user name is not UTF-8".to_string())?;
@@ -80,7 +86,7 @@ pub fn device_request(user: &[u8]) -> Result<String, String> {
 /// The `code` line (the agent writes it); `None` when a field could break
 /// the line or the person's screen.
 pub fn code_line(c: &DeviceCode) -> Option<String> {
-    if !word(&c.user_code, MAX_CODE) || !word(&c.verification_uri, MAX_URL) {
+    if !shown(&c.user_code, MAX_CODE) || !shown(&c.verification_uri, MAX_URL) {
         return None;
     }
     let mut line = format!(
@@ -88,7 +94,7 @@ pub fn code_line(c: &DeviceCode) -> Option<String> {
         c.expires_in, c.user_code, c.verification_uri
     );
     if let Some(full) = &c.verification_uri_complete {
-        if !word(full, MAX_URL) {
+        if !shown(full, MAX_URL) {
             return None;
         }
         line.push(' ');
@@ -114,9 +120,9 @@ pub fn parse_code(line: &str) -> Result<DeviceCode, String> {
     };
     let complete = parts.next();
     if parts.next().is_some()
-        || !word(code, MAX_CODE)
-        || !word(uri, MAX_URL)
-        || complete.is_some_and(|c| !word(c, MAX_URL))
+        || !shown(code, MAX_CODE)
+        || !shown(uri, MAX_URL)
+        || complete.is_some_and(|c| !shown(c, MAX_URL))
     {
         return Err(format!("bad answer from zt-agent: {:?}", cut(line)));
     }
@@ -298,7 +304,7 @@ mod tests {
         };
         assert_eq!(parse_code(code_line(&plain).unwrap().trim_end()), Ok(plain));
         // an IdP's code with a space or a line break never reaches a screen
-        for bad in ["AB CD", "AB\nCD", ""] {
+        for bad in ["AB CD", "AB\nCD", "", "AB\u{1b}[2J", "AB\u{202e}DC"] {
             let mut b = c.clone();
             b.user_code = bad.into();
             assert!(code_line(&b).is_none(), "{bad:?}");
