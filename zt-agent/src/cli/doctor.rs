@@ -82,6 +82,9 @@ pub fn doctor(config_path: &Path, paths: &Paths) -> ExitCode {
     findings.push(module_present("pam_zt.so", &PAM_MODULE_DIRS, "PAM module"));
     let pam_d = |name: &str| std::fs::read_to_string(root.join("etc/pam.d").join(name)).ok();
     findings.extend(pam_stacks(&pam_d));
+    if let Some(config) = &config {
+        findings.extend(device_stacks(config, &pam_d));
+    }
     findings.extend(sshd(root));
     findings.extend(snapshot(paths));
     findings.extend(sudoers(root, paths));
@@ -174,6 +177,8 @@ pub struct PamLine {
     pub kind: String,
     pub control: String,
     pub module: String,
+    /// The module's arguments.
+    pub args: Vec<String>,
 }
 
 /// The lines of PAM service `service` with `@include`, `include` and
@@ -224,6 +229,7 @@ pub fn pam_stack(service: &str, read: &dyn Fn(&str) -> Option<String>) -> Option
                 kind,
                 control,
                 module: module.rsplit('/').next().unwrap_or(module).to_string(),
+                args: words.map(str::to_string).collect(),
             });
         }
         Some(())
@@ -272,6 +278,48 @@ pub fn pam_stacks(read: &dyn Fn(&str) -> Option<String>) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// The PAM services a person signs in through, where `device` makes sense.
+const DEVICE_SERVICES: [&str; 4] = ["sshd", "sudo", "su", "login"];
+
+/// Device-code sign-in needs both halves: an issuer with `device_login` and
+/// `pam_zt.so device` in some auth stack. One without the other is a
+/// configuration that does nothing.
+pub fn device_stacks(config: &AgentConfig, read: &dyn Fn(&str) -> Option<String>) -> Vec<Finding> {
+    let issuer = config
+        .issuer_specs
+        .iter()
+        .find(|s| s.device.is_some())
+        .map(|s| s.iss.clone());
+    let with_device: Vec<&str> = DEVICE_SERVICES
+        .iter()
+        .copied()
+        .filter(|service| {
+            pam_stack(service, read).is_some_and(|stack| {
+                stack.iter().any(|l| {
+                    l.kind == "auth"
+                        && l.module == "pam_zt.so"
+                        && l.args.iter().any(|a| a == "device")
+                })
+            })
+        })
+        .collect();
+    match (issuer, with_device.is_empty()) {
+        (None, true) => Vec::new(),
+        (Some(iss), true) => vec![warn(format!(
+            "device sign-in: issuer {iss} has device_login = true, but no PAM stack ({}) passes `device` to pam_zt: nobody is offered a browser sign-in",
+            DEVICE_SERVICES.join(", ")
+        ))],
+        (None, false) => vec![warn(format!(
+            "device sign-in: PAM {} pass `device` to pam_zt, but no [[issuers]] entry has device_login = true: an empty answer is refused (\"Browser sign-in is unavailable\")",
+            with_device.join(", ")
+        ))],
+        (Some(iss), false) => vec![ok(format!(
+            "device sign-in: through {iss} for PAM {}",
+            with_device.join(", ")
+        ))],
+    }
 }
 
 /// `sshd -T` as `key value` pairs (keys lowercase, as sshd prints them).
@@ -554,6 +602,17 @@ fn endpoints(config: &AgentConfig) -> Vec<Finding> {
         }
     };
     for spec in &config.issuer_specs {
+        if let Some(device) = &spec.device {
+            findings.push(
+                match crate::device::idp::endpoints(&http, &spec.iss, device) {
+                    Ok((d, t)) => ok(format!(
+                        "issuer {}: device sign-in at {d}, tokens from {t}",
+                        spec.iss
+                    )),
+                    Err(e) => fail(format!("issuer {}: device sign-in: {e}", spec.iss)),
+                },
+            );
+        }
         match crate::keys::fetch(&http, spec) {
             Ok(keys) => findings.push(ok(format!(
                 "issuer {}: {} key(s) fetched",
@@ -657,6 +716,43 @@ mod tests {
         assert_eq!(findings[0].level, Level::Ok, "{findings:?}");
         assert_eq!(findings[1].level, Level::Fail, "sudo lacks pam_zt account");
         assert!(findings[1].text.contains("account"), "{}", findings[1].text);
+    }
+
+    #[test]
+    fn device_sign_in_needs_an_issuer_and_a_pam_argument() {
+        let config = |device: bool| {
+            let extra = if device {
+                "\n[[issuers]]\nkind = \"oidc\"\nissuer = \"https://id.example.com\"\naudiences = [\"zt\"]\ndevice_login = true\nclient_id = \"zt\"\n"
+            } else {
+                ""
+            };
+            AgentConfig::parse(
+                &format!(
+                    "[directory]\nkind = \"file\"\npath = \"/d.json\"\n[users]\nname_from = \"username\"\n{extra}"
+                ),
+                "agent.toml",
+            )
+            .unwrap()
+        };
+        let with = files(&[(
+            "sshd",
+            "auth [success=done ignore=ignore default=die] pam_zt.so device\naccount required pam_zt.so\n",
+        )]);
+        let without = files(&[("sshd", "auth required pam_zt.so\n")]);
+        let f = device_stacks(&config(true), &with);
+        assert_eq!(f[0].level, Level::Ok, "{f:?}");
+        assert!(f[0].text.contains("sshd"), "{f:?}");
+        let f = device_stacks(&config(true), &without);
+        assert!(
+            f[0].level == Level::Warn && f[0].text.contains("nobody is offered"),
+            "{f:?}"
+        );
+        let f = device_stacks(&config(false), &with);
+        assert!(
+            f[0].level == Level::Warn && f[0].text.contains("device_login"),
+            "{f:?}"
+        );
+        assert!(device_stacks(&config(false), &without).is_empty());
     }
 
     #[test]
