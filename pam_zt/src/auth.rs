@@ -125,7 +125,7 @@ pub fn complete(pam: &mut dyn PamHandler, first: Secret) -> Result<Secret, Failu
 }
 
 /// The whole stage; on success, how the person got in ("token" or
-/// "device"). `open` gives the directory (the published files) only once
+/// "device"). `clock` is the time now (tokens are judged when they arrive). `open` gives the directory (the published files) only once
 /// the answer is known to be a token (or a device sign-in starts): a
 /// password login never reads them. `agent` is asked only for a device
 /// sign-in (module argument `device` and an empty answer). `record` is
@@ -135,16 +135,18 @@ pub fn authenticate<D: Directory>(
     args: &Args,
     open: impl FnOnce() -> Result<D, Failure>,
     agent: &mut dyn DeviceAgent,
-    now: i64,
+    clock: &dyn Fn() -> i64,
     record: &mut Record,
 ) -> Result<&'static str, Failure> {
     let user = pam.user()?;
     record.user = Some(String::from_utf8_lossy(&user).into_owned());
     let answer = answer(pam, args)?;
-    if args.device && !args.use_first_pass && answer.bytes().trim_ascii().is_empty() {
+    // Exactly empty: an answer of spaces is a (bad) password, and must not
+    // make the agent ask the IdP for anything.
+    if args.device && !args.use_first_pass && answer.is_empty() {
         record.method = Some("device".into());
         let mut dir = open()?;
-        crate::device::sign_in(pam, &mut dir, &user, agent, now, record)?;
+        crate::device::sign_in(pam, &mut dir, &user, agent, clock, record)?;
         return Ok("device");
     }
     if !token::looks_like_jwt(answer.bytes()) {
@@ -153,7 +155,7 @@ pub fn authenticate<D: Directory>(
     }
     record.method = Some("token".into());
     let mut dir = open()?;
-    verify_for(&mut dir, answer.bytes(), &user, now, record)?;
+    verify_for(&mut dir, answer.bytes(), &user, clock(), record)?;
     Ok("token")
 }
 

@@ -19,22 +19,31 @@ use zt_published::device::{DeviceAnswer, DeviceCode, DeviceSignIn};
 
 use crate::audit::Record;
 use crate::directory::Directory;
-use crate::handler::PamHandler;
+use crate::handler::{Item, PamHandler};
 use crate::status::Failure;
 
+/// The question before anything is asked of the agent (echo on).
+pub const CONFIRM: &str = "Press Enter to get a sign-in code: ";
 /// The prompt after the code.
 pub const PRESS_ENTER: &str = "Press Enter once you have signed in: ";
-/// Bound on the agent's answer with the code (it asks the IdP first).
-pub const START_TIMEOUT: Duration = Duration::from_secs(15);
-/// Bound on the agent's answer to a poll (one token request to the IdP).
-pub const POLL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on the agent's answer with the code (it may fetch the IdP's
+/// discovery document, 5 s at most, then asks for a code, 10 s at most).
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on the agent's answer to a poll: it polls when the IdP's interval
+/// allows (60 s at most after `slow_down`s), one request of 10 s at most.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(75);
 /// Beyond the code's lifetime, the agent gives up itself; this bounds the
 /// conversation even if it did not.
 pub const MAX_WAIT: Duration = Duration::from_secs(16 * 60);
+/// What the person is told when the agent cannot help; the details (other
+/// people's pending sign-ins, internal URLs, TLS errors) go to the audit log.
+pub const UNAVAILABLE: &str = "Browser sign-in is unavailable right now.";
 
 /// The agent's side of a sign-in, as this module sees it.
 pub trait DeviceAgent {
-    fn start(&mut self, user: &[u8]) -> Result<DeviceCode, String>;
+    /// `rhost`: where the login comes from (PAM_RHOST), for the agent's
+    /// per-source limit; `None` for a local login.
+    fn start(&mut self, user: &[u8], rhost: Option<&[u8]>) -> Result<DeviceCode, String>;
     /// The person says they have signed in: the agent's answer.
     fn poll(&mut self) -> DeviceAnswer;
 }
@@ -55,8 +64,8 @@ impl SocketAgent {
 }
 
 impl DeviceAgent for SocketAgent {
-    fn start(&mut self, user: &[u8]) -> Result<DeviceCode, String> {
-        let (sign_in, code) = DeviceSignIn::start(&self.run_dir, user, START_TIMEOUT)?;
+    fn start(&mut self, user: &[u8], rhost: Option<&[u8]>) -> Result<DeviceCode, String> {
+        let (sign_in, code) = DeviceSignIn::start(&self.run_dir, user, rhost, START_TIMEOUT)?;
         self.sign_in = Some(sign_in);
         Ok(code)
     }
@@ -90,15 +99,14 @@ pub fn instructions(user: &str, code: &DeviceCode) -> String {
     text
 }
 
-/// The device-code sign-in for `user`, from the code to a verified token.
-/// `now` is the time the stage started; the token is checked at that time
-/// plus the time the sign-in took.
+/// The device-code sign-in for `user`, from the code to a verified token,
+/// judged at `clock()` when it arrives.
 pub fn sign_in(
     pam: &mut dyn PamHandler,
     dir: &mut dyn Directory,
     user: &[u8],
     agent: &mut dyn DeviceAgent,
-    now: i64,
+    clock: &dyn Fn() -> i64,
     record: &mut Record,
 ) -> Result<(), Failure> {
     let shown = String::from_utf8_lossy(user).into_owned();
@@ -107,15 +115,25 @@ pub fn sign_in(
     if dir.user_by_name(user)?.is_none() {
         return Err(Failure::Ignore("not a directory user"));
     }
-    let code = agent.start(user).map_err(|why| {
-        pam.error_msg(&printable(&format!(
-            "Browser sign-in is unavailable: {why}"
-        )));
-        Failure::Unavailable(format!("device sign-in unavailable: {why}"))
-    })?;
-    let started = Instant::now();
+    // One echo-on question first, before the agent asks the IdP anything:
+    // sshd's password authentication cannot answer it (its conversation has
+    // only the password, for echo-off prompts), so an empty password there
+    // costs nothing; and a stray Enter costs one more keypress, not two IdP
+    // requests.
+    pam.info_prompt(
+        &format!("Sign in as {shown} with your browser and your identity provider."),
+        CONFIRM,
+    )?;
+    let rhost = pam.item(Item::Rhost).ok().flatten();
+    let code = agent
+        .start(user, rhost.as_deref().filter(|r| !r.is_empty()))
+        .map_err(|why| {
+            pam.error_msg(UNAVAILABLE);
+            Failure::Unavailable(format!("device sign-in unavailable: {why}"))
+        })?;
     let text = instructions(&shown, &code);
     let mut info = text.clone();
+    let started = Instant::now();
     let limit = Duration::from_secs(code.expires_in).min(MAX_WAIT);
     loop {
         // The answer is only "go on": whatever was typed is ignored.
@@ -131,9 +149,7 @@ pub fn sign_in(
                 )));
             }
             DeviceAnswer::Token(token) => {
-                let elapsed = i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX);
-                let at = now.saturating_add(elapsed);
-                return crate::auth::verify_for(dir, token.as_bytes(), user, at, record)
+                return crate::auth::verify_for(dir, token.as_bytes(), user, clock(), record)
                     .map(|_| ())
                     .inspect_err(|f| {
                         pam.error_msg(&printable(&format!("Sign-in refused: {}", f.reason())));
@@ -144,7 +160,7 @@ pub fn sign_in(
                 return Err(Failure::Refused(format!("device sign-in: {why}")));
             }
             DeviceAnswer::Unavailable(why) => {
-                pam.error_msg(&printable(&format!("Browser sign-in failed: {why}")));
+                pam.error_msg(UNAVAILABLE);
                 return Err(Failure::Unavailable(format!("device sign-in: {why}")));
             }
         }

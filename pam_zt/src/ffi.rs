@@ -298,6 +298,8 @@ impl PamHandler for Handle {
                     if i == 1 {
                         answer = Some(CStr::from_ptr(s).to_bytes().to_vec());
                     }
+                    // Someone may type a password at "press Enter": wipe it.
+                    std::ptr::write_bytes(s, 0, libc::strlen(s));
                     libc::free(s.cast());
                 }
             }

@@ -103,14 +103,19 @@ pub fn authenticate(
         Ok(b) => b,
         Err(code) => return code,
     };
+    // Tokens are judged at the time they arrive, not when the stage began: a
+    // prompt can wait for minutes (su has no timeout), a device sign-in too.
     let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    let entered = std::time::Instant::now();
+    let clock =
+        || now_i.saturating_add(i64::try_from(entered.elapsed().as_secs()).unwrap_or(i64::MAX));
     let mut agent = crate::device::SocketAgent::new(&args.run_dir);
     let outcome = auth::authenticate(
         pam,
         &args,
         || opener.open(&args),
         &mut agent,
-        now_i,
+        &clock,
         &mut record,
     );
     if let Ok(method) = outcome {

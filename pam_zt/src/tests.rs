@@ -1574,12 +1574,19 @@ struct ScriptedAgent {
     start: Option<Result<zt_published::device::DeviceCode, String>>,
     answers: VecDeque<zt_published::device::DeviceAnswer>,
     started_for: Vec<String>,
+    rhosts: Vec<Option<String>>,
     polls: usize,
 }
 
 impl crate::device::DeviceAgent for ScriptedAgent {
-    fn start(&mut self, user: &[u8]) -> Result<zt_published::device::DeviceCode, String> {
+    fn start(
+        &mut self,
+        user: &[u8],
+        rhost: Option<&[u8]>,
+    ) -> Result<zt_published::device::DeviceCode, String> {
         self.started_for.push(String::from_utf8_lossy(user).into());
+        self.rhosts
+            .push(rhost.map(|r| String::from_utf8_lossy(r).into_owned()));
         self.start.take().unwrap_or(Err("no script".into()))
     }
     fn poll(&mut self) -> zt_published::device::DeviceAnswer {
@@ -1607,6 +1614,16 @@ fn device_login(
     agent: &mut ScriptedAgent,
     dir: Fixture,
 ) -> (Result<&'static str, Failure>, MockPam, Record) {
+    device_login_at(user, answers, agent, dir, &|| NOW)
+}
+
+fn device_login_at(
+    user: &str,
+    answers: &[&[u8]],
+    agent: &mut ScriptedAgent,
+    dir: Fixture,
+    clock: &dyn Fn() -> i64,
+) -> (Result<&'static str, Failure>, MockPam, Record) {
     let mut pam = MockPam {
         user: user.into(),
         answers: answers.iter().map(|a| a.to_vec()).collect(),
@@ -1614,7 +1631,7 @@ fn device_login(
     };
     let args = crate::args::parse(["device"]).unwrap();
     let mut record = Record::default();
-    let r = crate::auth::authenticate(&mut pam, &args, || Ok(dir), agent, NOW, &mut record);
+    let r = crate::auth::authenticate(&mut pam, &args, || Ok(dir), agent, clock, &mut record);
     (r, pam, record)
 }
 
@@ -1633,17 +1650,29 @@ fn a_device_sign_in_shows_the_code_and_takes_the_persons_token() {
         .into(),
         ..ScriptedAgent::default()
     };
-    let (r, pam, record) = device_login("alice", &[b"", b"", b""], &mut agent, mfa_directory(&[]));
+    let (r, pam, record) = device_login(
+        "alice",
+        &[b"", b"", b"", b""],
+        &mut agent,
+        mfa_directory(&[]),
+    );
     assert_eq!(r.unwrap(), "device");
     assert_eq!(agent.started_for, ["alice"]);
+    assert_eq!(
+        agent.rhosts,
+        [Some("::1".to_string())],
+        "PAM_RHOST goes along"
+    );
     assert_eq!(agent.polls, 2);
     assert_eq!(pam.prompts[0], crate::args::DEVICE_PROMPT);
-    assert_eq!(&pam.prompts[1..], [crate::device::PRESS_ENTER; 2]);
+    assert_eq!(pam.prompts[1], crate::device::CONFIRM);
+    assert_eq!(&pam.prompts[2..], [crate::device::PRESS_ENTER; 2]);
+    assert!(pam.infos[0].contains("Sign in as alice with your browser"));
     assert_eq!(
-        pam.infos[0],
+        pam.infos[1],
         "To sign in as alice, open https://id.example.com/device and enter the code WDJB-MJHT"
     );
-    assert!(pam.infos[1].starts_with("Not signed in yet.\nTo sign in as alice"));
+    assert!(pam.infos[2].starts_with("Not signed in yet.\nTo sign in as alice"));
     assert_eq!(record.method.as_deref(), Some("device"));
     assert_eq!(record.issuer.as_deref(), Some(OIDC_ISS));
     assert_eq!(record.jti.as_deref(), Some("id-token-1"));
@@ -1682,7 +1711,7 @@ fn a_device_sign_in_is_refused_for_another_person_without_mfa_or_when_declined()
             answers: [answer].into(),
             ..ScriptedAgent::default()
         };
-        let (r, pam, _) = device_login("alice", &[b"", b""], &mut agent, mfa_directory(&[]));
+        let (r, pam, _) = device_login("alice", &[b"", b"", b""], &mut agent, mfa_directory(&[]));
         let f = r.unwrap_err();
         assert!(matches!(f, Failure::Refused(_)), "{want}: {f:?}");
         assert!(f.reason().contains(want), "{want}: {}", f.reason());
@@ -1708,13 +1737,17 @@ fn device_sign_in_is_only_for_directory_users_and_fails_fast_without_an_agent() 
         )),
         ..ScriptedAgent::default()
     };
-    let (r, pam, _) = device_login("alice", &[b""], &mut agent, directory());
+    let (r, pam, _) = device_login("alice", &[b"", b""], &mut agent, directory());
     assert!(matches!(r, Err(Failure::Unavailable(_))), "{r:?}");
-    assert!(pam.errors[0].contains("unavailable"), "{:?}", pam.errors);
+    assert_eq!(
+        pam.errors,
+        [crate::device::UNAVAILABLE],
+        "no internals shown"
+    );
     // the real socket client, with nothing listening: at once
     let t = std::time::Instant::now();
     let mut socket = crate::device::SocketAgent::new(Path::new("/nonexistent-zt-run"));
-    assert!(crate::device::DeviceAgent::start(&mut socket, b"alice").is_err());
+    assert!(crate::device::DeviceAgent::start(&mut socket, b"alice", None).is_err());
     assert!(t.elapsed() < std::time::Duration::from_secs(1));
     // a token or a password still works as before with `device`
     let mut agent = ScriptedAgent::default();
@@ -1723,31 +1756,60 @@ fn device_sign_in_is_only_for_directory_users_and_fails_fast_without_an_agent() 
     assert_eq!(r.unwrap(), "token");
     let (r, _, _) = device_login("alice", &[b"hunter2"], &mut agent, directory());
     assert!(matches!(r, Err(Failure::Ignore(_))));
+    // spaces are a (bad) password, not a request for a code
+    let (r, _, _) = device_login("alice", &[b"   "], &mut agent, directory());
+    assert!(matches!(r, Err(Failure::Ignore(_))));
     assert!(agent.started_for.is_empty());
-    // Ctrl-C at the "press Enter" prompt ends the conversation: no poll
+    // a conversation that cannot answer the echo-on question (sshd's password
+    // authentication) never reaches the agent
     let mut agent = ScriptedAgent {
         start: Some(Ok(code())),
         ..ScriptedAgent::default()
     };
     let (r, _, _) = device_login("alice", &[b""], &mut agent, directory());
     assert!(matches!(r, Err(Failure::Conversation(_))), "{r:?}");
+    assert!(agent.started_for.is_empty());
+    // Ctrl-C at the "press Enter" prompt ends the conversation: no poll
+    let (r, _, _) = device_login("alice", &[b"", b""], &mut agent, directory());
+    assert!(matches!(r, Err(Failure::Conversation(_))), "{r:?}");
+    assert_eq!(agent.started_for, ["alice"]);
     assert_eq!(agent.polls, 0);
 }
 
 #[test]
-fn a_late_token_is_checked_at_the_time_it_arrives() {
+fn tokens_are_judged_when_they_arrive() {
     use zt_published::device::DeviceAnswer;
-    // issued "now" by the IdP, but the stage started long before: checked
-    // against the stage's start plus the time the sign-in took (here ~0 s),
-    // so an iat 10 minutes ahead is still "in the future"
+    // The IdP issues the token ten minutes after the stage began (a slow
+    // sign-in): the clock is read when it arrives, so it is not "issued in
+    // the future".
     let mut c = oidc_claims("alice@example.com");
     c["iat"] = json!(NOW + 600);
     c["exp"] = json!(NOW + 900);
-    let mut agent = ScriptedAgent {
+    let token = sign(Algorithm::ES256, "test-ec-1", &c);
+    let scripted = || ScriptedAgent {
         start: Some(Ok(code())),
-        answers: [DeviceAnswer::Token(sign(Algorithm::ES256, "test-ec-1", &c))].into(),
+        answers: [DeviceAnswer::Token(token.clone())].into(),
         ..ScriptedAgent::default()
     };
-    let (r, _, _) = device_login("alice", &[b"", b""], &mut agent, directory());
+    let (r, _, _) = device_login_at(
+        "alice",
+        &[b"", b"", b""],
+        &mut scripted(),
+        directory(),
+        &|| NOW + 600,
+    );
+    assert_eq!(r.unwrap(), "device");
+    let (r, _, _) = device_login("alice", &[b"", b"", b""], &mut scripted(), directory());
     assert!(r.unwrap_err().reason().contains("issued in the future"));
+    // A pasted token is judged when it is pasted: one valid when the prompt
+    // appeared but expired by the time it was answered is refused.
+    let pasted = cf(&cf_claims("alice@example.com")); // exp NOW + 3600
+    let (r, _, _) = device_login_at(
+        "alice",
+        &[pasted.as_bytes()],
+        &mut ScriptedAgent::default(),
+        directory(),
+        &|| NOW + 7200,
+    );
+    assert!(r.unwrap_err().reason().contains("expired"));
 }

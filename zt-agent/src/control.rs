@@ -291,10 +291,10 @@ pub fn handle_with(mut stream: UnixStream, refresher: &Refresher, devices: Optio
             {
                 Ok(_) if gone(&stream) => return,
                 Ok(proto::Request::RefreshKeys(iss)) => refresher.refresh(iss),
-                Ok(proto::Request::Device(user)) => match devices {
+                Ok(proto::Request::Device { user, rhost }) => match devices {
                     Some(d) => {
                         let _ = stream.set_read_timeout(None);
-                        d.start(stream, user);
+                        d.start(stream, user, rhost);
                         return;
                     }
                     None => Err("device sign-in is not served here".into()),

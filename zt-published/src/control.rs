@@ -17,7 +17,7 @@
 //! sign-ins (`device <user>`) use the same socket; their protocol and client
 //! are in `crate::device`.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -57,8 +57,9 @@ pub fn refresh_request(iss: &str) -> Result<String, String> {
 pub enum Request<'a> {
     /// Refetch this issuer's keys.
     RefreshKeys(&'a str),
-    /// Start a device-code sign-in for this user (`crate::device`).
-    Device(&'a str),
+    /// Start a device-code sign-in for `user`, whose login comes from
+    /// `rhost` (`crate::device::LOCAL` for a local one) (`crate::device`).
+    Device { user: &'a str, rhost: &'a str },
 }
 
 /// Parses a request line (without its newline).
@@ -66,7 +67,10 @@ pub fn parse_request(line: &str) -> Result<Request<'_>, String> {
     let word = |w: &str| !w.is_empty() && !w.chars().any(|c| c.is_whitespace() || c.is_control());
     match line.split_once(' ') {
         Some((REFRESH_KEYS, iss)) if word(iss) => Ok(Request::RefreshKeys(iss)),
-        Some((crate::device::DEVICE, user)) if word(user) => Ok(Request::Device(user)),
+        Some((crate::device::DEVICE, rest)) => match rest.split_once(' ') {
+            Some((user, rhost)) if word(user) && word(rhost) => Ok(Request::Device { user, rhost }),
+            _ => Err("unknown request".into()),
+        },
         _ => Err("unknown request".into()),
     }
 }
@@ -192,9 +196,9 @@ pub fn request_key_refresh(run_dir: &Path, iss: &str, timeout: Duration) -> Resu
     stream
         .set_write_timeout(Some(left()?))
         .map_err(|e| format!("setting a timeout: {e}"))?;
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("writing to zt-agent: {e}"))?;
+    // MSG_NOSIGNAL: this runs inside sshd and su, where a SIGPIPE from an
+    // agent that closed the connection would kill the host process.
+    crate::device::send_all(&stream, request.as_bytes())?;
     // read in steps, each bounded by what is left of the deadline
     let mut buf = Vec::with_capacity(64);
     let mut chunk = [0u8; 256];
@@ -241,9 +245,16 @@ mod tests {
             parse_request(line.trim_end_matches('\n')),
             Ok(Request::RefreshKeys("https://acme.cloudflareaccess.com"))
         );
-        assert_eq!(parse_request("device alice"), Ok(Request::Device("alice")));
+        assert_eq!(
+            parse_request("device alice 203.0.113.9"),
+            Ok(Request::Device {
+                user: "alice",
+                rhost: "203.0.113.9"
+            })
+        );
+        assert!(parse_request("device alice").is_err());
         assert!(parse_request("device ").is_err());
-        assert!(parse_request("device a b").is_err());
+        assert!(parse_request("device a b c").is_err());
         assert!(refresh_request("a b").is_err());
         assert!(refresh_request("a\nok 5").is_err());
         assert!(refresh_request(&"x".repeat(MAX_LINE)).is_err());

@@ -5,7 +5,7 @@
 //! token it gets like any other token.
 //!
 //! ```text
-//! -> device <user>\n
+//! -> device <user> <rhost>\n            rhost: PAM_RHOST, or - for a local login
 //! <- code <expires_in> <user_code> <verification_uri> [<verification_uri_complete>]\n
 //! <- unavailable <reason>\n            no sign-in was started
 //! then, any number of times (the person says they have signed in):
@@ -74,13 +74,27 @@ fn shown(w: &str, max: usize) -> bool {
     !w.is_empty() && w.len() <= max && w.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// The request line for `user`; refused when `user` could break the line.
-pub fn device_request(user: &[u8]) -> Result<String, String> {
+/// Stands for "no remote host" (a local login) in a request.
+pub const LOCAL: &str = "-";
+/// Stands for a remote host that cannot be sent (spaces, not UTF-8, too
+/// long): such logins share one per-source limit.
+pub const UNKNOWN_HOST: &str = "?";
+
+/// The request line for `user` from `rhost`; refused when `user` could break
+/// the line.
+pub fn device_request(user: &[u8], rhost: Option<&[u8]>) -> Result<String, String> {
     let user = std::str::from_utf8(user).map_err(|_| "user name is not UTF-8".to_string())?;
     if !word(user, 256) {
         return Err("user name cannot be sent".into());
     }
-    Ok(format!("{DEVICE} {user}\n"))
+    let rhost = match rhost {
+        None => LOCAL,
+        Some(r) => std::str::from_utf8(r)
+            .ok()
+            .filter(|r| word(r, 255) && *r != LOCAL)
+            .unwrap_or(UNKNOWN_HOST),
+    };
+    Ok(format!("{DEVICE} {user} {rhost}\n"))
 }
 
 /// The `code` line (the agent writes it); `None` when a field could break
@@ -249,9 +263,10 @@ impl DeviceSignIn {
     pub fn start(
         run_dir: &Path,
         user: &[u8],
+        rhost: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<(DeviceSignIn, DeviceCode), String> {
-        let request = device_request(user)?;
+        let request = device_request(user, rhost)?;
         let path = socket_path(run_dir);
         let stream = connect_nonblocking(&path)
             .map_err(|e| format!("zt-agent control socket {}: {e}", path.display()))?;
@@ -286,10 +301,22 @@ mod tests {
 
     #[test]
     fn lines_round_trip() {
-        assert_eq!(device_request(b"alice").unwrap(), "device alice\n");
-        assert!(device_request(b"a b").is_err());
-        assert!(device_request(b"a\npoll").is_err());
-        assert!(device_request(b"").is_err());
+        assert_eq!(device_request(b"alice", None).unwrap(), "device alice -\n");
+        assert_eq!(
+            device_request(b"alice", Some(b"203.0.113.9")).unwrap(),
+            "device alice 203.0.113.9\n"
+        );
+        assert_eq!(
+            device_request(b"alice", Some(b"evil host")).unwrap(),
+            "device alice ?\n"
+        );
+        assert_eq!(
+            device_request(b"alice", Some(b"-")).unwrap(),
+            "device alice ?\n"
+        );
+        assert!(device_request(b"a b", None).is_err());
+        assert!(device_request(b"a\npoll", None).is_err());
+        assert!(device_request(b"", None).is_err());
         let c = DeviceCode {
             expires_in: 600,
             user_code: "ABCD-EFGH".into(),
@@ -351,7 +378,7 @@ mod tests {
             };
             assert_eq!(
                 r.line(MAX_LINE, Duration::from_secs(2)).unwrap(),
-                "device alice"
+                "device alice -"
             );
             s.write_all(b"code 600 ABCD-EFGH https://idp/device\n")
                 .unwrap();
@@ -362,7 +389,7 @@ mod tests {
             s.write_all(token.as_bytes()).unwrap();
         });
         let (mut sign_in, code) =
-            DeviceSignIn::start(&d, b"alice", Duration::from_secs(2)).unwrap();
+            DeviceSignIn::start(&d, b"alice", None, Duration::from_secs(2)).unwrap();
         assert_eq!(code.user_code, "ABCD-EFGH");
         assert_eq!(sign_in.poll(Duration::from_secs(2)), DeviceAnswer::Pending);
         agent.join().unwrap();
@@ -383,7 +410,7 @@ mod tests {
     fn a_missing_agent_fails_at_once_and_a_silent_one_in_time() {
         let d = dir("missing");
         let start = Instant::now();
-        let e = DeviceSignIn::start(&d, b"alice", Duration::from_secs(5))
+        let e = DeviceSignIn::start(&d, b"alice", None, Duration::from_secs(5))
             .err()
             .unwrap();
         assert!(e.contains("control socket"), "{e}");
@@ -395,7 +422,7 @@ mod tests {
             drop(s);
         });
         let start = Instant::now();
-        let e = DeviceSignIn::start(&d, b"alice", Duration::from_millis(200))
+        let e = DeviceSignIn::start(&d, b"alice", None, Duration::from_millis(200))
             .err()
             .unwrap();
         assert!(e.contains("in time"), "{e}");

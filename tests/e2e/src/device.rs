@@ -22,8 +22,8 @@ pub enum Then<'a> {
 }
 
 /// Runs `argv` (pamtester or ssh) in `h` under expect (which prints `ZT-T-ENTER <ms>`
-/// before each Enter and `ZT-T-END <ms>` at the program's exit, for benchmarks): answers the first prompt with
-/// Enter (no token: a browser sign-in), reads the URL and code the login shows, does
+/// before each Enter and `ZT-T-END <ms>` at the program's exit, for benchmarks): answers the
+/// first prompt and the "get a sign-in code" question with Enter (no token: a browser sign-in), reads the URL and code the login shows, does
 /// `then`, and presses Enter at each "signed in" prompt. Exit code: the program's (98:
 /// a timeout in the script, 96: no code shown).
 pub fn device_login(h: &Host, argv: &[&str], then: Then) -> PamResult {
@@ -33,6 +33,11 @@ log_user 1
 spawn -noecho {*}$env(ZT_SPAWN)
 expect {
   -re {browser: $} { send "\r" }
+  timeout { exit 98 }
+  eof { lassign [wait] p s o c; exit $c }
+}
+expect {
+  -re {sign-in code: $} { send "\r" }
   timeout { exit 98 }
   eof { lassign [wait] p s o c; exit $c }
 }

@@ -13,6 +13,8 @@ pub const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 /// An IdP's `interval` is honoured up to this (a hostile 1e9 must not park
 /// a sign-in until its timeout without a single poll).
 pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
+/// A code's lifetime is honoured up to this (Entra: 15 min, Google: 30 min).
+pub const MAX_EXPIRES_IN: u64 = 3600;
 /// `grant_type` of a device-code token request.
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -48,8 +50,9 @@ impl std::fmt::Debug for Started {
     }
 }
 
-/// Parses a 200 answer of the device authorization endpoint.
-pub fn parse_authorization(body: &[u8]) -> Result<Started, String> {
+/// Parses a 200 answer of the device authorization endpoint. The URIs a
+/// person is sent to must be https unless `local` (a loopback issuer, tests).
+pub fn parse_authorization(body: &[u8], local: bool) -> Result<Started, String> {
     let r: AuthorizationResponse = serde_json::from_slice(body)
         .map_err(|e| format!("not a device authorization response: {e}"))?;
     let code = DeviceCode {
@@ -65,21 +68,21 @@ pub fn parse_authorization(body: &[u8]) -> Result<Started, String> {
                 .into(),
         );
     }
-    if !is_web_url(&code.verification_uri)
+    if !is_web_url(&code.verification_uri, local)
         || code
             .verification_uri_complete
             .as_deref()
-            .is_some_and(|u| !is_web_url(u))
+            .is_some_and(|u| !is_web_url(u, local))
     {
-        return Err("the verification URI is not an http(s) URL".into());
+        return Err("the verification URI is not an https URL".into());
     }
-    if r.device_code.is_empty() || r.expires_in == 0 {
-        return Err("no device_code, or expires_in 0".into());
+    if r.device_code.is_empty() || r.device_code.len() > 4096 || r.expires_in == 0 {
+        return Err("no usable device_code, or expires_in 0".into());
     }
     Ok(Started {
         code,
         device_code: r.device_code,
-        expires_in: Duration::from_secs(r.expires_in),
+        expires_in: Duration::from_secs(r.expires_in.min(MAX_EXPIRES_IN)),
         interval: r
             .interval
             .map_or(DEFAULT_INTERVAL, Duration::from_secs)
@@ -87,11 +90,11 @@ pub fn parse_authorization(body: &[u8]) -> Result<Started, String> {
     })
 }
 
-/// What a person is told to open must be a web address, not a `javascript:`
-/// or `file:` one.
-fn is_web_url(u: &str) -> bool {
+/// What a person is told to open must be an https address, not a
+/// `javascript:` or `file:` one (plain http only from a loopback issuer).
+fn is_web_url(u: &str, local: bool) -> bool {
     let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
-    lower.starts_with("https://") || lower.starts_with("http://")
+    lower.starts_with("https://") || (local && lower.starts_with("http://"))
 }
 
 /// One poll of the token endpoint, decided.
@@ -121,7 +124,8 @@ pub fn parse_token(status: u16, body: &[u8]) -> Poll {
     let answer: Option<TokenAnswer> = serde_json::from_slice(body).ok();
     if status == 200 {
         return match answer.and_then(|a| a.id_token) {
-            Some(t) if !t.is_empty() => Poll::Token(t),
+            Some(t) if looks_like_compact_jws(&t) => Poll::Token(t),
+            Some(_) => Poll::Failed("the IdP's id_token is not a compact JWT".into()),
             _ => Poll::Failed(
                 "the IdP's token answer has no id_token (is \"openid\" among the scopes?)".into(),
             ),
@@ -160,6 +164,15 @@ pub fn parse_token(status: u16, body: &[u8]) -> Poll {
             detail()
         )),
     }
+}
+
+/// Three base64url parts, within the verifier's size cap: anything else
+/// would only be refused by pam_zt, or break the protocol's line.
+fn looks_like_compact_jws(t: &str) -> bool {
+    t.len() <= 16 * 1024
+        && t.split('.').count() == 3
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn cap(s: &str, max: usize) -> String {
@@ -205,6 +218,7 @@ mod tests {
     fn an_authorization_answer_is_parsed_and_checked() {
         let s = parse_authorization(
             br#"{"device_code":"dc","user_code":"ABCD-EFGH","verification_uri":"https://idp/device","expires_in":600}"#,
+            false,
         )
         .unwrap();
         assert_eq!(s.code.user_code, "ABCD-EFGH");
@@ -217,10 +231,20 @@ mod tests {
         // Google's verification_url, an interval, and a hostile interval
         let g = parse_authorization(
             br#"{"device_code":"dc","user_code":"ABC-DEF","verification_url":"https://www.google.com/device","expires_in":1800,"interval":99999}"#,
+            false,
         )
         .unwrap();
         assert_eq!(g.code.verification_uri, "https://www.google.com/device");
         assert_eq!(g.interval, MAX_INTERVAL);
+        // a hostile lifetime is capped, and plain http only from a local issuer
+        let long = br#"{"device_code":"dc","user_code":"A","verification_uri":"https://i","expires_in":18446744073709551615}"#;
+        assert_eq!(
+            parse_authorization(long, false).unwrap().expires_in,
+            Duration::from_secs(MAX_EXPIRES_IN)
+        );
+        let plain = br#"{"device_code":"dc","user_code":"A","verification_uri":"http://i/device","expires_in":5}"#;
+        assert!(parse_authorization(plain, false).is_err());
+        assert!(parse_authorization(plain, true).is_ok());
         for bad in [
             &br#"{"device_code":"dc","user_code":"AB CD","verification_uri":"https://i","expires_in":5}"#[..],
             br#"{"device_code":"dc","user_code":"ABCD","verification_uri":"javascript:alert(1)","expires_in":5}"#,
@@ -230,7 +254,7 @@ mod tests {
             b"<html>",
         ] {
             assert!(
-                parse_authorization(bad).is_err(),
+                parse_authorization(bad, false).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
@@ -243,6 +267,13 @@ mod tests {
             parse_token(200, br#"{"id_token":"a.b.c","access_token":"x"}"#),
             Poll::Token("a.b.c".into())
         );
+        for bad in ["a.b", "a.b.c\npending", "a.b.c d", "a.b.c.d"] {
+            let body = serde_json::json!({ "id_token": bad }).to_string();
+            assert!(
+                matches!(parse_token(200, body.as_bytes()), Poll::Failed(_)),
+                "{bad:?}"
+            );
+        }
         assert!(matches!(
             parse_token(200, br#"{"access_token":"x"}"#),
             Poll::Failed(m) if m.contains("openid")

@@ -12,6 +12,9 @@ use super::grant::{self, Poll, Started};
 
 /// Bound on one request to the IdP during a sign-in: a person is waiting.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on fetching the discovery document at a sign-in's start (pam_zt
+/// waits 20 s for the code in all).
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on an answer's size (device and token answers are a few KiB).
 pub const MAX_ANSWER: u64 = 256 * 1024;
 
@@ -21,7 +24,8 @@ pub fn endpoints(http: &Http, iss: &str, spec: &DeviceSpec) -> Result<(String, S
     if let (Some(d), Some(t)) = (&spec.device_authorization_endpoint, &spec.token_endpoint) {
         return Ok((d.clone(), t.clone()));
     }
-    let body = crate::keys::get(http, &spec.discovery).map_err(|e| e.to_string())?;
+    let body = crate::keys::get_within(http, &spec.discovery, DISCOVERY_TIMEOUT)
+        .map_err(|e| e.to_string())?;
     let (device, token) =
         grant::parse_discovery(&body, iss).map_err(|why| format!("{}: {why}", spec.discovery))?;
     let device = spec
@@ -60,7 +64,13 @@ fn post(http: &Http, url: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>),
 }
 
 /// Starts a sign-in: the code to show and the device code to poll with.
-pub fn authorize(http: &Http, url: &str, spec: &DeviceSpec) -> Result<Started, String> {
+/// `local`: the issuer is on loopback (tests), where plain http is allowed.
+pub fn authorize(
+    http: &Http,
+    url: &str,
+    spec: &DeviceSpec,
+    local: bool,
+) -> Result<Started, String> {
     let scope = spec.scopes.join(" ");
     let (status, body) = post(
         http,
@@ -76,7 +86,7 @@ pub fn authorize(http: &Http, url: &str, spec: &DeviceSpec) -> Result<Started, S
         };
         return Err(format!("{url}: {why}"));
     }
-    grant::parse_authorization(&body).map_err(|why| format!("{url}: {why}"))
+    grant::parse_authorization(&body, local).map_err(|why| format!("{url}: {why}"))
 }
 
 /// One poll of the token endpoint. A transport failure is `Err` (the

@@ -6,6 +6,8 @@
 //! previous private file had, so tokens keep verifying; an issuer never
 //! fetched is published with no keys. Both are logged.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use zt_snapshot::{IssuerEntry, KeyEntry, Private};
@@ -258,12 +260,20 @@ pub fn fetch(http: &Http, spec: &IssuerSpec) -> Result<Vec<KeyEntry>, KeysError>
 /// GETs `url` (already checked by `config::check_key_url`): 200 and at
 /// most `MAX_RESPONSE` bytes, or a typed error naming the URL.
 pub fn get(http: &Http, url: &str) -> Result<Vec<u8>, KeysError> {
+    get_within(http, url, crate::http::REQUEST_TIMEOUT)
+}
+
+/// `get` bounded by `timeout` in all.
+pub fn get_within(http: &Http, url: &str, timeout: Duration) -> Result<Vec<u8>, KeysError> {
     crate::config::check_key_url(url).map_err(|why| KeysError::new(KeysFailure::Refused, why))?;
     let unavailable = |what: String| KeysError::new(KeysFailure::Unavailable, what);
     let mut response = http
         .agent()
         .get(url)
         .header("Accept", "application/json")
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
         .call()
         .map_err(|e| unavailable(format!("GET {url}: {e}")))?;
     let status = response.status().as_u16();
