@@ -181,7 +181,7 @@ impl PamHandler for Pam {
             .map(Secret::new)
             .ok_or(Failure::Conversation("no answer"))
     }
-    fn info_prompt(&mut self, _: &str, _: &str) -> Result<Vec<u8>, Failure> {
+    fn info_prompt(&mut self, _: &str, _: &str) -> Result<Secret, Failure> {
         Err(Failure::Conversation(
             "the benchmark makes no device sign-in",
         ))

@@ -26,12 +26,14 @@ use crate::status::Failure;
 pub const CONFIRM: &str = "Press Enter to get a sign-in code: ";
 /// The prompt after the code.
 pub const PRESS_ENTER: &str = "Press Enter once you have signed in: ";
-/// Bound on the agent's answer with the code (it may fetch the IdP's
-/// discovery document, 5 s at most, then asks for a code, 10 s at most).
-pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on the agent's answer with the code: its control socket may be busy
+/// with a key refresh, a worker may be busy (20 s at most), then discovery
+/// (5 s) and the request (10 s).
+pub const START_TIMEOUT: Duration = Duration::from_secs(40);
 /// Bound on the agent's answer to a poll: it polls when the IdP's interval
-/// allows (60 s at most after `slow_down`s), one request of 10 s at most.
-pub const POLL_TIMEOUT: Duration = Duration::from_secs(75);
+/// allows (60 s at most after `slow_down`s), after a worker is free, one
+/// request of 10 s at most.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(90);
 /// Beyond the code's lifetime, the agent gives up itself; this bounds the
 /// conversation even if it did not.
 pub const MAX_WAIT: Duration = Duration::from_secs(16 * 60);
@@ -120,10 +122,17 @@ pub fn sign_in(
     // only the password, for echo-off prompts), so an empty password there
     // costs nothing; and a stray Enter costs one more keypress, not two IdP
     // requests.
-    pam.info_prompt(
+    let confirmed = pam.info_prompt(
         &format!("Sign in as {shown} with your browser and your identity provider."),
         CONFIRM,
     )?;
+    // Only Enter: a service whose conversation answers every prompt (a
+    // mail daemon giving the user name) must not start a sign-in nobody sees.
+    if !confirmed.is_empty() {
+        return Err(Failure::Ignore(
+            "the sign-in question was answered with text",
+        ));
+    }
     let rhost = pam.item(Item::Rhost).ok().flatten();
     let code = agent
         .start(user, rhost.as_deref().filter(|r| !r.is_empty()))
@@ -149,10 +158,15 @@ pub fn sign_in(
                 )));
             }
             DeviceAnswer::Token(token) => {
+                // The reason (whose sign-in it was, which claim failed) goes
+                // to the audit log only: whoever is at this login may not be
+                // the person who signed in.
                 return crate::auth::verify_for(dir, token.as_bytes(), user, clock(), record)
                     .map(|_| ())
-                    .inspect_err(|f| {
-                        pam.error_msg(&printable(&format!("Sign-in refused: {}", f.reason())));
+                    .inspect_err(|_| {
+                        pam.error_msg(&format!(
+                            "Sign-in refused: that sign-in does not let {shown} in here."
+                        ));
                     });
             }
             DeviceAnswer::Refused(why) => {

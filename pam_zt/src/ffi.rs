@@ -20,6 +20,24 @@ pub struct PamHandleT {
     _private: [u8; 0],
 }
 
+/// Overwrites the NUL-terminated string an application malloc'ed for an
+/// answer, then frees it. Volatile writes: a plain memset right before
+/// free() is a dead store the optimiser removes (seen in a release build).
+///
+/// # Safety
+/// `s` is a valid, malloc'ed, NUL-terminated string that nothing else uses.
+unsafe fn wipe_and_free(s: *mut c_char) {
+    // SAFETY: per this function's contract; each write stays within the
+    // string's `strlen` bytes.
+    unsafe {
+        let len = libc::strlen(s);
+        for i in 0..len {
+            std::ptr::write_volatile(s.add(i), 0);
+        }
+        libc::free(s.cast());
+    }
+}
+
 /// `struct pam_message`.
 #[repr(C)]
 struct PamMessage {
@@ -241,9 +259,7 @@ impl PamHandler for Handle {
             } else {
                 let v = CStr::from_ptr(s).to_bytes().to_vec();
                 // Wipe and free the application's copy of the secret.
-                let len = libc::strlen(s);
-                std::ptr::write_bytes(s, 0, len);
-                libc::free(s.cast());
+                wipe_and_free(s);
                 Some(v)
             };
             libc::free(resp.cast());
@@ -257,7 +273,7 @@ impl PamHandler for Handle {
             .ok_or(Failure::Conversation("conversation gave no answer"))
     }
 
-    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Vec<u8>, Failure> {
+    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Secret, Failure> {
         let conv = self.raw_item(item::CONV)?.cast::<PamConv>();
         if conv.is_null() {
             return Err(Failure::Conversation("no conversation function"));
@@ -299,8 +315,7 @@ impl PamHandler for Handle {
                         answer = Some(CStr::from_ptr(s).to_bytes().to_vec());
                     }
                     // Someone may type a password at "press Enter": wipe it.
-                    std::ptr::write_bytes(s, 0, libc::strlen(s));
-                    libc::free(s.cast());
+                    wipe_and_free(s);
                 }
             }
             libc::free(resp.cast());
@@ -311,7 +326,7 @@ impl PamHandler for Handle {
         }
         // An application that answers an echo-on prompt with NULL answered
         // nothing: the same as Enter.
-        Ok(answer.unwrap_or_default())
+        Ok(Secret::new(answer.unwrap_or_default()))
     }
 
     fn error_msg(&mut self, text: &str) {

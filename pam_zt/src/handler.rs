@@ -61,7 +61,7 @@ pub trait PamHandler {
     /// PAM_TEXT_INFO `info` and a PAM_PROMPT_ECHO_ON `prompt` in one
     /// conversation call (sshd's keyboard-interactive shows info text only
     /// together with a prompt); the answer.
-    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Vec<u8>, Failure>;
+    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Secret, Failure>;
     /// One PAM_ERROR_MSG (best effort: an application may not show it).
     fn error_msg(&mut self, text: &str);
     /// pam_getenv (the PAM environment, where sshd puts SSH_AUTH_INFO_0).

@@ -105,10 +105,17 @@ pub fn authenticate(
     };
     // Tokens are judged at the time they arrive, not when the stage began: a
     // prompt can wait for minutes (su has no timeout), a device sign-in too.
+    // The time since entry is the larger of the monotonic clock's (immune to
+    // the wall clock stepping back) and the wall clock's (which counts a
+    // suspended laptop's night: CLOCK_MONOTONIC does not).
     let now_i = i64::try_from(now).unwrap_or(i64::MAX);
     let entered = std::time::Instant::now();
-    let clock =
-        || now_i.saturating_add(i64::try_from(entered.elapsed().as_secs()).unwrap_or(i64::MAX));
+    let entered_wall = SystemTime::now();
+    let clock = || {
+        let wall = entered_wall.elapsed().unwrap_or_default();
+        let since = entered.elapsed().max(wall).as_secs();
+        now_i.saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
+    };
     let mut agent = crate::device::SocketAgent::new(&args.run_dir);
     let outcome = auth::authenticate(
         pam,

@@ -565,11 +565,12 @@ impl PamHandler for MockPam {
             .map(Secret::new)
             .ok_or(Failure::Conversation("no answer"))
     }
-    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Vec<u8>, Failure> {
+    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Secret, Failure> {
         self.infos.push(info.into());
         self.prompts.push(prompt.into());
         self.answers
             .pop_front()
+            .map(Secret::new)
             .ok_or(Failure::Conversation("no answer"))
     }
     fn error_msg(&mut self, text: &str) {
@@ -1715,9 +1716,21 @@ fn a_device_sign_in_is_refused_for_another_person_without_mfa_or_when_declined()
         let f = r.unwrap_err();
         assert!(matches!(f, Failure::Refused(_)), "{want}: {f:?}");
         assert!(f.reason().contains(want), "{want}: {}", f.reason());
+        // declined and expired are the agent's own words; whose sign-in it
+        // was and which claim failed stay in the audit log
+        let told = if want == "declined" || want == "expired" {
+            want
+        } else {
+            "does not let alice in here"
+        };
         assert!(
-            pam.errors.iter().any(|e| e.contains(want)),
+            pam.errors.iter().any(|e| e.contains(told)),
             "the person is told: {:?}",
+            pam.errors
+        );
+        assert!(
+            !pam.errors.iter().any(|e| e.contains("bob")),
+            "{:?}",
             pam.errors
         );
     }
@@ -1768,6 +1781,10 @@ fn device_sign_in_is_only_for_directory_users_and_fails_fast_without_an_agent() 
     };
     let (r, _, _) = device_login("alice", &[b""], &mut agent, directory());
     assert!(matches!(r, Err(Failure::Conversation(_))), "{r:?}");
+    assert!(agent.started_for.is_empty());
+    // text at the question (a conversation that answers everything) starts nothing
+    let (r, _, _) = device_login("alice", &[b"", b"alice"], &mut agent, directory());
+    assert!(matches!(r, Err(Failure::Ignore(_))), "{r:?}");
     assert!(agent.started_for.is_empty());
     // Ctrl-C at the "press Enter" prompt ends the conversation: no poll
     let (r, _, _) = device_login("alice", &[b"", b""], &mut agent, directory());

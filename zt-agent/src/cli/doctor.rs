@@ -305,7 +305,28 @@ pub fn device_stacks(config: &AgentConfig, read: &dyn Fn(&str) -> Option<String>
             })
         })
         .collect();
-    match (issuer, with_device.is_empty()) {
+    // `device` in a stack every service includes reaches services that no
+    // person sits at (mail, ftp): keep it in sshd, sudo, su, login
+    let shared: Vec<&str> = ["common-auth", "system-auth", "password-auth"]
+        .into_iter()
+        .filter(|file| {
+            read(file).is_some_and(|text| {
+                text.lines().any(|l| {
+                    let l = l.split('#').next().unwrap_or("");
+                    l.contains("pam_zt.so") && l.split_whitespace().any(|w| w == "device")
+                })
+            })
+        })
+        .collect();
+    let mut findings: Vec<Finding> = shared
+        .iter()
+        .map(|file| {
+            warn(format!(
+                "device sign-in: /etc/pam.d/{file} passes `device` to pam_zt: every service that includes it offers browser sign-in, also those no person sits at; put it in the sshd, sudo, su or login stack instead"
+            ))
+        })
+        .collect();
+    findings.extend(match (issuer, with_device.is_empty()) {
         (None, true) => Vec::new(),
         (Some(iss), true) => vec![warn(format!(
             "device sign-in: issuer {iss} has device_login = true, but no PAM stack ({}) passes `device` to pam_zt: nobody is offered a browser sign-in",
@@ -319,7 +340,8 @@ pub fn device_stacks(config: &AgentConfig, read: &dyn Fn(&str) -> Option<String>
             "device sign-in: through {iss} for PAM {}",
             with_device.join(", ")
         ))],
-    }
+    });
+    findings
 }
 
 /// `sshd -T` as `key value` pairs (keys lowercase, as sshd prints them).
@@ -753,6 +775,16 @@ mod tests {
             "{f:?}"
         );
         assert!(device_stacks(&config(false), &without).is_empty());
+        let shared = files(&[
+            ("sshd", "@include common-auth\n"),
+            ("common-auth", "auth sufficient pam_zt.so device\n"),
+        ]);
+        let f = device_stacks(&config(true), &shared);
+        assert!(
+            f.iter()
+                .any(|f| f.level == Level::Warn && f.text.contains("common-auth")),
+            "{f:?}"
+        );
     }
 
     #[test]

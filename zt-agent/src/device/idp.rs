@@ -13,21 +13,32 @@ use super::grant::{self, Poll, Started};
 /// Bound on one request to the IdP during a sign-in: a person is waiting.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on fetching the discovery document at a sign-in's start (pam_zt
-/// waits 20 s for the code in all).
+/// waits 40 s for the code in all).
 pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on an answer's size (device and token answers are a few KiB).
 pub const MAX_ANSWER: u64 = 256 * 1024;
 
-/// The device authorization and token endpoints: configured, or from
-/// discovery (fetched only when one of them is not configured).
-pub fn endpoints(http: &Http, iss: &str, spec: &DeviceSpec) -> Result<(String, String), String> {
+/// What discovery says: the device authorization endpoint (if any) and the
+/// token endpoint.
+pub type Discovery = (Option<String>, String);
+
+/// Fetches and checks `spec`'s discovery document.
+pub fn discover(http: &Http, iss: &str, spec: &DeviceSpec) -> Result<Discovery, String> {
+    let body = crate::keys::get_within(http, &spec.discovery, DISCOVERY_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    grant::parse_discovery(&body, iss).map_err(|why| format!("{}: {why}", spec.discovery))
+}
+
+/// The device authorization and token endpoints: configured ones win over
+/// what `discovered` says (asked only when one is not configured).
+pub fn merge(
+    spec: &DeviceSpec,
+    discovered: impl FnOnce() -> Result<Discovery, String>,
+) -> Result<(String, String), String> {
     if let (Some(d), Some(t)) = (&spec.device_authorization_endpoint, &spec.token_endpoint) {
         return Ok((d.clone(), t.clone()));
     }
-    let body = crate::keys::get_within(http, &spec.discovery, DISCOVERY_TIMEOUT)
-        .map_err(|e| e.to_string())?;
-    let (device, token) =
-        grant::parse_discovery(&body, iss).map_err(|why| format!("{}: {why}", spec.discovery))?;
+    let (device, token) = discovered()?;
     let device = spec
         .device_authorization_endpoint
         .clone()
@@ -40,6 +51,11 @@ pub fn endpoints(http: &Http, iss: &str, spec: &DeviceSpec) -> Result<(String, S
             )
         })?;
     Ok((device, spec.token_endpoint.clone().unwrap_or(token)))
+}
+
+/// `merge` with discovery fetched now (doctor).
+pub fn endpoints(http: &Http, iss: &str, spec: &DeviceSpec) -> Result<(String, String), String> {
+    merge(spec, || discover(http, iss, spec))
 }
 
 /// POSTs `form` to `url`: the status and the body (at most `MAX_ANSWER`).

@@ -25,13 +25,38 @@ pub fn is_local(rhost: &str) -> bool {
     rhost == zt_published::device::LOCAL
 }
 
+/// The key a remote address is counted under: an IPv6 address by its /64
+/// (one subscriber holds a whole /64, so counting addresses would count
+/// nothing), anything else as sent.
+pub fn source_key(rhost: &str) -> String {
+    match rhost.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| rhost.to_string(), |v4| v4.to_string()),
+        _ => rhost.to_string(),
+    }
+}
+
+/// Local logins (sudo, su, the console) and remote ones (sshd) have budgets
+/// of their own: remote strangers cannot use up what the console needs.
+fn class(rhost: &str) -> &'static str {
+    if is_local(rhost) { "local" } else { "remote" }
+}
+
 #[derive(Debug, Default)]
 pub struct Limits {
-    per_user: HashMap<String, usize>,
+    /// Pending per (user, class).
+    per_user: HashMap<(String, &'static str), usize>,
+    /// Pending per remote source key.
     per_source: HashMap<String, usize>,
-    total: usize,
-    /// Start times in the last window: all, per user, per source.
-    starts: VecDeque<(Instant, String, String)>,
+    /// Pending per class.
+    per_class: HashMap<&'static str, usize>,
+    /// Starts in the last window: when, (user, class), source key.
+    starts: VecDeque<(Instant, (String, &'static str), String)>,
 }
 
 impl Limits {
@@ -50,58 +75,64 @@ impl Limits {
         {
             self.starts.pop_front();
         }
-        let mine = self.per_user.get(user).copied().unwrap_or(0);
+        let class = class(rhost);
+        let remote = !is_local(rhost);
+        let who = (user.to_string(), class);
+        let source = source_key(rhost);
+        let mine = self.per_user.get(&who).copied().unwrap_or(0);
         if mine >= DEVICE_MAX_PER_USER {
             return Err(format!(
-                "{user} already has {mine} device sign-ins pending (at most {DEVICE_MAX_PER_USER})"
+                "{user} already has {mine} {class} device sign-ins pending (at most {DEVICE_MAX_PER_USER})"
             ));
         }
-        let remote = !is_local(rhost);
-        let from_there = self.per_source.get(rhost).copied().unwrap_or(0);
+        let from_there = self.per_source.get(&source).copied().unwrap_or(0);
         if remote && from_there >= MAX_PER_SOURCE {
             return Err(format!(
-                "{from_there} device sign-ins pending from {rhost} (at most {MAX_PER_SOURCE})"
+                "{from_there} device sign-ins pending from {source} (at most {MAX_PER_SOURCE})"
             ));
         }
-        if self.total >= host_max {
+        let in_class = self.per_class.get(class).copied().unwrap_or(0);
+        if in_class >= host_max {
             return Err(format!(
-                "{} device sign-ins pending on this host (device_max_pending = {host_max})",
-                self.total
+                "{in_class} {class} device sign-ins pending on this host (device_max_pending = {host_max})"
             ));
         }
         let window = START_WINDOW.as_secs();
-        let user_starts = self.starts.iter().filter(|(_, u, _)| u == user).count();
+        let user_starts = self.starts.iter().filter(|(_, w, _)| *w == who).count();
         if user_starts >= STARTS_PER_USER {
             return Err(format!(
-                "{user} started {user_starts} device sign-ins in the last {window} s (at most {STARTS_PER_USER})"
+                "{user} started {user_starts} {class} device sign-ins in the last {window} s (at most {STARTS_PER_USER})"
             ));
         }
-        let source_starts = self.starts.iter().filter(|(_, _, r)| r == rhost).count();
+        let source_starts = self.starts.iter().filter(|(_, _, r)| *r == source).count();
         if remote && source_starts >= STARTS_PER_SOURCE {
             return Err(format!(
-                "{rhost} started {source_starts} device sign-ins in the last {window} s (at most {STARTS_PER_SOURCE})"
+                "{source} started {source_starts} device sign-ins in the last {window} s (at most {STARTS_PER_SOURCE})"
             ));
         }
+        let class_starts = self
+            .starts
+            .iter()
+            .filter(|(_, (_, c), _)| *c == class)
+            .count();
         let host_starts = host_max.saturating_mul(STARTS_PER_PENDING_SLOT);
-        if self.starts.len() >= host_starts {
+        if class_starts >= host_starts {
             return Err(format!(
-                "{} device sign-ins started on this host in the last {window} s (at most {host_starts})",
-                self.starts.len()
+                "{class_starts} {class} device sign-ins started on this host in the last {window} s (at most {host_starts})"
             ));
         }
-        *self.per_user.entry(user.to_string()).or_default() += 1;
+        *self.per_user.entry(who.clone()).or_default() += 1;
         if remote {
-            *self.per_source.entry(rhost.to_string()).or_default() += 1;
+            *self.per_source.entry(source.clone()).or_default() += 1;
         }
-        self.total += 1;
-        self.starts
-            .push_back((now, user.to_string(), rhost.to_string()));
+        *self.per_class.entry(class).or_default() += 1;
+        self.starts.push_back((now, who, source));
         Ok(())
     }
 
     /// Gives back the slot of a sign-in that ended (its start still counts).
     pub fn release(&mut self, user: &str, rhost: &str) {
-        fn down(map: &mut HashMap<String, usize>, key: &str) {
+        fn down<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
             if let Some(n) = map.get_mut(key) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -109,15 +140,16 @@ impl Limits {
                 }
             }
         }
-        down(&mut self.per_user, user);
+        let class = class(rhost);
+        down(&mut self.per_user, &(user.to_string(), class));
         if !is_local(rhost) {
-            down(&mut self.per_source, rhost);
+            down(&mut self.per_source, &source_key(rhost));
         }
-        self.total = self.total.saturating_sub(1);
+        down(&mut self.per_class, &class);
     }
 
     pub fn total(&self) -> usize {
-        self.total
+        self.per_class.values().sum()
     }
 }
 
@@ -132,7 +164,7 @@ mod tests {
         l.reserve("alice", "-", 3, t).unwrap();
         l.reserve("alice", "-", 3, t).unwrap();
         let e = l.reserve("alice", "-", 3, t).unwrap_err();
-        assert!(e.contains("alice already has 2"), "{e}");
+        assert!(e.contains("alice already has 2 local"), "{e}");
         l.reserve("bob", "-", 3, t).unwrap();
         let e = l.reserve("carol", "-", 3, t).unwrap_err();
         assert!(e.contains("device_max_pending = 3"), "{e}");
@@ -144,6 +176,45 @@ mod tests {
         }
         assert_eq!(l.total(), 0);
         assert!(l.per_user.is_empty());
+    }
+
+    #[test]
+    fn remote_strangers_cannot_use_up_the_local_budget() {
+        let t = Instant::now();
+        let mut l = Limits::default();
+        for (i, src) in ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+            .iter()
+            .enumerate()
+        {
+            l.reserve(&format!("u{i}"), src, 3, t).unwrap();
+        }
+        let e = l.reserve("u9", "203.0.113.4", 3, t).unwrap_err();
+        assert!(e.contains("3 remote"), "{e}");
+        // alice's two remote sign-ins do not stop her at the console
+        let mut l = Limits::default();
+        l.reserve("alice", "203.0.113.1", 20, t).unwrap();
+        l.reserve("alice", "203.0.113.2", 20, t).unwrap();
+        assert!(l.reserve("alice", "203.0.113.3", 20, t).is_err());
+        l.reserve("alice", "-", 3, t).unwrap();
+        l.reserve("bob", "-", 3, t).unwrap();
+        assert_eq!(l.total(), 4);
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_is_one_source() {
+        assert_eq!(source_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(source_key("2001:db8:1:2:ffff::9"), "2001:db8:1:2::/64");
+        assert_eq!(source_key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(source_key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(source_key("host.example.com"), "host.example.com");
+        let t = Instant::now();
+        let mut l = Limits::default();
+        for i in 0..MAX_PER_SOURCE {
+            l.reserve(&format!("u{i}"), &format!("2001:db8:1:2::{i}"), 20, t)
+                .unwrap();
+        }
+        assert!(l.reserve("u9", "2001:db8:1:2::99", 20, t).is_err());
+        l.reserve("u9", "2001:db8:1:3::1", 20, t).unwrap();
     }
 
     #[test]

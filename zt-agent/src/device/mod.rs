@@ -46,8 +46,9 @@ use pool::IdpPool;
 /// Stack of a sign-in thread: it waits, logs and writes lines; its HTTP
 /// requests run on the `IdpPool`.
 pub const THREAD_STACK: usize = 128 * 1024;
-/// Threads doing the IdP requests of all sign-ins.
-pub const IDP_THREADS: usize = 4;
+/// Threads doing the IdP requests of all sign-ins: one per 5 pending
+/// sign-ins the issuer allows, within these bounds.
+pub const IDP_THREADS: (usize, usize) = (4, 32);
 /// A discovery document's endpoints are reused this long.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(600);
 
@@ -67,39 +68,37 @@ impl Drop for Slot {
     }
 }
 
-/// The device authorization and token endpoints.
-type Endpoints = (String, String);
-
-/// The endpoints of a sign-in, from the config or a cached discovery.
+/// Discovery documents, cached (as discovered: the configured endpoints are
+/// applied after the lookup, so a config reload takes effect at once).
 #[derive(Default)]
 pub struct Discovered {
     /// By discovery URL: when fetched, and what it said.
-    by_url: Mutex<HashMap<String, (Instant, Endpoints)>>,
+    by_url: Mutex<HashMap<String, (Instant, idp::Discovery)>>,
 }
 
 impl Discovered {
-    /// The device and token endpoints for `spec`: configured, cached, or
-    /// fetched now (on the caller's thread: run it on the pool).
+    /// The device and token endpoints for `spec`: configured, or from a
+    /// cached or freshly fetched discovery (on the caller's thread: run it on
+    /// the pool).
     pub fn endpoints(
         &self,
         http: &Http,
         iss: &str,
         spec: &DeviceSpec,
-    ) -> Result<Endpoints, String> {
-        if let (Some(d), Some(t)) = (&spec.device_authorization_endpoint, &spec.token_endpoint) {
-            return Ok((d.clone(), t.clone()));
-        }
-        if let Ok(cache) = self.by_url.lock()
-            && let Some((at, found)) = cache.get(&spec.discovery)
-            && at.elapsed() < DISCOVERY_TTL
-        {
-            return Ok(found.clone());
-        }
-        let found = idp::endpoints(http, iss, spec)?;
-        if let Ok(mut cache) = self.by_url.lock() {
-            cache.insert(spec.discovery.clone(), (Instant::now(), found.clone()));
-        }
-        Ok(found)
+    ) -> Result<(String, String), String> {
+        idp::merge(spec, || {
+            if let Ok(cache) = self.by_url.lock()
+                && let Some((at, found)) = cache.get(&spec.discovery)
+                && at.elapsed() < DISCOVERY_TTL
+            {
+                return Ok(found.clone());
+            }
+            let found = idp::discover(http, iss, spec)?;
+            if let Ok(mut cache) = self.by_url.lock() {
+                cache.insert(spec.discovery.clone(), (Instant::now(), found.clone()));
+            }
+            Ok(found)
+        })
     }
 }
 
@@ -148,13 +147,13 @@ impl Devices {
         Ok(http)
     }
 
-    fn pool(&self) -> Result<Arc<IdpPool>, String> {
+    fn pool(&self, max_pending: usize) -> Result<Arc<IdpPool>, String> {
         if let Some(p) = self.pool.get() {
             return Ok(p.clone());
         }
-        let pool = Arc::new(
-            IdpPool::new(IDP_THREADS).map_err(|e| format!("cannot start IdP workers: {e}"))?,
-        );
+        let threads = (max_pending / 5).clamp(IDP_THREADS.0, IDP_THREADS.1);
+        let pool =
+            Arc::new(IdpPool::new(threads).map_err(|e| format!("cannot start IdP workers: {e}"))?);
         Ok(self.pool.get_or_init(|| pool).clone())
     }
 
@@ -190,7 +189,7 @@ impl Devices {
             Ok(b) => b,
             Err(why) => return refuse(why),
         };
-        let pool = match self.pool() {
+        let pool = match self.pool(spec.max_pending) {
             Ok(p) => p,
             Err(why) => return refuse(why),
         };

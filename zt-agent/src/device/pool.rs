@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 type Job = Box<dyn FnOnce() + Send>;
 
 /// A few threads (default stacks) that run the IdP requests of every
-/// sign-in, so sign-in threads can be small. At most `super::IDP_THREADS` requests
+/// sign-in, so sign-in threads can be small. At most as many requests as it has threads
 /// run at once; the rest queue (each is bounded by the HTTP timeouts).
 pub struct IdpPool {
     jobs: std::sync::mpsc::Sender<Job>,

@@ -15,6 +15,9 @@ use crate::http::Http;
 
 /// Consecutive transport failures of token polls before giving up.
 pub const MAX_POLL_FAILURES: u32 = 3;
+/// A start that waited this long for a worker is dropped: pam_zt waits 40 s
+/// for the code, and discovery plus the request may take 15 s more.
+pub const START_QUEUE_LIMIT: Duration = Duration::from_secs(20);
 
 /// What pam_zt's end of the connection did while the agent waited.
 pub enum Peer {
@@ -103,12 +106,21 @@ pub fn run(s: Session<'_>) {
         let (http, iss, spec) = (http.clone(), iss.to_string(), spec.clone());
         let discovered = discovered.clone();
         let local = crate::config::is_loopback_url(&iss);
+        let watch = stream.try_clone();
+        let queued = Instant::now();
+        let left = move || watch.as_ref().map_or(true, crate::control::peer_gone);
         pool.run(move || {
-            discovered
-                .endpoints(&http, &iss, &spec)
-                .and_then(|(device_url, token_url)| {
-                    idp::authorize(&http, &device_url, &spec, local).map(|s| (s, token_url))
-                })
+            // A code nobody will see is not worth asking for: pam_zt gave up
+            // while this waited for a worker, or it waited too long.
+            let late = "pam_zt stopped waiting before the IdP was asked".to_string();
+            if left() || queued.elapsed() > START_QUEUE_LIMIT {
+                return Err(late);
+            }
+            let (device_url, token_url) = discovered.endpoints(&http, &iss, &spec)?;
+            if left() {
+                return Err(late);
+            }
+            idp::authorize(&http, &device_url, &spec, local).map(|s| (s, token_url))
         })
         .unwrap_or_else(|| Err("the request failed inside the agent".into()))
     };
@@ -174,15 +186,24 @@ pub fn run(s: Session<'_>) {
             }
             continue;
         }
-        let asked_at = Instant::now();
-        last_poll = Some(asked_at);
-        let polled = {
+        let (sent, polled) = {
             let (http, url, spec) = (http.clone(), token_url.clone(), spec.clone());
             let code = started.device_code.clone();
-            pool.run(move || idp::poll(&http, &url, &spec, &code))
-                .unwrap_or_else(|| Err("the request failed inside the agent".into()))
+            pool.run(move || {
+                // the interval counts from when the request left, not from
+                // when it was queued
+                let sent = Instant::now();
+                (sent, idp::poll(&http, &url, &spec, &code))
+            })
+            .unwrap_or_else(|| {
+                (
+                    Instant::now(),
+                    Err("the request failed inside the agent".into()),
+                )
+            })
         };
-        let idp_ms = asked_at.elapsed().as_secs_f64() * 1000.0;
+        last_poll = Some(sent);
+        let idp_ms = sent.elapsed().as_secs_f64() * 1000.0;
         match polled {
             Ok(Poll::Token(token)) => {
                 tracing::info!(
