@@ -164,6 +164,7 @@ impl PamHandler for Pam {
         Ok(match item {
             Item::Service => Some(b"sshd".to_vec()),
             Item::Rhost => Some(b"::1".to_vec()),
+            Item::Ruser => None,
             Item::Tty => Some(b"ssh".to_vec()),
             Item::Authtok => self.authtok.clone(),
         })
@@ -181,7 +182,7 @@ impl PamHandler for Pam {
             .map(Secret::new)
             .ok_or(Failure::Conversation("no answer"))
     }
-    fn info_prompt(&mut self, _: &str, _: &str) -> Result<Secret, Failure> {
+    fn info_prompt(&mut self, _: &str, _: &str) -> Result<Option<Secret>, Failure> {
         Err(Failure::Conversation(
             "the benchmark makes no device sign-in",
         ))

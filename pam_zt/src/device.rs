@@ -89,6 +89,23 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+/// Where the login comes from, for the agent's limits: PAM_RHOST for a
+/// remote login; for a local one (sudo, su) the invoking user as
+/// `-/<PAM_RUSER>` (`zt_published::device::LOCAL_BY`), so one local account
+/// cannot take the whole local budget; `None` for the console.
+fn source(pam: &dyn PamHandler) -> Option<Vec<u8>> {
+    let item = |i| {
+        pam.item(i)
+            .ok()
+            .flatten()
+            .filter(|v: &Vec<u8>| !v.is_empty())
+    };
+    if let Some(rhost) = item(Item::Rhost) {
+        return Some(rhost);
+    }
+    item(Item::Ruser).map(|ruser| [zt_published::device::LOCAL_BY.as_bytes(), &ruser].concat())
+}
+
 /// What the person is shown.
 pub fn instructions(user: &str, code: &DeviceCode) -> String {
     let mut text = format!(
@@ -127,19 +144,17 @@ pub fn sign_in(
         CONFIRM,
     )?;
     // Only Enter: a service whose conversation answers every prompt (a
-    // mail daemon giving the user name) must not start a sign-in nobody sees.
-    if !confirmed.is_empty() {
+    // mail daemon giving the user name), or none (a NULL response), must not
+    // start a sign-in nobody sees.
+    if !confirmed.is_some_and(|a| a.is_empty()) {
         return Err(Failure::Ignore(
-            "the sign-in question was answered with text",
+            "the sign-in question was not answered with Enter",
         ));
     }
-    let rhost = pam.item(Item::Rhost).ok().flatten();
-    let code = agent
-        .start(user, rhost.as_deref().filter(|r| !r.is_empty()))
-        .map_err(|why| {
-            pam.error_msg(UNAVAILABLE);
-            Failure::Unavailable(format!("device sign-in unavailable: {why}"))
-        })?;
+    let code = agent.start(user, source(pam).as_deref()).map_err(|why| {
+        pam.error_msg(UNAVAILABLE);
+        Failure::Unavailable(format!("device sign-in unavailable: {why}"))
+    })?;
     let text = instructions(&shown, &code);
     let mut info = text.clone();
     let started = Instant::now();

@@ -72,6 +72,7 @@ pub mod item {
     pub const USER: c_int = 2;
     pub const TTY: c_int = 3;
     pub const RHOST: c_int = 4;
+    pub const RUSER: c_int = 8;
     pub const CONV: c_int = 5;
     pub const AUTHTOK: c_int = 6;
 }
@@ -203,6 +204,7 @@ impl PamHandler for Handle {
             Item::Service => item::SERVICE,
             Item::Tty => item::TTY,
             Item::Rhost => item::RHOST,
+            Item::Ruser => item::RUSER,
             Item::Authtok => item::AUTHTOK,
         };
         Ok(copy_c(self.raw_item(which)?))
@@ -213,6 +215,11 @@ impl PamHandler for Handle {
     }
 
     fn set_authtok(&mut self, answer: &Secret) -> Result<(), Failure> {
+        // Checked first: CString::new's error would carry (and drop unwiped)
+        // a copy of the secret.
+        if answer.bytes().contains(&0) {
+            return Err(Failure::Refused("answer contains a NUL byte".into()));
+        }
         let c = CString::new(answer.bytes().to_vec())
             .map_err(|_| Failure::Refused("answer contains a NUL byte".into()))?;
         // SAFETY: a live handle; libpam copies the string.
@@ -273,7 +280,7 @@ impl PamHandler for Handle {
             .ok_or(Failure::Conversation("conversation gave no answer"))
     }
 
-    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Secret, Failure> {
+    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Option<Secret>, Failure> {
         let conv = self.raw_item(item::CONV)?.cast::<PamConv>();
         if conv.is_null() {
             return Err(Failure::Conversation("no conversation function"));
@@ -324,9 +331,9 @@ impl PamHandler for Handle {
         if r != code::SUCCESS {
             return Err(Failure::Conversation("conversation failed"));
         }
-        // An application that answers an echo-on prompt with NULL answered
-        // nothing: the same as Enter.
-        Ok(Secret::new(answer.unwrap_or_default()))
+        // NULL: the application gave no answer at all (python-pam's
+        // conversation does that for echo-on prompts); Enter is "".
+        Ok(answer.map(Secret::new))
     }
 
     fn error_msg(&mut self, text: &str) {

@@ -10,6 +10,8 @@ pub enum Item {
     Service,
     Tty,
     Rhost,
+    /// The invoking user (sudo and su set it).
+    Ruser,
     Authtok,
 }
 
@@ -60,8 +62,9 @@ pub trait PamHandler {
     fn prompt_secret(&mut self, prompt: &str) -> Result<Secret, Failure>;
     /// PAM_TEXT_INFO `info` and a PAM_PROMPT_ECHO_ON `prompt` in one
     /// conversation call (sshd's keyboard-interactive shows info text only
-    /// together with a prompt); the answer.
-    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Secret, Failure>;
+    /// together with a prompt); the answer, `None` when the application
+    /// gave none (a NULL response, as non-interactive services do).
+    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Option<Secret>, Failure>;
     /// One PAM_ERROR_MSG (best effort: an application may not show it).
     fn error_msg(&mut self, text: &str);
     /// pam_getenv (the PAM environment, where sshd puts SSH_AUTH_INFO_0).

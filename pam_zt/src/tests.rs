@@ -547,6 +547,7 @@ impl PamHandler for MockPam {
         Ok(match item {
             Item::Service => Some(b"sshd".to_vec()),
             Item::Rhost => Some(b"::1".to_vec()),
+            Item::Ruser => None,
             Item::Tty => Some(b"ssh".to_vec()),
             Item::Authtok => self.authtok.clone(),
         })
@@ -565,12 +566,13 @@ impl PamHandler for MockPam {
             .map(Secret::new)
             .ok_or(Failure::Conversation("no answer"))
     }
-    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Secret, Failure> {
+    fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Option<Secret>, Failure> {
         self.infos.push(info.into());
         self.prompts.push(prompt.into());
+        // b"NULL" stands for an application that answers with a NULL pointer
         self.answers
             .pop_front()
-            .map(Secret::new)
+            .map(|a| (a != b"NULL").then(|| Secret::new(a)))
             .ok_or(Failure::Conversation("no answer"))
     }
     fn error_msg(&mut self, text: &str) {
@@ -1782,10 +1784,13 @@ fn device_sign_in_is_only_for_directory_users_and_fails_fast_without_an_agent() 
     let (r, _, _) = device_login("alice", &[b""], &mut agent, directory());
     assert!(matches!(r, Err(Failure::Conversation(_))), "{r:?}");
     assert!(agent.started_for.is_empty());
-    // text at the question (a conversation that answers everything) starts nothing
-    let (r, _, _) = device_login("alice", &[b"", b"alice"], &mut agent, directory());
-    assert!(matches!(r, Err(Failure::Ignore(_))), "{r:?}");
-    assert!(agent.started_for.is_empty());
+    // text at the question (a conversation that answers everything), or no
+    // answer at all (a NULL response), starts nothing
+    for answer in [&b"alice"[..], b"NULL"] {
+        let (r, _, _) = device_login("alice", &[b"", answer], &mut agent, directory());
+        assert!(matches!(r, Err(Failure::Ignore(_))), "{r:?}");
+        assert!(agent.started_for.is_empty());
+    }
     // Ctrl-C at the "press Enter" prompt ends the conversation: no poll
     let (r, _, _) = device_login("alice", &[b"", b""], &mut agent, directory());
     assert!(matches!(r, Err(Failure::Conversation(_))), "{r:?}");

@@ -129,7 +129,8 @@ pub struct IssuerConfig {
     /// oidc, device_login: give up waiting for a sign-in after this (default 5m).
     pub device_timeout: Option<Spanned<String>>,
     /// oidc, device_login: at most this many pending sign-ins on this host
-    /// (default 20; at most 2 per user whatever this says).
+    /// (default 20), a quarter of them kept for local logins (sudo, su, the
+    /// console); at most 2 per user for remote and 2 for local logins.
     pub device_max_pending: Option<Spanned<u32>>,
 }
 

@@ -5,7 +5,7 @@
 //! token it gets like any other token.
 //!
 //! ```text
-//! -> device <user> <rhost>\n            rhost: PAM_RHOST, or - for a local login
+//! -> device <user> <source>\n           PAM_RHOST; -/<PAM_RUSER> for sudo or su; - for the console
 //! <- code <expires_in> <user_code> <verification_uri> [<verification_uri_complete>]\n
 //! <- unavailable <reason>\n            no sign-in was started
 //! then, any number of times (the person says they have signed in):
@@ -76,6 +76,9 @@ fn shown(w: &str, max: usize) -> bool {
 
 /// Stands for "no remote host" (a local login) in a request.
 pub const LOCAL: &str = "-";
+/// Prefix of a local login's source when the invoking user is known:
+/// `-/<PAM_RUSER>` (sudo, su). Neither an address nor a host name.
+pub const LOCAL_BY: &str = "-/";
 /// Stands for a remote host that cannot be sent (spaces, not UTF-8, too
 /// long): such logins share one per-source limit.
 pub const UNKNOWN_HOST: &str = "?";

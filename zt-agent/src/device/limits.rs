@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::DEVICE_MAX_PER_USER;
 
-/// Pending sign-ins from one remote address (sshd's PAM_RHOST); local logins
-/// (sudo, su, the console) are not counted here.
+/// Pending sign-ins from one source: a remote address (sshd's PAM_RHOST), or
+/// a local account running sudo or su. The console and loopback addresses
+/// (an access proxy such as cloudflared in front of sshd: everyone comes
+/// from 127.0.0.1) are not counted per source.
 pub const MAX_PER_SOURCE: usize = 4;
 /// Starts are counted over this window.
 pub const START_WINDOW: Duration = Duration::from_secs(60);
@@ -20,9 +22,30 @@ pub const STARTS_PER_SOURCE: usize = 8;
 /// Starts per host per window, as a multiple of `device_max_pending`.
 pub const STARTS_PER_PENDING_SLOT: usize = 3;
 
-/// Where a login comes from, as pam_zt sends it (`-`: a local login).
+/// Where a login comes from, as pam_zt sends it: `-` (the console) and
+/// `-/<user>` (sudo, su) are local.
 pub fn is_local(rhost: &str) -> bool {
+    rhost == zt_published::device::LOCAL || rhost.starts_with(zt_published::device::LOCAL_BY)
+}
+
+/// Sources not limited one by one: the console, and loopback (a proxy in
+/// front of sshd makes every person one address).
+fn shared_source(rhost: &str) -> bool {
     rhost == zt_published::device::LOCAL
+        || rhost
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        || rhost == "localhost"
+}
+
+/// Pending sign-ins local logins can always have: a quarter of the host's
+/// `device_max_pending` (at least one) is kept from remote ones.
+pub fn local_reserve(host_max: usize) -> usize {
+    if host_max > 1 {
+        (host_max / 4).max(1)
+    } else {
+        0
+    }
 }
 
 /// The key a remote address is counted under: an IPv6 address by its /64
@@ -77,6 +100,7 @@ impl Limits {
         }
         let class = class(rhost);
         let remote = !is_local(rhost);
+        let per_source = !shared_source(rhost);
         let who = (user.to_string(), class);
         let source = source_key(rhost);
         let mine = self.per_user.get(&who).copied().unwrap_or(0);
@@ -86,15 +110,24 @@ impl Limits {
             ));
         }
         let from_there = self.per_source.get(&source).copied().unwrap_or(0);
-        if remote && from_there >= MAX_PER_SOURCE {
+        if per_source && from_there >= MAX_PER_SOURCE {
             return Err(format!(
                 "{from_there} device sign-ins pending from {source} (at most {MAX_PER_SOURCE})"
             ));
         }
-        let in_class = self.per_class.get(class).copied().unwrap_or(0);
-        if in_class >= host_max {
+        let total: usize = self.per_class.values().sum();
+        if total >= host_max {
             return Err(format!(
-                "{in_class} {class} device sign-ins pending on this host (device_max_pending = {host_max})"
+                "{total} device sign-ins pending on this host (device_max_pending = {host_max})"
+            ));
+        }
+        let in_class = self.per_class.get(class).copied().unwrap_or(0);
+        let remote_max = host_max - local_reserve(host_max);
+        if remote && in_class >= remote_max {
+            return Err(format!(
+                "{in_class} remote device sign-ins pending on this host (device_max_pending = \
+                 {host_max}, {} kept for local logins)",
+                local_reserve(host_max)
             ));
         }
         let window = START_WINDOW.as_secs();
@@ -105,7 +138,7 @@ impl Limits {
             ));
         }
         let source_starts = self.starts.iter().filter(|(_, _, r)| *r == source).count();
-        if remote && source_starts >= STARTS_PER_SOURCE {
+        if per_source && source_starts >= STARTS_PER_SOURCE {
             return Err(format!(
                 "{source} started {source_starts} device sign-ins in the last {window} s (at most {STARTS_PER_SOURCE})"
             ));
@@ -122,7 +155,7 @@ impl Limits {
             ));
         }
         *self.per_user.entry(who.clone()).or_default() += 1;
-        if remote {
+        if per_source {
             *self.per_source.entry(source.clone()).or_default() += 1;
         }
         *self.per_class.entry(class).or_default() += 1;
@@ -142,7 +175,7 @@ impl Limits {
         }
         let class = class(rhost);
         down(&mut self.per_user, &(user.to_string(), class));
-        if !is_local(rhost) {
+        if !shared_source(rhost) {
             down(&mut self.per_source, &source_key(rhost));
         }
         down(&mut self.per_class, &class);
@@ -167,7 +200,7 @@ mod tests {
         assert!(e.contains("alice already has 2 local"), "{e}");
         l.reserve("bob", "-", 3, t).unwrap();
         let e = l.reserve("carol", "-", 3, t).unwrap_err();
-        assert!(e.contains("device_max_pending = 3"), "{e}");
+        assert!(e.contains("3 device sign-ins pending on this host"), "{e}");
         l.release("alice", "-");
         l.reserve("carol", "-", 3, t).unwrap();
         assert_eq!(l.total(), 3);
@@ -182,22 +215,54 @@ mod tests {
     fn remote_strangers_cannot_use_up_the_local_budget() {
         let t = Instant::now();
         let mut l = Limits::default();
-        for (i, src) in ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
-            .iter()
-            .enumerate()
-        {
-            l.reserve(&format!("u{i}"), src, 3, t).unwrap();
+        // of 8, remote logins get 6: 2 stay for sudo, su and the console
+        for i in 0..6 {
+            l.reserve(&format!("u{i}"), &format!("203.0.113.{i}"), 8, t)
+                .unwrap();
         }
-        let e = l.reserve("u9", "203.0.113.4", 3, t).unwrap_err();
-        assert!(e.contains("3 remote"), "{e}");
+        let e = l.reserve("u9", "203.0.113.9", 8, t).unwrap_err();
+        assert!(
+            e.contains("6 remote") && e.contains("2 kept for local"),
+            "{e}"
+        );
+        l.reserve("alice", "-", 8, t).unwrap();
+        l.reserve("bob", "-/carol", 8, t).unwrap();
+        let e = l.reserve("dave", "-", 8, t).unwrap_err();
+        assert!(e.contains("8 device sign-ins pending on this host"), "{e}");
         // alice's two remote sign-ins do not stop her at the console
         let mut l = Limits::default();
         l.reserve("alice", "203.0.113.1", 20, t).unwrap();
         l.reserve("alice", "203.0.113.2", 20, t).unwrap();
         assert!(l.reserve("alice", "203.0.113.3", 20, t).is_err());
-        l.reserve("alice", "-", 3, t).unwrap();
-        l.reserve("bob", "-", 3, t).unwrap();
+        l.reserve("alice", "-", 20, t).unwrap();
+        l.reserve("bob", "-", 20, t).unwrap();
         assert_eq!(l.total(), 4);
+    }
+
+    #[test]
+    fn one_local_account_cannot_take_the_local_budget_but_a_proxy_is_not_one_source() {
+        let t = Instant::now();
+        let mut l = Limits::default();
+        // eve runs `su` for one directory user after another
+        for i in 0..MAX_PER_SOURCE {
+            l.reserve(&format!("u{i}"), "-/eve", 20, t).unwrap();
+        }
+        let e = l.reserve("u9", "-/eve", 20, t).unwrap_err();
+        assert!(e.contains("from -/eve"), "{e}");
+        l.reserve("u9", "-/frank", 20, t).unwrap();
+        l.reserve("u10", "-", 20, t).unwrap();
+        // everyone behind cloudflared comes from 127.0.0.1
+        let mut l = Limits::default();
+        for i in 0..8 {
+            l.reserve(&format!("u{i}"), "127.0.0.1", 20, t).unwrap();
+        }
+        l.reserve("u8", "::1", 20, t).unwrap();
+        for i in 0..8 {
+            l.release(&format!("u{i}"), "127.0.0.1");
+        }
+        l.release("u8", "::1");
+        assert_eq!(l.total(), 0);
+        assert!(l.per_source.is_empty());
     }
 
     #[test]

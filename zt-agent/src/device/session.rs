@@ -108,7 +108,8 @@ pub fn run(s: Session<'_>) {
         let local = crate::config::is_loopback_url(&iss);
         let watch = stream.try_clone();
         let queued = Instant::now();
-        let left = move || watch.as_ref().map_or(true, crate::control::peer_gone);
+        // (a failed dup cannot tell: go on, the code line's write will)
+        let left = move || watch.as_ref().is_ok_and(crate::control::peer_gone);
         pool.run(move || {
             // A code nobody will see is not worth asking for: pam_zt gave up
             // while this waited for a worker, or it waited too long.
