@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod directory;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

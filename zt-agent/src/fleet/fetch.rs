@@ -1,0 +1,279 @@
+//! A fleet host's read: the pointer with a conditional GET (304: the held
+//! document is current, a poll of a few hundred bytes), then, when it names
+//! something new, the object; its size and SHA-256 against the pointer, its
+//! signature against `public_keys`, its serial against the one held, its
+//! `valid_until` against the clock. The held document is kept in the state
+//! directory (`fleet-document`, with `fleet-held.json`) and checked again on
+//! every read, so an expired one is refused even when nothing changed.
+//!
+//! Refusals map onto the directory failures of `sync --once`: a damaged,
+//! truncated, foreign-signed or older document is `Malformed` (exit 65); an
+//! unreachable or expired one `Unavailable` (exit 69), as an IdP that cannot be
+//! reached. Either way the last good snapshot stays and `[login] max_offline`
+//! governs as it does for an IdP outage.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zt_snapshot::StateDir;
+
+use super::document::{self, Document};
+use super::publish::Pointer;
+use super::{FleetSource, Location, POINTER};
+use crate::config::AgentConfig;
+use crate::directory::error::{DirectoryError, DirectoryFailure};
+use crate::http::{Got, Http, Validators};
+
+/// The held document's object, as fetched and verified.
+pub const DOCUMENT: &str = "fleet-document";
+/// What is held: serial, digest, the pointer's validators.
+pub const HELD: &str = "fleet-held.json";
+/// The largest pointer read.
+const MAX_POINTER: u64 = 64 << 10;
+/// The largest object read.
+const MAX_OBJECT: u64 = 512 << 20;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub serial: u64,
+    pub sha256: String,
+    #[serde(default)]
+    pub validators: Validators,
+}
+
+/// A verified document and the state files to write once it is used.
+#[derive(Debug)]
+pub struct Fetched {
+    pub document: Document,
+    pub save: Vec<(&'static str, Vec<u8>)>,
+    /// A new document (false: the held one, still current).
+    pub new: bool,
+}
+
+fn malformed(m: String) -> DirectoryError {
+    DirectoryError::new(DirectoryFailure::Malformed, m)
+}
+
+fn unavailable(m: String) -> DirectoryError {
+    DirectoryError::new(DirectoryFailure::Unavailable, m)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+enum Transport {
+    Http { http: Http, base: String },
+    S3(super::s3::S3),
+}
+
+impl Transport {
+    fn describe(&self, name: &str) -> String {
+        match self {
+            Transport::Http { base, .. } => format!("{base}{name}"),
+            Transport::S3(_) => format!("s3 {name}"),
+        }
+    }
+
+    fn get(&self, name: &str, validators: &Validators, limit: u64) -> Result<Got, DirectoryError> {
+        let got = match self {
+            Transport::Http { http, base } => {
+                http.get_conditional(&format!("{base}{name}"), validators, &[], limit)
+            }
+            Transport::S3(s3) => s3.get(name, validators, limit),
+        };
+        let what = self.describe(name);
+        match got.map_err(unavailable)? {
+            Got::Status(s) => Err(DirectoryError::new(
+                match s {
+                    401 | 403 => DirectoryFailure::Unauthorised,
+                    429 | 503 => DirectoryFailure::Throttled,
+                    _ => DirectoryFailure::Unavailable,
+                },
+                format!("GET {what}: HTTP {s}"),
+            )),
+            other => Ok(other),
+        }
+    }
+}
+
+/// The held document, if its files are there, trusted and agree.
+fn held(state: &StateDir) -> (Held, Option<Vec<u8>>) {
+    let held: Option<Held> = state
+        .read_trusted(HELD)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(held) = held else {
+        return (Held::default(), None);
+    };
+    let object = state
+        .read_trusted(DOCUMENT)
+        .ok()
+        .flatten()
+        .filter(|b| hex(&Sha256::digest(b)) == held.sha256);
+    (held, object)
+}
+
+/// Opens and checks an object: signature, then serial and validity.
+fn check(
+    object: &[u8],
+    source: &FleetSource,
+    held: &Held,
+    what: &str,
+) -> Result<Document, DirectoryError> {
+    let doc = document::open(object, &source.public_keys)
+        .map_err(|r| malformed(format!("{what}: refused: {r}")))?;
+    if doc.serial < held.serial {
+        return Err(malformed(format!(
+            "{what}: refused: serial {} is older than serial {} this host already holds (a rollback)",
+            doc.serial, held.serial
+        )));
+    }
+    let now = super::now();
+    if doc.valid_until < now {
+        return Err(unavailable(format!(
+            "{what}: refused: serial {} expired {} s ago (valid_until {}); is the publisher publishing?",
+            doc.serial,
+            now - doc.valid_until,
+            doc.valid_until
+        )));
+    }
+    Ok(doc)
+}
+
+/// Reads the fleet document for `source`.
+pub fn read(
+    config: &AgentConfig,
+    source: &FleetSource,
+    state: &StateDir,
+) -> Result<Fetched, DirectoryError> {
+    let http = Http::new(&config.http).map_err(unavailable)?;
+    let transport = match &source.location {
+        Location::Http(base) => Transport::Http {
+            http,
+            base: base.clone(),
+        },
+        Location::S3 {
+            endpoint,
+            bucket,
+            prefix,
+        } => {
+            Transport::S3(super::s3::S3::new(http, endpoint, bucket, prefix).map_err(unavailable)?)
+        }
+        Location::Folder(p) => {
+            return Err(unavailable(format!(
+                "{}: a fleet host reads a URL, not a folder",
+                p.display()
+            )));
+        }
+    };
+    let (held, object) = held(state);
+    let validators = if object.is_some() {
+        held.validators.clone()
+    } else {
+        Validators::default()
+    };
+    let pointer_what = transport.describe(POINTER);
+    let use_held = |validators: Validators| -> Result<Fetched, DirectoryError> {
+        let object = object.as_deref().unwrap_or_default();
+        let document = check(object, source, &held, "the held fleet document")?;
+        let text = serde_json::to_vec(&Held {
+            validators,
+            ..held.clone()
+        })
+        .map_err(|e| malformed(e.to_string()))?;
+        Ok(Fetched {
+            document,
+            save: vec![(HELD, text)],
+            new: false,
+        })
+    };
+    let (body, new_validators) = match transport.get(POINTER, &validators, MAX_POINTER)? {
+        Got::NotModified if object.is_some() => return use_held(validators),
+        Got::NotModified => {
+            return Err(unavailable(format!(
+                "GET {pointer_what}: 304 to a request without validators"
+            )));
+        }
+        Got::Body { body, validators } => (body, validators),
+        Got::Status(_) => unreachable!("statuses are errors in Transport::get"),
+    };
+    let pointer: Pointer = serde_json::from_slice(&body).map_err(|e| {
+        malformed(format!(
+            "{pointer_what}: not a fleet pointer: line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if object.is_some() && pointer.sha256 == held.sha256 {
+        return use_held(new_validators);
+    }
+    if pointer.serial < held.serial {
+        return Err(malformed(format!(
+            "{pointer_what}: refused: it names serial {}, older than serial {} this host already holds (a rollback)",
+            pointer.serial, held.serial
+        )));
+    }
+    if pointer.serial == held.serial && object.is_some() {
+        // another publication with the same serial: nothing new
+        return use_held(new_validators);
+    }
+    let name = &pointer.object;
+    if !name.starts_with("objects/")
+        || name.contains("..")
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._".contains(&b))
+    {
+        return Err(malformed(format!(
+            "{pointer_what}: refused: object name {name:?} is not objects/<name>"
+        )));
+    }
+    if pointer.size > MAX_OBJECT {
+        return Err(malformed(format!(
+            "{pointer_what}: refused: object of {} bytes is over the {MAX_OBJECT}-byte limit",
+            pointer.size
+        )));
+    }
+    let what = transport.describe(name);
+    let bytes = match transport.get(name, &Validators::default(), pointer.size + 1)? {
+        Got::Body { body, .. } => body,
+        _ => return Err(unavailable(format!("GET {what}: no body"))),
+    };
+    let sha = hex(&Sha256::digest(&bytes));
+    if bytes.len() as u64 != pointer.size || sha != pointer.sha256 {
+        return Err(malformed(format!(
+            "{what}: refused: {} bytes with sha256 {sha}, the pointer says {} bytes with sha256 {} (truncated or damaged)",
+            bytes.len(),
+            pointer.size,
+            pointer.sha256
+        )));
+    }
+    let document = check(&bytes, source, &held, &what)?;
+    if document.serial != pointer.serial {
+        return Err(malformed(format!(
+            "{what}: refused: the document's serial {} is not the pointer's {}",
+            document.serial, pointer.serial
+        )));
+    }
+    let new_held = Held {
+        serial: document.serial,
+        sha256: sha,
+        validators: new_validators,
+    };
+    let text = serde_json::to_vec(&new_held).map_err(|e| malformed(e.to_string()))?;
+    tracing::info!(
+        "fleet: serial {} ({} people, {} groups), published at {}, valid until {}",
+        document.serial,
+        document.people.len(),
+        document.groups.len(),
+        document.published_at,
+        document.valid_until
+    );
+    Ok(Fetched {
+        document,
+        // the document before what names it
+        save: vec![(DOCUMENT, bytes), (HELD, text)],
+        new: true,
+    })
+}
