@@ -114,12 +114,6 @@ pub fn load_directory(
             })
         }
         DirectorySource::Fleet(source) => {
-            let state = state.ok_or_else(|| {
-                DirectoryError::new(
-                    DirectoryFailure::Unavailable,
-                    "a fleet host needs its state directory",
-                )
-            })?;
             let fetched = crate::fleet::fetch::read(config, source, state)?;
             let (directory, published) = crate::fleet::host::split(fetched.document);
             Ok(DirectoryRead {

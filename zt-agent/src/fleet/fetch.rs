@@ -141,11 +141,12 @@ fn check(
     Ok(doc)
 }
 
-/// Reads the fleet document for `source`.
+/// Reads the fleet document for `source`; `state`: where the held document
+/// is (none: `doctor`'s read-only check, as a host holding nothing).
 pub fn read(
     config: &AgentConfig,
     source: &FleetSource,
-    state: &StateDir,
+    state: Option<&StateDir>,
 ) -> Result<Fetched, DirectoryError> {
     let http = Http::new(&config.http).map_err(unavailable)?;
     let transport = match &source.location {
@@ -167,7 +168,7 @@ pub fn read(
             )));
         }
     };
-    let (held, object) = held(state);
+    let (held, object) = state.map(held).unwrap_or_default();
     let validators = if object.is_some() {
         held.validators.clone()
     } else {
