@@ -63,7 +63,7 @@ fn hex(bytes: &[u8]) -> String {
 
 enum Transport {
     Http { http: Http, base: String },
-    S3(super::s3::S3),
+    S3(Box<super::s3::S3>),
 }
 
 impl Transport {
@@ -158,9 +158,9 @@ pub fn read(
             endpoint,
             bucket,
             prefix,
-        } => {
-            Transport::S3(super::s3::S3::new(http, endpoint, bucket, prefix).map_err(unavailable)?)
-        }
+        } => Transport::S3(Box::new(
+            super::s3::S3::new(http, endpoint, bucket, prefix).map_err(unavailable)?,
+        )),
         Location::Folder(p) => {
             return Err(unavailable(format!(
                 "{}: a fleet host reads a URL, not a folder",
