@@ -641,6 +641,14 @@ fn sync_locked(
     // Issuers and policy are configuration, not directory: added here. A
     // private file that is not the public one's twin still holds the keys
     // last fetched, good enough to keep while a fetch fails.
+    let from_fleet;
+    let fetched = match fleet {
+        Some(published) => {
+            from_fleet = crate::fleet::host::issuer_keys(fetched, published);
+            &from_fleet[..]
+        }
+        None => fetched,
+    };
     resolution.content.issuers =
         keys::issuer_entries(config, fetched, previous_private_view.as_ref());
     resolution.content.policy = PolicyEntry {

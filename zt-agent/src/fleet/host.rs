@@ -7,12 +7,13 @@
 //! fleet's range is the authority). A person or group whose id or name a
 //! local account holds is left out here, with the reason logged.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::document::Document;
+use super::document::{Document, IssuerKey};
 use crate::config::AgentConfig;
 use crate::directory::{DirGroup, DirUser, Directory};
 use crate::identity::local::LocalAccounts;
+use crate::keys;
 use crate::resolve::{self, IdState, Policy, Resolution};
 
 /// What a host keeps from a document for the sync: the directory to resolve
@@ -23,6 +24,8 @@ pub struct Published {
     /// (IdP id, fleet name) for everyone published.
     pub names: Vec<(String, String)>,
     pub serial: u64,
+    /// The issuers' keys the publisher fetched, by `iss`.
+    pub issuer_keys: BTreeMap<String, Vec<IssuerKey>>,
 }
 
 /// The document as a directory, and the fleet's ids.
@@ -83,6 +86,7 @@ pub fn split(doc: Document) -> (Directory, Published) {
             ids: doc.ids,
             names,
             serial: doc.serial,
+            issuer_keys: doc.issuer_keys,
         },
     )
 }
@@ -111,4 +115,34 @@ pub fn resolve(
         .groups
         .retain(|g| g.idp_id.is_empty() || fleet_groups.contains(g.idp_id.as_str()));
     r
+}
+
+/// The issuers' keys for this host: its own fetch where it worked; where it
+/// failed (a host with no way out to the issuer), the keys the publisher
+/// fetched for the same `iss`. Only issuers this host's config names count.
+pub fn issuer_keys(fetched: &[keys::Fetched], published: &Published) -> Vec<keys::Fetched> {
+    fetched
+        .iter()
+        .map(|f| match (&f.result, published.issuer_keys.get(&f.iss)) {
+            (Err(e), Some(keys)) if !keys.is_empty() => {
+                tracing::info!(
+                    "issuer {}: {e}; using the {} keys the fleet document carries",
+                    f.iss,
+                    keys.len()
+                );
+                keys::Fetched {
+                    iss: f.iss.clone(),
+                    result: Ok(keys
+                        .iter()
+                        .map(|k| zt_snapshot::KeyEntry {
+                            kid: k.kid.clone(),
+                            alg: k.alg.clone(),
+                            jwk: k.jwk.clone(),
+                        })
+                        .collect()),
+                }
+            }
+            _ => f.clone(),
+        })
+        .collect()
 }

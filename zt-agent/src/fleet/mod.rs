@@ -258,3 +258,105 @@ pub fn check_source(
 pub fn now() -> u64 {
     crate::status::now()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{AgentConfig, DirectorySource};
+
+    fn parse(directory: &str, extra: &str) -> Result<AgentConfig, String> {
+        AgentConfig::parse(
+            &format!("[directory]\n{directory}\n[users]\ndomains = [\"example.com\"]\n{extra}"),
+            "agent.toml",
+        )
+        .map_err(|e| e.0)
+    }
+
+    const KEY: &str = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
+    #[test]
+    fn a_fleet_host_config_is_checked_with_line_and_fix() {
+        let ok = parse(
+            &format!("kind = \"fleet\"\nurl = \"https://zt.example.com/fleet\"\npublic_keys = [\"{KEY}\"]"),
+            "",
+        )
+        .unwrap();
+        let DirectorySource::Fleet(f) = &ok.directory.source else {
+            panic!("not a fleet source");
+        };
+        assert_eq!(
+            f.location,
+            super::Location::Http("https://zt.example.com/fleet/".into())
+        );
+        let e = parse("kind = \"fleet\"\nurl = \"https://zt.example.com/\"", "").unwrap_err();
+        assert!(e.contains("needs public_keys"), "{e}");
+        let e = parse(
+            "kind = \"fleet\"\nurl = \"https://zt.example.com/\"\npublic_keys = [\"AAAA\"]",
+            "",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("agent.toml:4:") && e.contains("32"), "{e}");
+        let e = parse(
+            &format!(
+                "kind = \"fleet\"\nurl = \"http://zt.example.com/\"\npublic_keys = [\"{KEY}\"]"
+            ),
+            "",
+        )
+        .unwrap_err();
+        assert!(e.contains("must be https"), "{e}");
+        let e = parse(
+            &format!("kind = \"fleet\"\nurl = \"s3://zt-fleet/prod\"\npublic_keys = [\"{KEY}\"]"),
+            "",
+        )
+        .unwrap_err();
+        assert!(e.contains("s3_endpoint"), "{e}");
+        let e = parse(
+            &format!("kind = \"file\"\npath = \"/d.json\"\npublic_keys = [\"{KEY}\"]"),
+            "",
+        )
+        .unwrap_err();
+        assert!(e.contains("not a key of kind = \"file\""), "{e}");
+    }
+
+    #[test]
+    fn a_publish_section_is_checked() {
+        let file = "kind = \"file\"\npath = \"/d.json\"";
+        let c = parse(
+            file,
+            "[publish]\nto = \"/srv/zt/fleet\"\nsigning_key_file = \"/etc/zt/fleet.key\"\n",
+        )
+        .unwrap();
+        let t = c.publish_target.unwrap();
+        assert_eq!(t.valid_for, std::time::Duration::from_secs(7 * 86400));
+        let e = parse(
+            file,
+            "[publish]\nto = \"srv\"\nsigning_key_file = \"/etc/zt/fleet.key\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("publish.to") && e.contains("absolute folder"),
+            "{e}"
+        );
+        let e = parse(
+            file,
+            "[publish]\nto = \"/srv\"\nsigning_key_file = \"/k\"\nvalid_for = \"forever\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("agent.toml:9:") && e.contains("valid_for"),
+            "{e}"
+        );
+        let c = parse(
+            file,
+            "[publish]\nto = \"s3://zt-fleet/prod/\"\nsigning_key_file = \"/k\"\ns3_endpoint = \"https://s3.example.com\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.publish_target.unwrap().to,
+            super::Location::S3 {
+                endpoint: "https://s3.example.com".into(),
+                bucket: "zt-fleet".into(),
+                prefix: "prod/".into()
+            }
+        );
+    }
+}

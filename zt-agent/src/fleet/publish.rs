@@ -56,6 +56,10 @@ pub struct Pointer {
     pub size: u64,
     pub published_at: u64,
     pub valid_until: u64,
+    /// SHA-256 of the document's content without serial and times: a second
+    /// publisher with the same directory sees that it has nothing to add.
+    #[serde(default)]
+    pub content: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -335,9 +339,11 @@ pub fn publish(
     let current = destination.read_pointer()?;
     let now = super::now();
     let half = target.valid_for.as_secs() / 2;
+    // whoever published it (this agent, or another publisher with the same
+    // key and directory): the same content, valid long enough, stays
     let still_current = current
         .as_ref()
-        .is_some_and(|(p, _)| p.serial == last.serial && p.object == last.object);
+        .is_some_and(|(p, _)| p.content == content && p.valid_until >= now + half.max(1));
     let report = |published, serial, object_bytes, valid_until| PublishReport {
         published,
         serial,
@@ -346,8 +352,8 @@ pub fn publish(
         object_bytes,
         valid_until,
     };
-    if still_current && last.content == content && last.valid_until >= now + half.max(1) {
-        return Ok(report(false, last.serial, 0, last.valid_until));
+    if let (true, Some((p, _))) = (still_current, &current) {
+        return Ok(report(false, p.serial, 0, p.valid_until));
     }
     // ids first: no uid is ever published before it is remembered
     if new_ids != ids {
@@ -376,6 +382,7 @@ pub fn publish(
         size: object.len() as u64,
         published_at: doc.published_at,
         valid_until: doc.valid_until,
+        content: content.clone(),
     };
     let mut text = serde_json::to_vec_pretty(&pointer).map_err(|e| e.to_string())?;
     text.push(b'\n');
@@ -606,5 +613,43 @@ name = "developers"
                 .gid
         };
         assert_eq!(gid(&ra), gid(&rb));
+    }
+
+    #[test]
+    fn a_second_publisher_with_the_same_directory_adds_nothing_and_keys_travel() {
+        let s = setup();
+        let c = config("");
+        let d = file::parse(DIR, "d.json").unwrap();
+        let fetched = [keys::Fetched {
+            iss: "https://sso.example.com".into(),
+            result: Ok(vec![zt_snapshot::KeyEntry {
+                kid: "k1".into(),
+                alg: "RS256".into(),
+                jwk: "{}".into(),
+            }]),
+        }];
+        let first = publish(&c, &s.target, &s.state, &d, &fetched).unwrap();
+        assert!(first.published);
+        // another publisher: its own state, the same key and folder
+        let other = setup();
+        let other_state = &other.state;
+        let again = publish(&c, &s.target, other_state, &d, &fetched).unwrap();
+        assert!(
+            !again.published,
+            "interchangeable content was published again"
+        );
+        assert_eq!(again.serial, first.serial);
+        // a host whose own fetch failed uses the keys the document carries
+        let (_, doc) = current(&s);
+        let (_, published) = host::split(doc);
+        let failed = [keys::Fetched {
+            iss: "https://sso.example.com".into(),
+            result: Err(keys::KeysError::new(
+                keys::KeysFailure::Unavailable,
+                "no route",
+            )),
+        }];
+        let used = host::issuer_keys(&failed, &published);
+        assert_eq!(used[0].result.as_ref().unwrap()[0].kid, "k1");
     }
 }
