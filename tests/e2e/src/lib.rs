@@ -25,6 +25,7 @@ pub mod net;
 pub mod nginx;
 pub mod oidc;
 pub mod pam;
+pub mod s3;
 pub mod scim;
 pub mod sshd;
 pub mod tokens;
