@@ -194,6 +194,7 @@ fn a_fleet_served_by_nginx_resolves_the_same_on_every_host_and_refuses_bad_docum
     assert_eq!(passwd(&a, "bob"), None);
     let st = status(&a);
     assert!(st.contains("bob") && st.contains("local account"), "{st}");
+    assert!(st.contains("fleet document: serial "), "{st}");
     assert!(text(&a.getent(&["group", "sre"]).1.into_bytes()).contains("alice"));
 
     // host a as a daemon: a change reaches it within one interval (5 s, +-10%)
@@ -286,6 +287,7 @@ fn a_fleet_served_by_nginx_resolves_the_same_on_every_host_and_refuses_bad_docum
     assert!(passwd(&b, "ivan").is_some());
     std::thread::sleep(Duration::from_secs(3));
     assert_refused(&b, 69, "expired", "ivan", "mallory");
+    assert!(status(&b).contains("EXPIRED"), "{}", status(&b));
 }
 
 fn sha256(bytes: &[u8]) -> String {

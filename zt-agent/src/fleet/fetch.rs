@@ -37,6 +37,10 @@ pub struct Held {
     pub serial: u64,
     pub sha256: String,
     #[serde(default)]
+    pub published_at: u64,
+    #[serde(default)]
+    pub valid_until: u64,
+    #[serde(default)]
     pub validators: Validators,
 }
 
@@ -260,6 +264,8 @@ pub fn read(
     let new_held = Held {
         serial: document.serial,
         sha256: sha,
+        published_at: document.published_at,
+        valid_until: document.valid_until,
         validators: new_validators,
     };
     let text = serde_json::to_vec(&new_held).map_err(|e| malformed(e.to_string()))?;
@@ -277,4 +283,20 @@ pub fn read(
         save: vec![(DOCUMENT, bytes), (HELD, text)],
         new: true,
     })
+}
+
+/// `zt-agent status`'s line for a fleet host: the document held, its age and
+/// how long it stays valid.
+pub fn held_line(state: &StateDir, now: u64) -> Option<String> {
+    let held: Held = serde_json::from_slice(&state.read_trusted(HELD).ok()??).ok()?;
+    let left = if held.valid_until >= now {
+        format!("valid for {} s more", held.valid_until - now)
+    } else {
+        format!("EXPIRED {} s ago", now - held.valid_until)
+    };
+    Some(format!(
+        "fleet document: serial {}, published {} s ago, {left}",
+        held.serial,
+        now.saturating_sub(held.published_at)
+    ))
 }
