@@ -65,6 +65,25 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// One client for every poll of this process (the daemon): its idle
+/// connection and TLS sessions carry over from one poll to the next, so an
+/// unchanged poll is a resumed (or reused) connection and a 304, not a full
+/// TLS handshake with the server's certificate chain. A new one when
+/// `[http]` changes.
+fn client(config: &crate::config::HttpConfig) -> Result<Http, String> {
+    static CLIENT: std::sync::Mutex<Option<(Option<std::path::PathBuf>, Http)>> =
+        std::sync::Mutex::new(None);
+    let mut held = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((ca, http)) = held.as_ref()
+        && *ca == config.ca_file
+    {
+        return Ok(http.clone());
+    }
+    let http = Http::new(config)?;
+    *held = Some((config.ca_file.clone(), http.clone()));
+    Ok(http)
+}
+
 enum Transport {
     Http { http: Http, base: String },
     S3(Box<super::s3::S3>),
@@ -152,7 +171,7 @@ pub fn read(
     source: &FleetSource,
     state: Option<&StateDir>,
 ) -> Result<Fetched, DirectoryError> {
-    let http = Http::new(&config.http).map_err(unavailable)?;
+    let http = client(&config.http).map_err(unavailable)?;
     let transport = match &source.location {
         Location::Http(base) => Transport::Http {
             http,
