@@ -27,6 +27,10 @@ use crate::http::{Got, Http, Validators};
 pub const DOCUMENT: &str = "fleet-document";
 /// What is held: serial, digest, the pointer's validators.
 pub const HELD: &str = "fleet-held.json";
+/// How long the polling client keeps an idle connection: longer than the
+/// longest sync_interval a fleet uses, so a poll reuses it where the server
+/// keeps it open (see README: nginx `keepalive_timeout`).
+pub const POLL_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 /// The largest pointer read.
 const MAX_POINTER: u64 = 64 << 10;
 /// The largest object read.
@@ -79,7 +83,7 @@ fn client(config: &crate::config::HttpConfig) -> Result<Http, String> {
     {
         return Ok(http.clone());
     }
-    let http = Http::new(config)?;
+    let http = Http::for_polls(config, POLL_IDLE)?;
     *held = Some((config.ca_file.clone(), http.clone()));
     Ok(http)
 }
