@@ -559,11 +559,8 @@ fn main() {
         "| the one client a daemon keeps (connection reused) | {} |",
         (b3 - b2) / rounds
     );
-    if idle_rounds > 0 {
-        println!(
-            "| the one client a daemon keeps, each poll 16 s after the last | {} |",
-            resumed / idle_rounds
-        );
+    if let Some(per) = resumed.checked_div(idle_rounds) {
+        println!("| the one client a daemon keeps, each poll 16 s after the last | {per} |");
     }
     println!("\npeak RSS of this process: {:.0} MB", max_rss_mb());
 }
