@@ -631,6 +631,15 @@ impl AgentConfig {
             (Some(span), key, why) => fail(span, key, why),
             (None, key, why) => ConfigError(format!("{origin}: {key}: {why}")),
         })?;
+        if let (Some(p), DirectorySource::Fleet(_)) = (&config.publish, &config.directory.source) {
+            return Err(fail(
+                p.to.span(),
+                "publish.to",
+                "a fleet host does not publish: [publish] belongs on a host that reads the IdP \
+                 (any other [directory] kind)"
+                    .into(),
+            ));
+        }
         if let Some(p) = &config.publish {
             config.publish_target = Some(p.check().map_err(|(span, key, why)| match span {
                 Some(span) => fail(span, key, why),

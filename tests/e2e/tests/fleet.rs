@@ -195,6 +195,8 @@ fn a_fleet_served_by_nginx_resolves_the_same_on_every_host_and_refuses_bad_docum
     let st = status(&a);
     assert!(st.contains("bob") && st.contains("local account"), "{st}");
     assert!(st.contains("fleet document: serial "), "{st}");
+    let why = text(&a.agent(&["lookup", "bob"]).stdout);
+    assert!(why.contains("local account"), "{why}");
     assert!(text(&a.getent(&["group", "sre"]).1.into_bytes()).contains("alice"));
 
     // host a as a daemon: a change reaches it within one interval (5 s, +-10%)

@@ -224,7 +224,7 @@ pub fn read(
             )));
         }
         Got::Body { body, validators } => (body, validators),
-        Got::Status(_) => unreachable!("statuses are errors in Transport::get"),
+        Got::Status(s) => return Err(unavailable(format!("GET {pointer_what}: HTTP {s}"))),
     };
     let pointer: Pointer = serde_json::from_slice(&body).map_err(|e| {
         malformed(format!(

@@ -315,6 +315,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("not a key of kind = \"file\""), "{e}");
+        let e = parse(
+            &format!(
+                "kind = \"fleet\"\nurl = \"https://zt.example.com/\"\npublic_keys = [\"{KEY}\"]"
+            ),
+            "[publish]\nto = \"/srv\"\nsigning_key_file = \"/k\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("a fleet host does not publish"), "{e}");
     }
 
     #[test]
