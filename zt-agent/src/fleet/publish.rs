@@ -94,6 +94,9 @@ pub trait Destination {
     fn put_pointer(&self, bytes: &[u8], not_before: Option<SystemTime>) -> Result<(), String>;
     /// Removes objects older than `KEEP_OBJECTS` whose names are not in `keep`.
     fn prune(&self, keep: &HashSet<String>) -> Result<usize, String>;
+    /// Marks an object as replaced now, where the store can (a folder: its
+    /// mtime), so pruning counts from its replacement, not its creation.
+    fn retire(&self, _name: &str) {}
 }
 
 /// A folder a web server serves.
@@ -195,6 +198,18 @@ impl Destination for Folder {
             }
         }
         Ok(removed)
+    }
+
+    fn retire(&self, name: &str) {
+        let path = self.root.join(name);
+        let touched = std::fs::File::options()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|f| f.set_modified(SystemTime::now()));
+        if let Err(e) = touched {
+            tracing::debug!("{}: {e}", path.display());
+        }
     }
 }
 
@@ -402,7 +417,10 @@ pub fn publish(
         tracing::warn!("cannot record the publication in {PUBLISHED}: {e}");
     }
     let mut keep: HashSet<String> = HashSet::from([name]);
-    if let Some((p, _)) = &current {
+    if let Some((p, _)) = &current
+        && p.object != published.object
+    {
+        destination.retire(&p.object);
         keep.insert(p.object.clone());
     }
     match destination.prune(&keep) {
@@ -651,5 +669,46 @@ name = "developers"
         }];
         let used = host::issuer_keys(&failed, &published);
         assert_eq!(used[0].result.as_ref().unwrap()[0].kid, "k1");
+    }
+
+    #[test]
+    fn every_publication_moves_the_pointers_mtime_and_old_objects_go_after_a_while() {
+        let s = setup();
+        let c = config("");
+        let mtime = |s: &Setup| {
+            std::fs::metadata(s.folder.join(POINTER))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        let d1 = file::parse(DIR, "d").unwrap();
+        publish(&c, &s.target, &s.state, &d1, &[]).unwrap();
+        let (p1, _) = current(&s);
+        let t1 = mtime(&s);
+        // a second publication within the same second: nginx's ETag (mtime
+        // seconds and size) must still change
+        let d2 = file::parse(&DIR.replace("\"Alice\"", "\"Alice L\""), "d").unwrap();
+        publish(&c, &s.target, &s.state, &d2, &[]).unwrap();
+        let (p2, _) = current(&s);
+        assert!(mtime(&s).duration_since(t1).unwrap() >= Duration::from_secs(1));
+        assert!(p2.serial > p1.serial && p2.object != p1.object);
+        // the first object was replaced over an hour ago (as if): it goes at
+        // the next publication; the one just replaced stays (a host may be
+        // downloading it)
+        let old = s.folder.join(&p1.object);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(SystemTime::now() - KEEP_OBJECTS - Duration::from_secs(60))
+            .unwrap();
+        let d3 = file::parse(&DIR.replace("\"Alice\"", "\"Alice M\""), "d").unwrap();
+        publish(&c, &s.target, &s.state, &d3, &[]).unwrap();
+        let (p3, _) = current(&s);
+        assert!(
+            !old.exists(),
+            "an object replaced over an hour ago is still there"
+        );
+        assert!(s.folder.join(&p2.object).exists() && s.folder.join(&p3.object).exists());
     }
 }
