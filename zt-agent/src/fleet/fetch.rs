@@ -217,7 +217,13 @@ pub fn read(
         })
     };
     let (body, new_validators) = match transport.get(POINTER, &validators, MAX_POINTER)? {
-        Got::NotModified if object.is_some() => return use_held(validators),
+        Got::NotModified if object.is_some() => {
+            tracing::debug!(
+                "fleet: {pointer_what} not modified (serial {})",
+                held.serial
+            );
+            return use_held(validators);
+        }
         Got::NotModified => {
             return Err(unavailable(format!(
                 "GET {pointer_what}: 304 to a request without validators"
@@ -234,6 +240,10 @@ pub fn read(
         ))
     })?;
     if object.is_some() && pointer.sha256 == held.sha256 {
+        tracing::debug!(
+            "fleet: {pointer_what} names the held serial {}",
+            held.serial
+        );
         return use_held(new_validators);
     }
     if pointer.serial < held.serial {
