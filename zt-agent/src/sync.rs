@@ -602,15 +602,14 @@ fn sync_locked(
         }
     });
 
+    if let Some(prev) = &previous_pair {
+        remember_published_ids(prev, &mut ids);
+    }
     let mut resolution = match fleet {
-        // the fleet's ids are the authority: nothing is allocated here
-        Some(published) => crate::fleet::host::resolve(config, &directory, &local, published),
-        None => {
-            if let Some(prev) = &previous_pair {
-                remember_published_ids(prev, &mut ids);
-            }
-            resolve::resolve(config, &directory, &local, &ids)
-        }
+        // the fleet's ids, taken as given where they move nothing this host
+        // handed out before: nothing is allocated here
+        Some(published) => crate::fleet::host::resolve(config, &directory, &local, published, &ids),
+        None => resolve::resolve(config, &directory, &local, &ids),
     };
 
     // What readers may be serving now. With a matching twin, the pair says it

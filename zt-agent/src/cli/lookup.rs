@@ -93,6 +93,7 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
         .and_then(|c| {
             let state = state.as_ref().map_err(|e| e.to_string())?;
             let read = sync::load_directory(&c, Some(state)).map_err(|e| e.to_string())?;
+            let ids = sync::load_ids(state)?;
             // a fleet host resolves as its sync does: the fleet's names and ids
             if let Some(published) = &read.fleet {
                 return Ok(crate::fleet::host::resolve(
@@ -100,9 +101,9 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
                     &read.directory,
                     &local,
                     published,
+                    &ids,
                 ));
             }
-            let ids = sync::load_ids(state)?;
             Ok(resolve::resolve(&c, &read.directory, &local, &ids))
         });
     match dry_run {

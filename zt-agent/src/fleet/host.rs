@@ -7,14 +7,14 @@
 //! fleet's range is the authority). A person or group whose id or name a
 //! local account holds is left out here, with the reason logged.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::document::{Document, IssuerKey};
 use crate::config::AgentConfig;
 use crate::directory::{DirGroup, DirUser, Directory};
 use crate::identity::local::LocalAccounts;
 use crate::keys;
-use crate::resolve::{self, IdState, Policy, Resolution};
+use crate::resolve::{self, IdState, Policy, Resolution, Skip};
 
 /// What a host keeps from a document for the sync: the directory to resolve
 /// and the fleet's ids.
@@ -91,12 +91,68 @@ pub fn split(doc: Document) -> (Directory, Published) {
     )
 }
 
-/// Resolves the fleet's directory on this host.
+/// Why a published person would move an id or name this host handed out
+/// before (its ids.json: a host that read the IdP itself before it joined
+/// the fleet, or a departed person's id kept reserved): uids and names never
+/// move, so such a person is not served here and the reason is reported.
+fn moved_people(published: &Published, host: &IdState) -> BTreeMap<String, String> {
+    let mut owner: HashMap<u32, &str> = host
+        .earlier_users
+        .iter()
+        .flat_map(|(k, ids)| ids.iter().map(move |&u| (u, k.as_str())))
+        .collect();
+    owner.extend(host.users.iter().map(|(k, &u)| (u, k.as_str())));
+    let mut out = BTreeMap::new();
+    for (id, name) in &published.names {
+        let Some(&uid) = published.ids.users.get(id) else {
+            continue;
+        };
+        let why = match (host.users.get(id), owner.get(&uid), host.names.get(name)) {
+            (Some(&before), _, _) if before != uid => format!(
+                "the fleet's uid {uid} differs from uid {before} this host gave them before (uids never move)"
+            ),
+            (_, Some(&other), _) if other != id => format!(
+                "the fleet's uid {uid} was handed out on this host to {other:?} before (uids never move)"
+            ),
+            (_, _, Some(other)) if other != id => format!(
+                "the fleet's name {name:?} is held on this host by {other:?} (`zt-agent release {name}` frees it)"
+            ),
+            _ => continue,
+        };
+        out.insert(id.clone(), why);
+    }
+    out
+}
+
+/// Groups whose fleet gid differs from the one this host gave them, or was
+/// another group's here.
+fn moved_groups(published: &Published, host: &IdState) -> BTreeMap<String, String> {
+    let owner: HashMap<u32, &str> = host.groups.iter().map(|(k, &g)| (g, k.as_str())).collect();
+    let mut out = BTreeMap::new();
+    for (id, &gid) in &published.ids.groups {
+        let why = match (host.groups.get(id), owner.get(&gid)) {
+            (Some(&before), _) if before != gid => format!(
+                "the fleet's gid {gid} differs from gid {before} this host gave it before (gids never move)"
+            ),
+            (_, Some(&other)) if other != id => format!(
+                "the fleet's gid {gid} was handed out on this host to group {other:?} before"
+            ),
+            _ => continue,
+        };
+        out.insert(id.clone(), why);
+    }
+    out
+}
+
+/// Resolves the fleet's directory on this host. `host_ids`: what this host
+/// handed out before (ids.json); the resolution's ids are those plus the
+/// fleet's, so nothing this host ever handed out is forgotten.
 pub fn resolve(
     config: &AgentConfig,
     directory: &Directory,
     local: &LocalAccounts,
     published: &Published,
+    host_ids: &IdState,
 ) -> Resolution {
     let mut policy = Policy::from_config(config);
     for (id, name) in &published.names {
@@ -108,13 +164,80 @@ pub fn resolve(
     // business only where they hold a local account's id
     let mut local = local.clone();
     local.sub_ranges.clear();
+    let people = moved_people(published, host_ids);
+    let groups = moved_groups(published, host_ids);
+    let filtered;
+    let directory = if people.is_empty() && groups.is_empty() {
+        directory
+    } else {
+        let mut d = directory.clone();
+        d.users.retain(|u| !people.contains_key(&u.id));
+        d.groups.retain(|g| !groups.contains_key(&g.id));
+        filtered = d;
+        &filtered
+    };
     let mut r = resolve::resolve_with(&policy, directory, &local, &published.ids);
+    for (id, why) in &people {
+        let email = published
+            .names
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, n)| n.clone());
+        r.skipped.push(Skip {
+            id: id.clone(),
+            email: String::new(),
+            name: email,
+            reason: why.clone(),
+            notable: true,
+        });
+    }
+    for (id, why) in &groups {
+        r.problems.push(format!("group {id:?} left out: {why}"));
+    }
     // a group the fleet does not publish is never given a gid of this host's
     let fleet_groups: BTreeSet<&str> = published.ids.groups.keys().map(String::as_str).collect();
     r.content
         .groups
         .retain(|g| g.idp_id.is_empty() || fleet_groups.contains(g.idp_id.as_str()));
+    r.ids = merged_ids(host_ids, &r.ids, &people, &groups);
     r
+}
+
+/// This host's ids with the fleet's added: an id this host holds is kept
+/// (departed people's too), a fleet assignment that would move one is not taken.
+fn merged_ids(
+    host: &IdState,
+    fleet: &IdState,
+    moved_people: &BTreeMap<String, String>,
+    moved_groups: &BTreeMap<String, String>,
+) -> IdState {
+    let mut out = host.clone();
+    for (k, &u) in &fleet.users {
+        if !moved_people.contains_key(k) {
+            out.users.entry(k.clone()).or_insert(u);
+        }
+    }
+    for (k, earlier) in &fleet.earlier_users {
+        if !moved_people.contains_key(k) {
+            let e = out.earlier_users.entry(k.clone()).or_default();
+            for u in earlier {
+                if !e.contains(u) {
+                    e.push(*u);
+                }
+            }
+        }
+    }
+    for (k, &g) in &fleet.groups {
+        if !moved_groups.contains_key(k) {
+            out.groups.entry(k.clone()).or_insert(g);
+        }
+    }
+    for (name, id) in &fleet.names {
+        if !moved_people.contains_key(id) {
+            out.names.entry(name.clone()).or_insert_with(|| id.clone());
+        }
+    }
+    out
 }
 
 /// The issuers' keys for this host: its own fetch where it worked; where it

@@ -596,9 +596,9 @@ name = "developers"
         );
         let host_config = config("");
         let (dir_a, pub_a) = host::split(doc.clone());
-        let ra = host::resolve(&host_config, &dir_a, &a, &pub_a);
+        let ra = host::resolve(&host_config, &dir_a, &a, &pub_a, &IdState::default());
         let (dir_b, pub_b) = host::split(doc.clone());
-        let rb = host::resolve(&host_config, &dir_b, &b, &pub_b);
+        let rb = host::resolve(&host_config, &dir_b, &b, &pub_b, &IdState::default());
         let uids = |r: &resolve::Resolution| -> Vec<(String, u32)> {
             r.content
                 .users
@@ -710,5 +710,44 @@ name = "developers"
             "an object replaced over an hour ago is still there"
         );
         assert!(s.folder.join(&p2.object).exists() && s.folder.join(&p3.object).exists());
+    }
+
+    #[test]
+    fn a_host_never_moves_an_id_or_name_it_handed_out_before_joining_the_fleet() {
+        let s = setup();
+        let c = config("");
+        let d = file::parse(DIR, "d.json").unwrap();
+        publish(&c, &s.target, &s.state, &d, &[]).unwrap();
+        let (_, doc) = current(&s);
+        let alice = doc.people.iter().find(|p| p.id == "u-alice").unwrap().uid;
+        let bob = doc.people.iter().find(|p| p.id == "u-bob").unwrap().uid;
+        // this host gave alice another uid, and bob's fleet uid to a departed
+        // person, before it joined the fleet
+        let mut before = IdState::default();
+        before.users.insert("u-alice".into(), 0x7000_0001);
+        before.users.insert("u-gone".into(), bob);
+        before.names.insert("gone".into(), "u-gone".into());
+        let (dir, published) = host::split(doc);
+        let r = host::resolve(&c, &dir, &LocalAccounts::default(), &published, &before);
+        assert!(r.content.users.is_empty(), "{:?}", r.content.users);
+        let why = |id: &str| {
+            r.skipped
+                .iter()
+                .find(|s| s.id == id)
+                .unwrap()
+                .reason
+                .clone()
+        };
+        assert!(
+            why("u-alice").contains("differs from uid 1879048193"),
+            "{}",
+            why("u-alice")
+        );
+        assert!(why("u-bob").contains("\"u-gone\""), "{}", why("u-bob"));
+        // nothing this host handed out is forgotten, nor overwritten
+        assert_eq!(r.ids.users["u-alice"], 0x7000_0001);
+        assert_eq!(r.ids.users["u-gone"], bob);
+        assert_ne!(r.ids.users.get("u-bob"), Some(&bob));
+        assert_ne!(alice, 0x7000_0001);
     }
 }
