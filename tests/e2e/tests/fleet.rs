@@ -276,16 +276,23 @@ fn a_fleet_served_by_nginx_resolves_the_same_on_every_host_and_refuses_bad_docum
     std::fs::write(folder.join("current.json"), &current).unwrap();
     assert_eq!(sync(&b).0, 0);
 
-    // an expired document: the publisher stops (valid for 2 s); the host
+    // an expired document: the publisher stops (valid for 5 s); the host
     // keeps its snapshot, and [login] max_offline governs as for an IdP outage
-    publisher.write_config(&publisher_config("fleet.key", "2s"));
+    publisher.write_config(&publisher_config("fleet.key", "5s"));
     publisher.write_directory(&directory(&[
         "alice", "bob", "carol", "erin", "gina", "ivan",
     ]));
     publisher.sync();
     assert_eq!(sync(&b).0, 0);
     assert!(passwd(&b, "ivan").is_some());
-    std::thread::sleep(Duration::from_secs(3));
+    let valid_until = pointer(&folder)["valid_until"].as_u64().unwrap();
+    wait_for("the document to expire", Duration::from_secs(8), || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            > valid_until
+    });
     assert_refused(&b, 69, "expired", "ivan", "mallory");
     assert!(status(&b).contains("EXPIRED"), "{}", status(&b));
 }
