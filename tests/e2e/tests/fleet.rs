@@ -216,6 +216,28 @@ fn a_fleet_served_by_nginx_resolves_the_same_on_every_host_and_refuses_bad_docum
     assert_eq!(sync(&b).0, 0);
     assert_eq!(passwd(&a, "erin"), passwd(&b, "erin"));
 
+    // two publications in quick succession (nginx's ETag is the mtime in
+    // whole seconds and the size): the host that saw the first sees the second
+    publisher.write_directory(&directory(&["alice", "bob", "carol", "erin", "finn"]));
+    publisher.sync();
+    assert_eq!(sync(&b).0, 0);
+    publisher.write_directory(&directory(&[
+        "alice", "bob", "carol", "erin", "finn", "fay",
+    ]));
+    publisher.sync();
+    let (rc, err) = sync(&b);
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        passwd(&b, "fay").is_some(),
+        "the second publication was missed"
+    );
+
+    // doctor reads the fleet as the agent does, and checks the publisher's key
+    let o = text(&b.agent(&["doctor"]).stdout);
+    assert!(o.contains("directory: fleet: read "), "{o}");
+    let o = text(&publisher.agent(&["doctor"]).stdout);
+    assert!(o.contains(&format!("public_keys = [\"{public}\"]")), "{o}");
+
     // nothing changed: the poll is a 304 and the host is unchanged
     let o = b.agent(&["sync", "--once", "--detailed-exitcodes"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
@@ -230,7 +252,9 @@ fn a_fleet_served_by_nginx_resolves_the_same_on_every_host_and_refuses_bad_docum
     rogue.write_config(
         &publisher_config("rogue.key", "1h").replace("ROOT/srv/fleet", folder.to_str().unwrap()),
     );
-    rogue.write_directory(&directory(&["alice", "bob", "carol", "erin", "mallory"]));
+    rogue.write_directory(&directory(&[
+        "alice", "bob", "carol", "erin", "finn", "fay", "mallory",
+    ]));
     rogue.sync();
     assert_refused(&b, 65, "unknown key", "erin", "mallory");
 
@@ -240,7 +264,9 @@ fn a_fleet_served_by_nginx_resolves_the_same_on_every_host_and_refuses_bad_docum
     assert!(passwd(&b, "mallory").is_none());
 
     // one changed byte, with a pointer that matches the changed object
-    publisher.write_directory(&directory(&["alice", "bob", "carol", "erin", "gina"]));
+    publisher.write_directory(&directory(&[
+        "alice", "bob", "carol", "erin", "finn", "fay", "gina",
+    ]));
     publisher.sync();
     let path = object_path(&folder);
     let good = std::fs::read(&path).unwrap();
@@ -280,7 +306,7 @@ fn a_fleet_served_by_nginx_resolves_the_same_on_every_host_and_refuses_bad_docum
     // keeps its snapshot, and [login] max_offline governs as for an IdP outage
     publisher.write_config(&publisher_config("fleet.key", "5s"));
     publisher.write_directory(&directory(&[
-        "alice", "bob", "carol", "erin", "gina", "ivan",
+        "alice", "bob", "carol", "erin", "finn", "fay", "gina", "ivan",
     ]));
     publisher.sync();
     assert_eq!(sync(&b).0, 0);
