@@ -302,9 +302,26 @@ fn a_fleet_served_by_nginx_resolves_the_same_on_every_host_and_refuses_bad_docum
     std::fs::write(folder.join("current.json"), &current).unwrap();
     assert_eq!(sync(&b).0, 0);
 
+    // a key rotation: hosts trust the old and the new key, the publisher
+    // switches (and publishes again, though nothing else changed), then the
+    // hosts drop the old key
+    let new_public = new_key(&publisher, "fleet2.key");
+    b.write_config(&host_config(
+        &nginx.url(),
+        &format!("{public}\", \"{new_public}"),
+    ));
+    assert_eq!(sync(&b).0, 0);
+    publisher.write_config(&publisher_config("fleet2.key", "1h"));
+    publisher.sync();
+    assert_eq!(pointer(&folder)["key"], json!(new_public));
+    b.write_config(&host_config(&nginx.url(), &new_public));
+    let (rc, err) = sync(&b);
+    assert_eq!(rc, 0, "{err}");
+    assert!(passwd(&b, "gina").is_some());
+
     // an expired document: the publisher stops (valid for 5 s); the host
     // keeps its snapshot, and [login] max_offline governs as for an IdP outage
-    publisher.write_config(&publisher_config("fleet.key", "5s"));
+    publisher.write_config(&publisher_config("fleet2.key", "5s"));
     publisher.write_directory(&directory(&[
         "alice", "bob", "carol", "erin", "finn", "fay", "gina", "ivan",
     ]));

@@ -196,6 +196,23 @@ pub fn read(
         }
     };
     let (held, object) = state.map(held).unwrap_or_default();
+    // A held document that no longer checks out (its key was taken out of
+    // public_keys) is refused like a new one: the server has that same
+    // document until the publisher publishes again, so fetching it anew
+    // would only cost the whole document every poll.
+    attempt(&transport, source, &held, object.as_deref())
+}
+
+/// How refusals of the held document begin.
+const HELD_WHAT: &str = "the held fleet document";
+
+/// One read: `object` is the held document, if it is to be used.
+fn attempt(
+    transport: &Transport,
+    source: &FleetSource,
+    held: &Held,
+    object: Option<&[u8]>,
+) -> Result<Fetched, DirectoryError> {
     let validators = if object.is_some() {
         held.validators.clone()
     } else {
@@ -203,8 +220,8 @@ pub fn read(
     };
     let pointer_what = transport.describe(POINTER);
     let use_held = |validators: Validators| -> Result<Fetched, DirectoryError> {
-        let object = object.as_deref().unwrap_or_default();
-        let document = check(object, source, &held, "the held fleet document")?;
+        let object = object.unwrap_or_default();
+        let document = check(object, source, held, HELD_WHAT)?;
         let text = serde_json::to_vec(&Held {
             validators,
             ..held.clone()
@@ -287,7 +304,7 @@ pub fn read(
             pointer.sha256
         )));
     }
-    let document = check(&bytes, source, &held, &what)?;
+    let document = check(&bytes, source, held, &what)?;
     if document.serial != pointer.serial {
         return Err(malformed(format!(
             "{what}: refused: the document's serial {} is not the pointer's {}",

@@ -60,6 +60,10 @@ pub struct Pointer {
     /// publisher with the same directory sees that it has nothing to add.
     #[serde(default)]
     pub content: String,
+    /// The signer's public key (base64): a publisher whose key changed
+    /// publishes again, even when the content is the same.
+    #[serde(default)]
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,9 +360,10 @@ pub fn publish(
     let half = target.valid_for.as_secs() / 2;
     // whoever published it (this agent, or another publisher with the same
     // key and directory): the same content, valid long enough, stays
-    let still_current = current
-        .as_ref()
-        .is_some_and(|(p, _)| p.content == content && p.valid_until >= now + half.max(1));
+    let our_key = super::sign::encode_public(key.verifying_key().as_bytes());
+    let still_current = current.as_ref().is_some_and(|(p, _)| {
+        p.content == content && p.key == our_key && p.valid_until >= now + half.max(1)
+    });
     let report = |published, serial, object_bytes, valid_until| PublishReport {
         published,
         serial,
@@ -398,6 +403,7 @@ pub fn publish(
         published_at: doc.published_at,
         valid_until: doc.valid_until,
         content: content.clone(),
+        key: our_key,
     };
     let mut text = serde_json::to_vec_pretty(&pointer).map_err(|e| e.to_string())?;
     text.push(b'\n');
