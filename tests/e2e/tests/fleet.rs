@@ -195,6 +195,9 @@ fn a_fleet_served_by_nginx_resolves_the_same_on_every_host_and_refuses_bad_docum
     let st = status(&a);
     assert!(st.contains("bob") && st.contains("local account"), "{st}");
     assert!(st.contains("fleet document: serial "), "{st}");
+    let json: Value =
+        serde_json::from_slice(&a.agent(&["status", "--json"]).stdout).expect("status --json");
+    assert!(json["fleet"]["serial"].as_u64().is_some(), "{json}");
     let why = text(&a.agent(&["lookup", "bob"]).stdout);
     assert!(why.contains("local account"), "{why}");
     assert!(text(&a.getent(&["group", "sre"]).1.into_bytes()).contains("alice"));

@@ -338,7 +338,7 @@ fn attempt(
 /// `zt-agent status`'s line for a fleet host: the document held, its age and
 /// how long it stays valid.
 pub fn held_line(state: &StateDir, now: u64) -> Option<String> {
-    let held: Held = serde_json::from_slice(&state.read_trusted(HELD).ok()??).ok()?;
+    let held = held_record(state)?;
     let left = if held.valid_until >= now {
         format!("valid for {} s more", held.valid_until - now)
     } else {
@@ -349,4 +349,9 @@ pub fn held_line(state: &StateDir, now: u64) -> Option<String> {
         held.serial,
         now.saturating_sub(held.published_at)
     ))
+}
+
+/// What a fleet host holds (none on other hosts), for status and monitoring.
+pub fn held_record(state: &StateDir) -> Option<Held> {
+    serde_json::from_slice(&state.read_trusted(HELD).ok()??).ok()
 }
