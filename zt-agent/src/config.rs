@@ -46,6 +46,12 @@ pub struct AgentConfig {
     /// `[monitoring]`: a node_exporter textfile rewritten after every sync.
     #[serde(default)]
     pub monitoring: crate::monitoring::MonitoringConfig,
+    /// `[publish]`: this agent also publishes a signed fleet document.
+    #[serde(default)]
+    pub publish: Option<crate::fleet::PublishConfig>,
+    /// `publish`, checked by `parse`.
+    #[serde(skip)]
+    pub publish_target: Option<crate::fleet::PublishTarget>,
     /// `issuers`, checked and resolved (iss, key source) by `parse`.
     #[serde(skip)]
     pub issuer_specs: Vec<IssuerSpec>,
@@ -354,6 +360,10 @@ pub struct DirectoryConfig {
     pub url: Option<Spanned<String>>,
     /// keycloak: the realm.
     pub realm: Option<Spanned<String>>,
+    /// fleet: the publishers' Ed25519 public keys (base64; several for rotation).
+    pub public_keys: Option<Spanned<Vec<Spanned<String>>>>,
+    /// fleet with an s3:// url: the S3 endpoint (credentials from the environment).
+    pub s3_endpoint: Option<Spanned<String>>,
     /// Where the people and groups come from, checked by `parse`.
     #[serde(skip, default)]
     pub source: DirectorySource,
@@ -368,6 +378,7 @@ pub enum DirectoryKind {
     Keycloak,
     Okta,
     Google,
+    Fleet,
 }
 
 impl DirectoryKind {
@@ -379,6 +390,7 @@ impl DirectoryKind {
             DirectoryKind::Keycloak => "keycloak",
             DirectoryKind::Okta => "okta",
             DirectoryKind::Google => "google",
+            DirectoryKind::Fleet => "fleet",
         }
     }
 }
@@ -397,6 +409,7 @@ pub enum DirectorySource {
     Keycloak(KeycloakSource),
     Okta(OktaSource),
     Google(GoogleSource),
+    Fleet(crate::fleet::FleetSource),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -667,6 +680,21 @@ impl AgentConfig {
             (Some(span), key, why) => fail(span, key, why),
             (None, key, why) => ConfigError(format!("{origin}: {key}: {why}")),
         })?;
+        if let (Some(p), DirectorySource::Fleet(_)) = (&config.publish, &config.directory.source) {
+            return Err(fail(
+                p.to.span(),
+                "publish.to",
+                "a fleet host does not publish: [publish] belongs on a host that reads the IdP \
+                 (any other [directory] kind)"
+                    .into(),
+            ));
+        }
+        if let Some(p) = &config.publish {
+            config.publish_target = Some(p.check().map_err(|(span, key, why)| match span {
+                Some(span) => fail(span, key, why),
+                None => ConfigError(format!("{origin}: {key}: {why}")),
+            })?);
+        }
         let domains = &config.users.domains;
         if domains.get_ref().is_empty() && config.users.name_from == NameFrom::EmailLocalPart {
             return Err(ConfigError(format!(
@@ -920,6 +948,7 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
         ("directory.token_url", &d.token_url),
         ("directory.url", &d.url),
         ("directory.realm", &d.realm),
+        ("directory.s3_endpoint", &d.s3_endpoint),
     ];
     let allowed: &[&str] = match kind {
         DirectoryKind::File => &[],
@@ -952,6 +981,7 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
             "directory.api_url",
             "directory.token_url",
         ],
+        DirectoryKind::Fleet => &["directory.url", "directory.s3_endpoint"],
     };
     for (key, value) in optional {
         if let Some(v) = value
@@ -963,6 +993,15 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
                 format!("not a key of kind = \"{}\"", kind.name()),
             ));
         }
+    }
+    if let Some(keys) = &d.public_keys
+        && kind != DirectoryKind::Fleet
+    {
+        return Err((
+            Some(keys.span()),
+            "directory.public_keys",
+            format!("not a key of kind = \"{}\"", kind.name()),
+        ));
     }
     if kind != DirectoryKind::File && d.path.is_some() {
         return Err((
@@ -1216,6 +1255,20 @@ fn directory_source(d: &DirectoryConfig) -> Result<DirectorySource, DirectoryErr
                 api_url,
                 token_url,
             }))
+        }
+        DirectoryKind::Fleet => {
+            let url = required(
+                "directory.url",
+                &d.url,
+                "url = \"https://zt.example.com/fleet/\" (or \"s3://bucket/prefix\")",
+            )?;
+            crate::fleet::check_source(
+                &url,
+                d.public_keys.as_ref(),
+                d.s3_endpoint.as_ref(),
+                here.clone(),
+            )
+            .map(DirectorySource::Fleet)
         }
     }
 }

@@ -44,6 +44,18 @@ impl Http {
     /// no system bundle, Mozilla's list (webpki-roots), or `ca_file` alone.
     /// The error names the file and what is wrong with it.
     pub fn new(config: &HttpConfig) -> Result<Http, String> {
+        Self::build(config, None)
+    }
+
+    /// As [`Http::new`], keeping an idle connection for `max_idle` (ureq's
+    /// default is 15 s): a client that polls every minute then reuses its
+    /// connection, where the server keeps it open as long (nginx's
+    /// `keepalive_timeout` is 75 s), instead of a new TCP and TLS handshake.
+    pub fn for_polls(config: &HttpConfig, max_idle: Duration) -> Result<Http, String> {
+        Self::build(config, Some(max_idle))
+    }
+
+    fn build(config: &HttpConfig, max_idle: Option<Duration>) -> Result<Http, String> {
         let mut roots: Vec<Certificate<'static>> = SYSTEM_BUNDLES
             .iter()
             .find_map(|p| std::fs::read(p).ok())
@@ -73,7 +85,11 @@ impl Http {
         } else {
             RootCerts::Specific(Arc::new(roots))
         };
-        let config = ureq::Agent::config_builder()
+        let mut builder = ureq::Agent::config_builder();
+        if let Some(idle) = max_idle {
+            builder = builder.max_idle_age(idle);
+        }
+        let config = builder
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_resolve(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(REQUEST_TIMEOUT))
@@ -94,6 +110,80 @@ impl Http {
     pub fn agent(&self) -> &ureq::Agent {
         &self.agent
     }
+
+    /// A conditional GET: with the validators of the last 200 (ETag,
+    /// Last-Modified) an unchanged resource answers 304 and no body. Other
+    /// statuses come back as they are (`Got::Status`); the body is read up to
+    /// `limit` bytes. `extra` headers go with the request (S3's signature).
+    pub fn get_conditional(
+        &self,
+        url: &str,
+        validators: &Validators,
+        extra: &[(String, String)],
+        limit: u64,
+    ) -> Result<Got, String> {
+        let mut request = self.agent.get(url);
+        if let Some(etag) = &validators.etag {
+            request = request.header("If-None-Match", etag);
+        }
+        if let Some(date) = &validators.last_modified {
+            request = request.header("If-Modified-Since", date);
+        }
+        for (k, v) in extra {
+            request = request.header(k, v);
+        }
+        let mut response = request.call().map_err(|e| format!("GET {url}: {e}"))?;
+        let status = response.status().as_u16();
+        match status {
+            304 => Ok(Got::NotModified),
+            200 => {
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let validators = Validators {
+                    etag: header("etag"),
+                    last_modified: header("last-modified"),
+                };
+                let body = response
+                    .body_mut()
+                    .with_config()
+                    .limit(limit)
+                    .read_to_vec()
+                    .map_err(|e| {
+                        format!("GET {url}: reading the body (at most {limit} bytes): {e}")
+                    })?;
+                Ok(Got::Body { body, validators })
+            }
+            other => Ok(Got::Status(other)),
+        }
+    }
+}
+
+/// What identifies the version of a resource a client already has.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Validators {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+/// The answer to a conditional GET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    /// 304: what the client holds is current.
+    NotModified,
+    /// 200, with the new validators.
+    Body {
+        body: Vec<u8>,
+        validators: Validators,
+    },
+    /// Any other status.
+    Status(u16),
 }
 
 #[cfg(test)]

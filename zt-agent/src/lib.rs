@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod device;
 pub mod directory;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

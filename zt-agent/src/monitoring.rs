@@ -50,6 +50,17 @@ pub struct Health {
     /// Directory entries left out (collisions, bad names), see `status`.
     pub skipped: u64,
     pub problems: Vec<String>,
+    /// A fleet host: the document it holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetInfo>,
+}
+
+/// The fleet document a host holds (times in unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetInfo {
+    pub serial: u64,
+    pub published_at: u64,
+    pub valid_until: u64,
 }
 
 pub fn health(state_dir: &Path) -> Health {
@@ -94,6 +105,14 @@ pub fn health(state_dir: &Path) -> Health {
         sudo_error,
         skipped: st.skipped.len() as u64,
         problems: st.problems.clone(),
+        fleet: zt_snapshot::StateDir::open(state_dir)
+            .ok()
+            .and_then(|s| crate::fleet::fetch::held_record(&s))
+            .map(|h| FleetInfo {
+                serial: h.serial,
+                published_at: h.published_at,
+                valid_until: h.valid_until,
+            }),
     }
 }
 
@@ -177,6 +196,23 @@ pub fn prometheus(h: &Health) -> String {
         "Rules in /etc/sudoers.d/zt.",
         h.sudo_rules.to_string(),
     );
+    if let Some(f) = &h.fleet {
+        metric(
+            "zt_fleet_document_serial",
+            "Serial of the fleet document this host holds.",
+            f.serial.to_string(),
+        );
+        metric(
+            "zt_fleet_document_published_timestamp_seconds",
+            "When the held fleet document was published.",
+            f.published_at.to_string(),
+        );
+        metric(
+            "zt_fleet_document_valid_until_timestamp_seconds",
+            "When the held fleet document expires (then syncs fail as unavailable).",
+            f.valid_until.to_string(),
+        );
+    }
     if let Some(e) = &h.last_error {
         out.push_str(&format!(
             "# HELP zt_last_sync_error_info The last sync's error.\n# TYPE zt_last_sync_error_info gauge\nzt_last_sync_error_info{{error=\"{}\"}} 1\n",
@@ -325,6 +361,7 @@ mod tests {
             sudo_error: None,
             skipped: 3,
             problems: vec![],
+            fleet: None,
         }
     }
 
@@ -348,6 +385,28 @@ mod tests {
         }
         // every sample line is `name{labels} value`: one per metric, no stray newline
         assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 12);
+    }
+
+    #[test]
+    fn a_fleet_host_shows_its_documents_age_and_expiry() {
+        let mut h = sample();
+        assert!(!prometheus(&h).contains("zt_fleet"));
+        h.fleet = Some(FleetInfo {
+            serial: 9,
+            published_at: 1_700_000_050,
+            valid_until: 1_700_600_050,
+        });
+        let text = prometheus(&h);
+        for line in [
+            "zt_fleet_document_serial 9",
+            "zt_fleet_document_published_timestamp_seconds 1700000050",
+            "zt_fleet_document_valid_until_timestamp_seconds 1700600050",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from\n{text}"
+            );
+        }
     }
 
     #[test]

@@ -56,8 +56,10 @@ pub struct Report {
 #[derive(Debug)]
 pub struct DirectoryRead {
     pub directory: Directory,
-    /// (state file name, bytes).
-    pub save: Option<(&'static str, Vec<u8>)>,
+    /// (state file name, bytes), written in this order.
+    pub save: Vec<(&'static str, Vec<u8>)>,
+    /// A fleet host: the fleet's names and ids, taken as given.
+    pub fleet: Option<crate::fleet::host::Published>,
 }
 
 /// Reads the configured directory. `state`: where connectors find what they
@@ -68,7 +70,8 @@ pub fn load_directory(
 ) -> Result<DirectoryRead, DirectoryError> {
     let plain = |directory| DirectoryRead {
         directory,
-        save: None,
+        save: Vec::new(),
+        fleet: None,
     };
     match &config.directory.source {
         DirectorySource::File { path } => file::load(path).map(plain),
@@ -106,7 +109,17 @@ pub fn load_directory(
             })?;
             Ok(DirectoryRead {
                 directory,
-                save: Some((names::ENTRA_DELTA, bytes)),
+                save: vec![(names::ENTRA_DELTA, bytes)],
+                fleet: None,
+            })
+        }
+        DirectorySource::Fleet(source) => {
+            let fetched = crate::fleet::fetch::read(config, source, state)?;
+            let (directory, published) = crate::fleet::host::split(fetched.document);
+            Ok(DirectoryRead {
+                directory,
+                save: fetched.save,
+                fleet: Some(published),
             })
         }
         DirectorySource::Okta(source) => {
@@ -219,14 +232,34 @@ pub fn sync_fetched(
     let result = directory.and_then(|read| {
         // What the IdP told is saved whatever the publish does: it mirrors
         // the IdP, not the snapshot, and the next read continues from it.
-        if let Some((name, bytes)) = &read.save
-            && let Err(e) = state.write_atomic(name, bytes, modes::PRIVATE)
-        {
-            tracing::warn!("cannot save {name}: {e}; the next read starts from scratch");
+        for (name, bytes) in &read.save {
+            if let Err(e) = state.write_atomic(name, bytes, modes::PRIVATE) {
+                tracing::warn!("cannot save {name}: {e}; the next read starts from scratch");
+            }
         }
-        caught("the sync", || {
-            sync_locked(config, paths, &state, force, fetched, read.directory)
-        })
+        // the publisher resolves the same directory for the fleet after its own sync
+        let for_fleet = config
+            .publish_target
+            .as_ref()
+            .map(|_| read.directory.clone());
+        let report = caught("the sync", || {
+            sync_locked(
+                config,
+                paths,
+                &state,
+                force,
+                fetched,
+                read.directory,
+                read.fleet.as_ref(),
+            )
+        })?;
+        if let (Some(target), Some(directory)) = (&config.publish_target, for_fleet) {
+            caught("the fleet publication", || {
+                crate::fleet::publish::publish(config, target, &state, &directory, fetched)
+                    .map_err(|e| SyncError::host(format!("fleet publication failed: {e}")))
+            })?;
+        }
+        Ok(report)
     });
     let mut st = previous_status.clone();
     st.last_attempt = status::now();
@@ -523,6 +556,7 @@ fn sync_locked(
     force: bool,
     fetched: &[keys::Fetched],
     directory: Directory,
+    fleet: Option<&crate::fleet::host::Published>,
 ) -> Result<Report, SyncError> {
     let local = LocalAccounts::load(&paths.host_root).map_err(|e| {
         SyncError::host(format!(
@@ -571,7 +605,12 @@ fn sync_locked(
     if let Some(prev) = &previous_pair {
         remember_published_ids(prev, &mut ids);
     }
-    let mut resolution = resolve::resolve(config, &directory, &local, &ids);
+    let mut resolution = match fleet {
+        // the fleet's ids, taken as given where they move nothing this host
+        // handed out before: nothing is allocated here
+        Some(published) => crate::fleet::host::resolve(config, &directory, &local, published, &ids),
+        None => resolve::resolve(config, &directory, &local, &ids),
+    };
 
     // What readers may be serving now. With a matching twin, the pair says it
     // all; without one (an agent killed between the two renames, a lost or
@@ -601,6 +640,14 @@ fn sync_locked(
     // Issuers and policy are configuration, not directory: added here. A
     // private file that is not the public one's twin still holds the keys
     // last fetched, good enough to keep while a fetch fails.
+    let from_fleet;
+    let fetched = match fleet {
+        Some(published) => {
+            from_fleet = crate::fleet::host::issuer_keys(fetched, published);
+            &from_fleet[..]
+        }
+        None => fetched,
+    };
     resolution.content.issuers =
         keys::issuer_entries(config, fetched, previous_private_view.as_ref());
     resolution.content.policy = PolicyEntry {

@@ -24,8 +24,10 @@ pub mod agent;
 pub mod device;
 pub mod keys_server;
 pub mod net;
+pub mod nginx;
 pub mod oidc;
 pub mod pam;
+pub mod s3;
 pub mod scim;
 pub mod sshd;
 pub mod tokens;
@@ -183,6 +185,9 @@ impl Host {
              mount --bind {r}/etc/group /etc/group
              mount --bind {r}/etc/nsswitch.conf /etc/nsswitch.conf
              mount --bind {r}/var/lib /var/lib
+             for f in subuid subgid; do
+                 [ ! -e {r}/etc/$f ] || mount --bind {r}/etc/$f /etc/$f
+             done
              [ -d /etc/sudoers.d ] && mount --bind {r}/etc/sudoers.d /etc/sudoers.d
              [ -d /run/nscd ] && mount -t tmpfs tmpfs /run/nscd
              {pam}

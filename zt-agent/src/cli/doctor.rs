@@ -592,6 +592,26 @@ pub fn directory_read(config: &AgentConfig) -> Finding {
     }
 }
 
+/// A publisher's `[publish]`: the signing key loads, and a folder
+/// destination exists and is a directory (an S3 bucket is checked by the
+/// next publication: doctor writes nothing).
+fn publish_check(target: &crate::fleet::PublishTarget) -> Finding {
+    let key = match crate::fleet::sign::load(&target.signing_key_file) {
+        Ok(k) => k,
+        Err(e) => return fail(format!("publish: signing key: {e}")),
+    };
+    let public = crate::fleet::sign::encode_public(key.verifying_key().as_bytes());
+    match &target.to {
+        crate::fleet::Location::Folder(p) if !p.is_dir() => fail(format!(
+            "publish: {} is not a folder (create it, and serve it with a web server)",
+            p.display()
+        )),
+        _ => ok(format!(
+            "publish: signing key loads; hosts need public_keys = [\"{public}\"]"
+        )),
+    }
+}
+
 /// The directory source and every issuer's keys, fetched as the agent does,
 /// and the host's clock against the key servers' `Date`.
 fn endpoints(config: &AgentConfig) -> Vec<Finding> {
@@ -611,6 +631,9 @@ fn endpoints(config: &AgentConfig) -> Vec<Finding> {
         DirectorySource::File { .. } | DirectorySource::Unchecked
     ) {
         findings.push(directory_read(config));
+    }
+    if let Some(target) = &config.publish_target {
+        findings.push(publish_check(target));
     }
     if config.issuer_specs.is_empty() {
         findings.push(warn("issuers: none configured: pam_zt accepts no token"));

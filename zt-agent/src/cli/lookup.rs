@@ -92,11 +92,19 @@ pub fn lookup(config_path: &Path, paths: &Paths, key: &str) -> ExitCode {
         .map_err(|e| e.to_string())
         .and_then(|c| {
             let state = state.as_ref().map_err(|e| e.to_string())?;
-            let d = sync::load_directory(&c, Some(state))
-                .map_err(|e| e.to_string())?
-                .directory;
+            let read = sync::load_directory(&c, Some(state)).map_err(|e| e.to_string())?;
             let ids = sync::load_ids(state)?;
-            Ok(resolve::resolve(&c, &d, &local, &ids))
+            // a fleet host resolves as its sync does: the fleet's names and ids
+            if let Some(published) = &read.fleet {
+                return Ok(crate::fleet::host::resolve(
+                    &c,
+                    &read.directory,
+                    &local,
+                    published,
+                    &ids,
+                ));
+            }
+            Ok(resolve::resolve(&c, &read.directory, &local, &ids))
         });
     match dry_run {
         Ok(r) => match r.skipped.iter().find(|s| matches(s, key)) {

@@ -83,6 +83,19 @@ enum Command {
     /// for USER, one per line. Reads only the published files. Unknown user or
     /// any error: prints nothing, exits 0.
     Keys { user: String },
+    /// Fleet signing keys for `[publish]`.
+    FleetKey {
+        #[command(subcommand)]
+        action: FleetKeyAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FleetKeyAction {
+    /// Write a new Ed25519 key to FILE (0600) and its public half to
+    /// FILE.pub, and print the public key for the hosts' `public_keys`.
+    /// Never replaces an existing FILE.
+    New { file: PathBuf },
 }
 
 pub fn main() -> ExitCode {
@@ -91,6 +104,20 @@ pub fn main() -> ExitCode {
     match &cli.command {
         Command::Principals { user } => return ssh::principals(&cli.state_dir, user),
         Command::Keys { user } => return ssh::keys(&cli.state_dir, user),
+        Command::FleetKey {
+            action: FleetKeyAction::New { file },
+        } => {
+            return match crate::fleet::sign::new_key(file) {
+                Ok(public) => {
+                    println!("{public}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("zt-agent: {e}");
+                    ExitCode::from(outcome::exit::HOST)
+                }
+            };
+        }
         _ => {}
     }
     crate::logging::init(cli.verbose);
@@ -147,6 +174,8 @@ pub fn main() -> ExitCode {
         Command::Doctor => doctor::doctor(&cli.config, &paths),
         Command::Lookup { key } => lookup::lookup(&cli.config, &paths, &key),
         Command::Release { name } => release::release(&paths, &name),
-        Command::Principals { .. } | Command::Keys { .. } => unreachable!("answered above"),
+        Command::Principals { .. } | Command::Keys { .. } | Command::FleetKey { .. } => {
+            unreachable!("answered above")
+        }
     }
 }

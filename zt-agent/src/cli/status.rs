@@ -70,6 +70,12 @@ pub fn status(paths: &Paths) -> ExitCode {
             }
         }
     }
+    if let Some(line) = StateDir::open(&paths.state_dir)
+        .ok()
+        .and_then(|state| crate::fleet::fetch::held_line(&state, now()))
+    {
+        crate::say!("{line}");
+    }
     if let Some(why) = crate::status::frozen(&st, now())
         && st.last_attempt != 0
     {
