@@ -34,7 +34,7 @@ pub const POLL_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 /// The largest pointer read.
 const MAX_POINTER: u64 = 64 << 10;
 /// The largest object read.
-const MAX_OBJECT: u64 = 512 << 20;
+const MAX_OBJECT: u64 = 128 << 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Held {
@@ -156,6 +156,7 @@ fn check(
             doc.serial, held.serial
         )));
     }
+    sane(doc.serial, doc.published_at, doc.valid_until, what)?;
     let now = super::now();
     if doc.valid_until < now {
         return Err(unavailable(format!(
@@ -166,6 +167,39 @@ fn check(
         )));
     }
     Ok(doc)
+}
+
+/// Clock skew accepted on a publication time.
+pub const MAX_SKEW_SECS: u64 = 300;
+/// Longest validity a publication may claim (`valid_for` is at most 400 d).
+pub const MAX_VALIDITY_SECS: u64 = 400 * 86_400;
+/// How far a serial may run ahead of its publication time: serials are
+/// roughly unix seconds, one more per publication within a second.
+pub const MAX_SERIAL_LEAD: u64 = 30 * 86_400;
+
+/// Bounds on what even a correctly signed publication may claim: a leaked or
+/// misused key cannot push a serial or a validity to the end of time (which
+/// hosts would then hold forever).
+fn sane(
+    serial: u64,
+    published_at: u64,
+    valid_until: u64,
+    what: &str,
+) -> Result<(), DirectoryError> {
+    let now = super::now();
+    let why = if published_at > now.saturating_add(MAX_SKEW_SECS) {
+        format!("published {} s in the future", published_at - now)
+    } else if valid_until.saturating_sub(published_at) > MAX_VALIDITY_SECS {
+        format!(
+            "valid for {} s, more than the {MAX_VALIDITY_SECS} s a publication may claim",
+            valid_until.saturating_sub(published_at)
+        )
+    } else if serial > published_at.saturating_add(MAX_SERIAL_LEAD) {
+        format!("serial {serial} runs far ahead of its publication time {published_at}")
+    } else {
+        return Ok(());
+    };
+    Err(malformed(format!("{what}: refused: {why}")))
 }
 
 /// Reads the fleet document for `source`; `state`: where the held document
@@ -256,6 +290,15 @@ fn attempt(
             e.column()
         ))
     })?;
+    // the pointer is checked before anything it names is fetched
+    super::pointer::verify(&pointer, &source.public_keys)
+        .map_err(|why| malformed(format!("{pointer_what}: refused: {why}")))?;
+    sane(
+        pointer.serial,
+        pointer.published_at,
+        pointer.valid_until,
+        &pointer_what,
+    )?;
     if object.is_some() && pointer.sha256 == held.sha256 {
         tracing::debug!(
             "fleet: {pointer_what} names the held serial {}",
@@ -354,4 +397,23 @@ pub fn held_line(state: &StateDir, now: u64) -> Option<String> {
 /// What a fleet host holds (none on other hosts), for status and monitoring.
 pub fn held_record(state: &StateDir) -> Option<Held> {
     serde_json::from_slice(&state.read_trusted(HELD).ok()??).ok()
+}
+
+#[cfg(test)]
+mod sanity_tests {
+    use super::*;
+
+    #[test]
+    fn even_a_signed_publication_has_bounds() {
+        let now = super::super::now();
+        sane(now, now, now + 7 * 86_400, "doc").unwrap();
+        for (serial, published, valid, why) in [
+            (now, now + 3600, now + 7200, "in the future"),
+            (now, now, u64::MAX, "more than"),
+            (u64::MAX - 1, now, now + 60, "runs far ahead"),
+        ] {
+            let e = sane(serial, published, valid, "doc").unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+    }
 }

@@ -14,6 +14,7 @@
 pub mod document;
 pub mod fetch;
 pub mod host;
+pub mod pointer;
 pub mod publish;
 pub mod s3;
 pub mod sign;

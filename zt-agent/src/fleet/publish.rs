@@ -64,6 +64,9 @@ pub struct Pointer {
     /// publishes again, even when the content is the same.
     #[serde(default)]
     pub key: String,
+    /// Ed25519 signature of the fields above (`super::pointer`), base64.
+    #[serde(default)]
+    pub sig: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,7 +358,18 @@ pub fn publish(
     let (mut doc, new_ids) = build_document(config, dir, &ids, fetched);
     let content = content_digest(&doc);
     let destination = destination(&target.to, config)?;
-    let current = destination.read_pointer()?;
+    // A served pointer counts (its serial as the floor of ours, its validity
+    // for "still current") only when this publisher's key signed it: the
+    // folder or bucket is not trusted. A pointer from another key (a key
+    // rotation) is replaced; one nobody signed is logged.
+    let served = destination.read_pointer()?;
+    let current = served.clone().filter(|(p, _)| {
+        let ours = super::pointer::verify(p, &[key.verifying_key()]);
+        if let Err(why) = &ours {
+            tracing::warn!("fleet: the served {POINTER} is not this publisher's ({why}): replaced");
+        }
+        ours.is_ok()
+    });
     let now = super::now();
     let half = target.valid_for.as_secs() / 2;
     // whoever published it (this agent, or another publisher with the same
@@ -387,7 +401,10 @@ pub fn publish(
     let before = last
         .serial
         .max(current.as_ref().map_or(0, |(p, _)| p.serial));
-    doc.serial = (before + 1).max(now);
+    doc.serial = before
+        .checked_add(1)
+        .ok_or("the serial cannot grow any further (u64)")?
+        .max(now);
     doc.published_at = now;
     doc.valid_until = now + target.valid_for.as_secs();
     let object = document::seal(&doc, &key)?;
@@ -404,10 +421,13 @@ pub fn publish(
         valid_until: doc.valid_until,
         content: content.clone(),
         key: our_key,
+        sig: String::new(),
     };
+    let mut pointer = pointer;
+    super::pointer::sign(&mut pointer, &key)?;
     let mut text = serde_json::to_vec_pretty(&pointer).map_err(|e| e.to_string())?;
     text.push(b'\n');
-    let not_before = current
+    let not_before = served
         .as_ref()
         .map(|(_, mtime)| *mtime + Duration::from_secs(1));
     destination.put_pointer(&text, not_before)?;
@@ -547,6 +567,33 @@ name = "developers"
         let key = crate::fleet::sign::load(&s.target.signing_key_file).unwrap();
         let doc = document::open(&object, &[key.verifying_key()]).unwrap();
         (pointer, doc)
+    }
+
+    #[test]
+    fn a_forged_pointer_in_the_folder_is_never_trusted() {
+        let s = setup();
+        let c = config("");
+        let d = file::parse(DIR, "d.json").unwrap();
+        let first = publish(&c, &s.target, &s.state, &d, &[]).unwrap();
+        let (mut forged, _) = current(&s);
+        // whoever can write the folder claims the next serial is near 2^64
+        // and the current publication valid forever
+        forged.serial = u64::MAX - 1;
+        forged.valid_until = u64::MAX;
+        std::fs::write(s.folder.join(POINTER), serde_json::to_vec(&forged).unwrap()).unwrap();
+        let key = crate::fleet::sign::load(&s.target.signing_key_file).unwrap();
+        assert!(super::super::pointer::verify(&forged, &[key.verifying_key()]).is_err());
+        let again = publish(&c, &s.target, &s.state, &d, &[]).unwrap();
+        assert!(again.published, "the forged pointer is replaced");
+        assert!(
+            again.serial > first.serial && again.serial < first.serial + 10,
+            "{} after {}",
+            again.serial,
+            first.serial
+        );
+        let (pointer, _) = current(&s);
+        super::super::pointer::verify(&pointer, &[key.verifying_key()]).unwrap();
+        assert_eq!(pointer.serial, again.serial);
     }
 
     #[test]
