@@ -412,7 +412,9 @@ mod sanity_tests {
             (now, now, u64::MAX, "more than"),
             (u64::MAX - 1, now, now + 60, "runs far ahead"),
         ] {
-            let e = sane(serial, published, valid, "doc").unwrap_err().to_string();
+            let e = sane(serial, published, valid, "doc")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(why), "{e}");
         }
     }

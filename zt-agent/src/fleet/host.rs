@@ -13,6 +13,7 @@ use super::document::{Document, IssuerKey};
 use crate::config::AgentConfig;
 use crate::directory::{DirGroup, DirUser, Directory};
 use crate::identity::local::LocalAccounts;
+use crate::identity::{idmap, names};
 use crate::keys;
 use crate::resolve::{self, IdState, Policy, Resolution, Skip};
 
@@ -124,6 +125,60 @@ fn moved_people(published: &Published, host: &IdState) -> BTreeMap<String, Strin
     out
 }
 
+/// An id no zt host hands out, from whatever source: system ids, systemd's
+/// ranges (dynamic service users, containers, homed), nobody, 2^31 and up.
+fn outside_ids(id: u32) -> Option<&'static str> {
+    if idmap::is_special(id) {
+        return Some("system accounts");
+    }
+    idmap::forbidden_range(id)
+}
+
+/// What even a correctly signed document may not give this host: names this
+/// host's rules refuse, ids outside what any zt host hands out, a uid given
+/// twice or also a group's gid (a person's private group has gid = uid).
+/// People and groups are left out one by one, never the whole sync.
+fn unusable(published: &Published) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let mut people = BTreeMap::new();
+    let gids: HashMap<u32, &str> = published
+        .ids
+        .groups
+        .iter()
+        .map(|(k, &g)| (g, k.as_str()))
+        .collect();
+    let mut uids: HashMap<u32, &str> = HashMap::new();
+    for (id, name) in &published.names {
+        let Some(&uid) = published.ids.users.get(id) else {
+            continue;
+        };
+        let why = if let Err(e) = names::validate(name, true) {
+            format!("the fleet's name {name:?} is not one this host accepts: {e}")
+        } else if let Some(range) = outside_ids(uid) {
+            format!("the fleet's uid {uid} is in the range of {range}")
+        } else if let Some(other) = uids.insert(uid, id) {
+            format!("the fleet gives uid {uid} to {other:?} as well")
+        } else if let Some(group) = gids.get(&uid) {
+            format!("the fleet's uid {uid} is also group {group:?}'s gid")
+        } else {
+            continue;
+        };
+        people.insert(id.clone(), why);
+    }
+    let mut groups = BTreeMap::new();
+    let mut seen: HashMap<u32, &str> = HashMap::new();
+    for (id, &gid) in &published.ids.groups {
+        let why = if let Some(range) = outside_ids(gid) {
+            format!("the fleet's gid {gid} is in the range of {range}")
+        } else if let Some(other) = seen.insert(gid, id) {
+            format!("the fleet gives gid {gid} to group {other:?} as well")
+        } else {
+            continue;
+        };
+        groups.insert(id.clone(), why);
+    }
+    (people, groups)
+}
+
 /// Groups whose fleet gid differs from the one this host gave them, or was
 /// another group's here.
 fn moved_groups(published: &Published, host: &IdState) -> BTreeMap<String, String> {
@@ -164,8 +219,11 @@ pub fn resolve(
     // business only where they hold a local account's id
     let mut local = local.clone();
     local.sub_ranges.clear();
-    let people = moved_people(published, host_ids);
-    let groups = moved_groups(published, host_ids);
+    let mut people = moved_people(published, host_ids);
+    let mut groups = moved_groups(published, host_ids);
+    let (bad_people, bad_groups) = unusable(published);
+    people.extend(bad_people);
+    groups.extend(bad_groups);
     let filtered;
     let directory = if people.is_empty() && groups.is_empty() {
         directory

@@ -570,6 +570,65 @@ name = "developers"
     }
 
     #[test]
+    fn a_signed_document_still_cannot_give_a_host_bad_names_or_ids() {
+        let s = setup();
+        let c = config("");
+        let d = file::parse(DIR, "d.json").unwrap();
+        publish(&c, &s.target, &s.state, &d, &[]).unwrap();
+        let (_, good) = current(&s);
+        let host_config = config("");
+        let resolve_doc = |doc: Document| {
+            let (dir, published) = host::split(doc);
+            host::resolve(
+                &host_config,
+                &dir,
+                &LocalAccounts::default(),
+                &published,
+                &IdState::default(),
+            )
+        };
+        let why = |r: &resolve::Resolution, id: &str| {
+            r.skipped
+                .iter()
+                .find(|s| s.id == id)
+                .map(|s| s.reason.clone())
+                .unwrap_or_default()
+        };
+        // alice: a name with a path and a right-to-left override; bob: the
+        // uid of a systemd dynamic user
+        let mut doc = good.clone();
+        doc.people[0].name = "Evil/..\u{202e}Name".into();
+        doc.people[1].uid = 62000;
+        doc.ids.users.insert("u-bob".into(), 62000);
+        let r = resolve_doc(doc);
+        assert!(r.content.users.is_empty(), "{:?}", r.content.users);
+        assert!(
+            why(&r, "u-alice").contains("not one this host accepts"),
+            "{r:?}"
+        );
+        assert!(why(&r, "u-bob").contains("systemd dynamic users"), "{r:?}");
+        // bob given alice's uid; a group given gid 600
+        let mut doc = good.clone();
+        let alice_uid = doc.people[0].uid;
+        doc.people[1].uid = alice_uid;
+        doc.ids.users.insert("u-bob".into(), alice_uid);
+        doc.ids.groups.insert("g-sre".into(), 600);
+        for g in &mut doc.groups {
+            if g.id == "g-sre" {
+                g.gid = 600;
+            }
+        }
+        let r = resolve_doc(doc);
+        assert!(why(&r, "u-bob").contains("as well"), "{r:?}");
+        assert!(
+            r.problems.iter().any(|p| p.contains("gid 600")),
+            "{:?}",
+            r.problems
+        );
+        assert!(r.content.groups.iter().all(|g| g.gid != 600));
+    }
+
+    #[test]
     fn a_forged_pointer_in_the_folder_is_never_trusted() {
         let s = setup();
         let c = config("");
