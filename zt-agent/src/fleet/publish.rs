@@ -156,6 +156,72 @@ fn write_replace(path: &Path, bytes: &[u8], mtime: Option<SystemTime>) -> Result
     result
 }
 
+/// The publish folder and its `objects` must be this agent's own and
+/// writable by nobody else, and no folder above may be writable by others
+/// (unless sticky): root writes and prunes there, and a symlink someone else
+/// could plant would point both at any directory on the host.
+fn check_folder(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!(
+            "{}: must be a directory, not a symlink or a file",
+            dir.display()
+        ));
+    }
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{}: must be owned by uid {me} and writable by nobody else (owner {}, mode {:o})",
+            dir.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    for above in dir.ancestors().skip(1) {
+        let Ok(m) = std::fs::metadata(above) else {
+            continue;
+        };
+        let sticky = m.mode() & 0o1000 != 0;
+        if m.mode() & 0o022 != 0 && !sticky {
+            return Err(format!(
+                "{}: a folder above the publish folder is writable by others (mode {:o}): someone could swap the folder",
+                above.display(),
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Folder {
+    /// The root, made if missing (0755), and checked.
+    fn root_checked(&self) -> Result<(), String> {
+        if !self.root.exists() {
+            std::fs::create_dir_all(&self.root)
+                .map_err(|e| format!("{}: cannot create: {e}", self.root.display()))?;
+            std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| format!("{}: {e}", self.root.display()))?;
+        }
+        check_folder(&self.root)
+    }
+
+    /// `objects`, made if missing (0755), and checked.
+    fn objects_checked(&self) -> Result<PathBuf, String> {
+        self.root_checked()?;
+        let objects = self.root.join(OBJECTS);
+        match std::fs::create_dir(&objects) {
+            Ok(()) => std::fs::set_permissions(&objects, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| format!("{}: {e}", objects.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("{}: cannot create: {e}", objects.display())),
+        }
+        check_folder(&objects)?;
+        Ok(objects)
+    }
+}
+
 impl Destination for Folder {
     fn read_pointer(&self) -> Result<Option<(Pointer, SystemTime)>, String> {
         let path = self.root.join(POINTER);
@@ -172,20 +238,19 @@ impl Destination for Folder {
     }
 
     fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
-        let objects = self.root.join(OBJECTS);
-        std::fs::create_dir_all(&objects)
-            .map_err(|e| format!("{}: cannot create: {e}", objects.display()))?;
+        self.objects_checked()?;
         write_replace(&self.root.join(name), bytes, None)
     }
 
     fn put_pointer(&self, bytes: &[u8], not_before: Option<SystemTime>) -> Result<(), String> {
+        self.root_checked()?;
         let now = SystemTime::now();
         let mtime = not_before.filter(|t| *t > now).unwrap_or(now);
         write_replace(&self.root.join(POINTER), bytes, Some(mtime))
     }
 
     fn prune(&self, keep: &HashSet<String>) -> Result<usize, String> {
-        let objects = self.root.join(OBJECTS);
+        let objects = self.objects_checked()?;
         let entries = match std::fs::read_dir(&objects) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -194,6 +259,11 @@ impl Destination for Folder {
         let mut removed = 0;
         for entry in entries.flatten() {
             let name = format!("{OBJECTS}/{}", entry.file_name().to_string_lossy());
+            // only this agent's own objects: never a directory, never a
+            // name it would not have written
+            if !entry.file_type().is_ok_and(|t| t.is_file()) || !name.ends_with(".ztf") {
+                continue;
+            }
             let old = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -626,6 +696,30 @@ name = "developers"
             r.problems
         );
         assert!(r.content.groups.iter().all(|g| g.gid != 600));
+    }
+
+    #[test]
+    fn a_folder_someone_else_could_change_is_refused() {
+        let s = setup();
+        let c = config("");
+        let d = file::parse(DIR, "d.json").unwrap();
+        // objects/ a symlink to another directory: refused, nothing written there
+        std::fs::create_dir_all(&s.folder).unwrap();
+        std::fs::set_permissions(&s.folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let elsewhere = s._dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("precious"), "x").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, s.folder.join(OBJECTS)).unwrap();
+        let e = publish(&c, &s.target, &s.state, &d, &[]).unwrap_err();
+        assert!(e.contains("not a symlink"), "{e}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 1);
+        // a group-writable folder: refused
+        std::fs::remove_file(s.folder.join(OBJECTS)).unwrap();
+        std::fs::set_permissions(&s.folder, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let e = publish(&c, &s.target, &s.state, &d, &[]).unwrap_err();
+        assert!(e.contains("writable by nobody else"), "{e}");
+        std::fs::set_permissions(&s.folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+        publish(&c, &s.target, &s.state, &d, &[]).unwrap();
     }
 
     #[test]
