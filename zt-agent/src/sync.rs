@@ -230,6 +230,21 @@ pub fn sync_fetched(
     }
     let previous_status = load_status(&state);
     let result = directory.and_then(|read| {
+        // A fleet document was checked against the held serial before the
+        // lock: another sync (the daemon and a `sync --once`) may have taken
+        // a newer one since. Never go back.
+        if let Some(fleet) = &read.fleet
+            && let Some(held) = crate::fleet::fetch::held_record(&state)
+            && fleet.serial < held.serial
+        {
+            return Err(SyncError::from(DirectoryError::new(
+                DirectoryFailure::Malformed,
+                format!(
+                    "fleet document serial {} refused: serial {} was taken meanwhile (a rollback)",
+                    fleet.serial, held.serial
+                ),
+            )));
+        }
         // What the IdP told is saved whatever the publish does: it mirrors
         // the IdP, not the snapshot, and the next read continues from it.
         for (name, bytes) in &read.save {
@@ -643,7 +658,9 @@ fn sync_locked(
     let from_fleet;
     let fetched = match fleet {
         Some(published) => {
-            from_fleet = crate::fleet::host::issuer_keys(fetched, published);
+            from_fleet = crate::fleet::host::issuer_keys(fetched, published, |iss| {
+                !keys::previous_keys(previous_private_view.as_ref(), iss).is_empty()
+            });
             &from_fleet[..]
         }
         None => fetched,

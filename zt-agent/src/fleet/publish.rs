@@ -873,8 +873,11 @@ name = "developers"
                 "no route",
             )),
         }];
-        let used = host::issuer_keys(&failed, &published);
+        let used = host::issuer_keys(&failed, &published, |_| false);
         assert_eq!(used[0].result.as_ref().unwrap()[0].kid, "k1");
+        // ...but never over keys of its own it fetched before
+        let kept = host::issuer_keys(&failed, &published, |_| true);
+        assert!(kept[0].result.is_err(), "the host's previous keys stay");
     }
 
     #[test]
