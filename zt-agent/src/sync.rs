@@ -658,9 +658,7 @@ fn sync_locked(
     let from_fleet;
     let fetched = match fleet {
         Some(published) => {
-            from_fleet = crate::fleet::host::issuer_keys(fetched, published, |iss| {
-                !keys::previous_keys(previous_private_view.as_ref(), iss).is_empty()
-            });
+            from_fleet = crate::fleet::host::issuer_keys(fetched, published);
             &from_fleet[..]
         }
         None => fetched,

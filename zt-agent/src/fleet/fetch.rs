@@ -187,9 +187,13 @@ fn sane(
     what: &str,
 ) -> Result<(), DirectoryError> {
     let now = super::now();
-    let why = if published_at > now.saturating_add(MAX_SKEW_SECS) {
-        format!("published {} s in the future", published_at - now)
-    } else if valid_until.saturating_sub(published_at) > MAX_VALIDITY_SECS {
+    if published_at > now.saturating_add(MAX_SKEW_SECS) {
+        return Err(unavailable(format!(
+            "{what}: refused: published {} s in the future: is this host's clock (or the publisher's) wrong? (timedatectl)",
+            published_at - now
+        )));
+    }
+    let why = if valid_until.saturating_sub(published_at) > MAX_VALIDITY_SECS {
         format!(
             "valid for {} s, more than the {MAX_VALIDITY_SECS} s a publication may claim",
             valid_until.saturating_sub(published_at)

@@ -301,17 +301,13 @@ fn merged_ids(
 /// The issuers' keys for this host: its own fetch where it worked; where it
 /// failed (a host with no way out to the issuer), the keys the publisher
 /// fetched for the same `iss`. Only issuers this host's config names count.
-pub fn issuer_keys(
-    fetched: &[keys::Fetched],
-    published: &Published,
-    has_own: impl Fn(&str) -> bool,
-) -> Vec<keys::Fetched> {
+pub fn issuer_keys(fetched: &[keys::Fetched], published: &Published) -> Vec<keys::Fetched> {
     fetched
         .iter()
         .map(|f| match (&f.result, published.issuer_keys.get(&f.iss)) {
-            // this host's own last good keys win over the publisher's: it may
-            // fetch them from a stricter source (a failed fetch keeps them)
-            (Err(_), _) if has_own(&f.iss) => f.clone(),
+            // (the publisher's keys, not this host's previous ones: those may
+            // be the fleet's from an earlier sync, and a host that cannot
+            // reach the issuer must still follow its key rotations)
             (Err(e), Some(keys)) if !keys.is_empty() => {
                 tracing::info!(
                     "issuer {}: {e}; using the {} keys the fleet document carries",

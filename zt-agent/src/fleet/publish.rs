@@ -179,15 +179,17 @@ fn check_folder(dir: &Path) -> Result<(), String> {
             meta.mode() & 0o7777
         ));
     }
-    for above in dir.ancestors().skip(1) {
-        let Ok(m) = std::fs::metadata(above) else {
-            continue;
-        };
+    let canonical = dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    for above in canonical.ancestors().skip(1) {
+        let m = std::fs::metadata(above).map_err(|e| format!("{}: {e}", above.display()))?;
         let sticky = m.mode() & 0o1000 != 0;
-        if m.mode() & 0o022 != 0 && !sticky {
+        if (m.uid() != 0 && m.uid() != me) || (m.mode() & 0o022 != 0 && !sticky) {
             return Err(format!(
-                "{}: a folder above the publish folder is writable by others (mode {:o}): someone could swap the folder",
+                "{}: a folder above the publish folder belongs to uid {} or is writable by others (mode {:o}): someone could swap the folder",
                 above.display(),
+                m.uid(),
                 m.mode() & 0o7777
             ));
         }
@@ -198,11 +200,15 @@ fn check_folder(dir: &Path) -> Result<(), String> {
 impl Folder {
     /// The root, made if missing (0755), and checked.
     fn root_checked(&self) -> Result<(), String> {
-        if !self.root.exists() {
-            std::fs::create_dir_all(&self.root)
+        use std::os::unix::fs::DirBuilderExt;
+        if std::fs::symlink_metadata(&self.root).is_err() {
+            // made with its mode, never chmod'ed by path afterwards (a swap
+            // in between would make root chmod another directory)
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&self.root)
                 .map_err(|e| format!("{}: cannot create: {e}", self.root.display()))?;
-            std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| format!("{}: {e}", self.root.display()))?;
         }
         check_folder(&self.root)
     }
@@ -211,11 +217,13 @@ impl Folder {
     fn objects_checked(&self) -> Result<PathBuf, String> {
         self.root_checked()?;
         let objects = self.root.join(OBJECTS);
-        match std::fs::create_dir(&objects) {
-            Ok(()) => std::fs::set_permissions(&objects, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| format!("{}: {e}", objects.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("{}: cannot create: {e}", objects.display())),
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            match std::fs::DirBuilder::new().mode(0o755).create(&objects) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("{}: cannot create: {e}", objects.display())),
+            }
         }
         check_folder(&objects)?;
         Ok(objects)
@@ -224,14 +232,31 @@ impl Folder {
 
 impl Destination for Folder {
     fn read_pointer(&self) -> Result<Option<(Pointer, SystemTime)>, String> {
+        use std::io::Read;
+        self.root_checked()?;
         let path = self.root.join(POINTER);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        // no symlink, no FIFO, no endless file: at most 64 KiB of a regular file
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        let mtime = std::fs::metadata(&path)
-            .and_then(|m| m.modified())
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if !meta.is_file() {
+            return Err(format!("{}: not a regular file", path.display()));
+        }
+        let mut bytes = Vec::new();
+        file.take(64 << 10)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mtime = meta
+            .modified()
             .map_err(|e| format!("{}: {e}", path.display()))?;
         // a pointer we cannot read is replaced (and its serial not trusted)
         Ok(serde_json::from_slice(&bytes).ok().map(|p| (p, mtime)))
@@ -445,8 +470,13 @@ pub fn publish(
     // whoever published it (this agent, or another publisher with the same
     // key and directory): the same content, valid long enough, stays
     let our_key = super::sign::encode_public(key.verifying_key().as_bytes());
+    // ...and not older than this publisher's own last publication (an old
+    // pointer of ours put back must not stop a publication)
     let still_current = current.as_ref().is_some_and(|(p, _)| {
-        p.content == content && p.key == our_key && p.valid_until >= now + half.max(1)
+        p.content == content
+            && p.key == our_key
+            && p.serial >= last.serial
+            && p.valid_until >= now + half.max(1)
     });
     let report = |published, serial, object_bytes, valid_until| PublishReport {
         published,
@@ -499,7 +529,7 @@ pub fn publish(
     text.push(b'\n');
     let not_before = served
         .as_ref()
-        .map(|(_, mtime)| *mtime + Duration::from_secs(1));
+        .and_then(|(_, mtime)| mtime.checked_add(Duration::from_secs(1)));
     destination.put_pointer(&text, not_before)?;
     let published = Published {
         serial: doc.serial,
@@ -723,6 +753,22 @@ name = "developers"
     }
 
     #[test]
+    fn an_old_pointer_of_ours_put_back_does_not_stop_a_publication() {
+        let s = setup();
+        let c = config("");
+        let a = file::parse(DIR, "d").unwrap();
+        let b = file::parse(&DIR.replace("\"Alice\"", "\"Alice L\""), "d").unwrap();
+        publish(&c, &s.target, &s.state, &a, &[]).unwrap();
+        let old = std::fs::read(s.folder.join(POINTER)).unwrap();
+        let second = publish(&c, &s.target, &s.state, &b, &[]).unwrap();
+        // back to A's content; whoever can write the folder restores A's
+        // (validly signed) pointer, which hosts refuse as a rollback
+        std::fs::write(s.folder.join(POINTER), &old).unwrap();
+        let third = publish(&c, &s.target, &s.state, &a, &[]).unwrap();
+        assert!(third.published && third.serial > second.serial, "{third:?}");
+    }
+
+    #[test]
     fn a_forged_pointer_in_the_folder_is_never_trusted() {
         let s = setup();
         let c = config("");
@@ -873,11 +919,8 @@ name = "developers"
                 "no route",
             )),
         }];
-        let used = host::issuer_keys(&failed, &published, |_| false);
+        let used = host::issuer_keys(&failed, &published);
         assert_eq!(used[0].result.as_ref().unwrap()[0].kid, "k1");
-        // ...but never over keys of its own it fetched before
-        let kept = host::issuer_keys(&failed, &published, |_| true);
-        assert!(kept[0].result.is_err(), "the host's previous keys stay");
     }
 
     #[test]
