@@ -340,3 +340,53 @@ fn with_the_agent_stopped_a_browser_sign_in_is_refused_at_once() {
         "{a}"
     );
 }
+
+#[test]
+fn sudo_takes_a_fresh_proof_through_the_browser() {
+    let (h, agent) = host("");
+    h.pam_service(
+        "sudo",
+        "auth     [success=done ignore=ignore default=die]  pam_zt.so device\n\
+         auth     required   pam_unix.so try_first_pass\n\
+         account  required   pam_zt.so\n\
+         account  required   pam_unix.so\n\
+         session  required   pam_unix.so\n",
+    );
+    // one try: a refused sign-in ends sudo (it would ask again twice)
+    h.sudoers("Defaults passwd_tries=1\nalice ALL=(ALL:ALL) ALL\nbob ALL=(ALL:ALL) ALL\n");
+    // sudo on a terminal (expect's), as alice. No -p: a prompt given with -p
+    // replaces every PAM prompt (sudo's passprompt_override), and the
+    // question would read like a password prompt.
+    let sudo_as = |user: &str| {
+        format!(
+            "cd / && exec setpriv --reuid=$(id -u {user}) --regid=$(id -g {user}) --init-groups \
+             sudo -k id -u"
+        )
+    };
+    let alice = sudo_as("alice");
+    let r = device_login(&h, &["bash", "-c", &alice], Then::SignIn("alice"));
+    assert_eq!(r.code, 0, "{r:?}\n{}", agent.log());
+    assert!(r.output.contains("enter the code"), "{r:?}");
+    assert!(r.output.lines().any(|l| l.trim() == "0"), "root: {r:?}");
+    let a = last_auth(&h);
+    assert_eq!(
+        (
+            a["service"].as_str(),
+            a["method"].as_str(),
+            a["result"].as_str()
+        ),
+        (Some("sudo"), Some("device"), Some("success")),
+        "{a}"
+    );
+    // sudo is a local login: counted for the invoking user, not as the console
+    assert!(
+        agent.log().contains("device sign-in for alice"),
+        "{}",
+        agent.log()
+    );
+    // bob's sudo with alice's sign-in: refused
+    let bob = sudo_as("bob");
+    let r = device_login(&h, &["bash", "-c", &bob], Then::SignIn("alice"));
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(!r.output.lines().any(|l| l.trim() == "0"), "{r:?}");
+}
