@@ -269,9 +269,13 @@ fn merged_ids(
     moved_people: &BTreeMap<String, String>,
     moved_groups: &BTreeMap<String, String>,
 ) -> IdState {
+    // what a signed document may put into this host's own records is
+    // checked like what it may publish: no id no zt host hands out, no name
+    // this host's rules refuse (they would stay after the document is gone)
+    let usable = |id: u32| outside_ids(id).is_none();
     let mut out = host.clone();
     for (k, &u) in &fleet.users {
-        if !moved_people.contains_key(k) {
+        if !moved_people.contains_key(k) && usable(u) {
             out.users.entry(k.clone()).or_insert(u);
         }
     }
@@ -279,19 +283,19 @@ fn merged_ids(
         if !moved_people.contains_key(k) {
             let e = out.earlier_users.entry(k.clone()).or_default();
             for u in earlier {
-                if !e.contains(u) {
+                if usable(*u) && !e.contains(u) {
                     e.push(*u);
                 }
             }
         }
     }
     for (k, &g) in &fleet.groups {
-        if !moved_groups.contains_key(k) {
+        if !moved_groups.contains_key(k) && usable(g) {
             out.groups.entry(k.clone()).or_insert(g);
         }
     }
     for (name, id) in &fleet.names {
-        if !moved_people.contains_key(id) {
+        if !moved_people.contains_key(id) && names::validate(name, true).is_ok() {
             out.names.entry(name.clone()).or_insert_with(|| id.clone());
         }
     }
@@ -329,4 +333,33 @@ pub fn issuer_keys(fetched: &[keys::Fetched], published: &Published) -> Vec<keys
             _ => f.clone(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_document_adds_to_this_hosts_records_is_checked_too() {
+        let mut fleet = IdState::default();
+        fleet.users.insert("u-ok".into(), 0x7000_0001);
+        fleet.users.insert("u-root".into(), 0);
+        fleet
+            .earlier_users
+            .insert("u-ok".into(), vec![0x7000_0002, 62000]);
+        fleet.groups.insert("g-ok".into(), 0x7800_0001);
+        fleet.groups.insert("g-disk".into(), 6);
+        fleet.names.insert("ok".into(), "u-ok".into());
+        fleet.names.insert("bad/..name".into(), "u-x".into());
+        let out = merged_ids(
+            &IdState::default(),
+            &fleet,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+        );
+        assert_eq!(out.users.keys().collect::<Vec<_>>(), ["u-ok"]);
+        assert_eq!(out.earlier_users["u-ok"], [0x7000_0002]);
+        assert_eq!(out.groups.keys().collect::<Vec<_>>(), ["g-ok"]);
+        assert_eq!(out.names.keys().collect::<Vec<_>>(), ["ok"]);
+    }
 }
