@@ -97,6 +97,8 @@ pub trait Destination {
     fn read_pointer(&self) -> Result<Option<(Pointer, SystemTime)>, String>;
     /// Writes an object under `name` (a new, unique name).
     fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), String>;
+    /// An object as served (at most `limit` bytes).
+    fn get_object(&self, name: &str, limit: u64) -> Result<Vec<u8>, String>;
     /// Replaces the pointer; `not_before`: its mtime is at least this.
     fn put_pointer(&self, bytes: &[u8], not_before: Option<SystemTime>) -> Result<(), String>;
     /// Removes objects older than `KEEP_OBJECTS` whose names are not in `keep`.
@@ -267,6 +269,24 @@ impl Destination for Folder {
         write_replace(&self.root.join(name), bytes, None)
     }
 
+    fn get_object(&self, name: &str, limit: u64) -> Result<Vec<u8>, String> {
+        use std::io::Read;
+        let path = self.root.join(name);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(format!("{}: not a regular file", path.display()));
+        }
+        let mut bytes = Vec::new();
+        file.take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(bytes)
+    }
+
     fn put_pointer(&self, bytes: &[u8], not_before: Option<SystemTime>) -> Result<(), String> {
         self.root_checked()?;
         let now = SystemTime::now();
@@ -425,6 +445,58 @@ fn content_digest(doc: &Document) -> String {
     hex(&h.finalize())
 }
 
+/// `ids` with every id and name of the served publication `p` it lacks
+/// (this agent's own records win where both name something).
+fn adopt_ids(
+    destination: &dyn Destination,
+    p: &Pointer,
+    key: &ed25519_dalek::SigningKey,
+    mut ids: IdState,
+) -> Result<IdState, String> {
+    let object = destination.get_object(&p.object, p.size.saturating_add(1))?;
+    if hex(&Sha256::digest(&object)) != p.sha256 {
+        return Err(format!("{}: not the object the pointer names", p.object));
+    }
+    let doc = document::open(&object, &[key.verifying_key()]).map_err(|r| r.to_string())?;
+    let taken_uids: HashSet<u32> = ids
+        .users
+        .values()
+        .copied()
+        .chain(ids.earlier_users.values().flatten().copied())
+        .collect();
+    let taken_gids: HashSet<u32> = ids.groups.values().copied().collect();
+    let mut adopted = 0;
+    for (k, &u) in &doc.ids.users {
+        if !ids.users.contains_key(k) && !taken_uids.contains(&u) {
+            ids.users.insert(k.clone(), u);
+            adopted += 1;
+        }
+    }
+    for (k, earlier) in &doc.ids.earlier_users {
+        let e = ids.earlier_users.entry(k.clone()).or_default();
+        for u in earlier {
+            if !e.contains(u) && !taken_uids.contains(u) {
+                e.push(*u);
+            }
+        }
+    }
+    for (k, &g) in &doc.ids.groups {
+        if !ids.groups.contains_key(k) && !taken_gids.contains(&g) {
+            ids.groups.insert(k.clone(), g);
+        }
+    }
+    for (name, id) in &doc.ids.names {
+        ids.names.entry(name.clone()).or_insert_with(|| id.clone());
+    }
+    if adopted > 0 {
+        tracing::info!(
+            "fleet: took the ids of {adopted} people from serial {} (published elsewhere)",
+            p.serial
+        );
+    }
+    Ok(ids)
+}
+
 /// Publishes the fleet document for `dir` if its content changed or half of
 /// the current publication's validity has passed. The caller holds the state lock.
 pub fn publish(
@@ -435,7 +507,7 @@ pub fn publish(
     fetched: &[keys::Fetched],
 ) -> Result<PublishReport, String> {
     let key = super::sign::load(&target.signing_key_file)?;
-    let ids: IdState = match state.read_trusted(FLEET_IDS).map_err(|e| e.to_string())? {
+    let loaded: IdState = match state.read_trusted(FLEET_IDS).map_err(|e| e.to_string())? {
         Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
             format!(
                 "{}: {e} (refusing to publish: fleet uids must never be reassigned)",
@@ -450,14 +522,33 @@ pub fn publish(
         .flatten()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
+    let destination = destination(&target.to, config)?;
+    let served = destination.read_pointer()?;
+    // A served publication of this key that this agent did not make (a
+    // second publisher, or this one rebuilt without its fleet-ids.json):
+    // its ids are the fleet's too, so nobody's uid or name moves and no
+    // departed person's uid goes to someone new.
+    let ids = match &served {
+        Some((p, _))
+            if p.object != last.object
+                && super::pointer::verify(p, &[key.verifying_key()]).is_ok() =>
+        {
+            match adopt_ids(&*destination, p, &key, loaded.clone()) {
+                Ok(merged) => merged,
+                Err(why) => {
+                    tracing::warn!("fleet: the served publication's ids not read: {why}");
+                    loaded.clone()
+                }
+            }
+        }
+        _ => loaded.clone(),
+    };
     let (mut doc, new_ids) = build_document(config, dir, &ids, fetched);
     let content = content_digest(&doc);
-    let destination = destination(&target.to, config)?;
     // A served pointer counts (its serial as the floor of ours, its validity
     // for "still current") only when this publisher's key signed it: the
     // folder or bucket is not trusted. A pointer from another key (a key
     // rotation) is replaced; one nobody signed is logged.
-    let served = destination.read_pointer()?;
     let current = served.clone().filter(|(p, _)| {
         let ours = super::pointer::verify(p, &[key.verifying_key()]);
         if let Err(why) = &ours {
@@ -490,7 +581,7 @@ pub fn publish(
         return Ok(report(false, p.serial, 0, p.valid_until));
     }
     // ids first: no uid is ever published before it is remembered
-    if new_ids != ids {
+    if new_ids != loaded {
         let text = serde_json::to_vec_pretty(&new_ids).map_err(|e| e.to_string())?;
         state
             .write_atomic(FLEET_IDS, &text, modes::PRIVATE)
@@ -766,6 +857,54 @@ name = "developers"
         std::fs::write(s.folder.join(POINTER), &old).unwrap();
         let third = publish(&c, &s.target, &s.state, &a, &[]).unwrap();
         assert!(third.published && third.serial > second.serial, "{third:?}");
+    }
+
+    #[test]
+    fn a_rebuilt_publisher_takes_the_fleets_ids_from_what_it_served() {
+        let s = setup();
+        let c = config("");
+        let d = file::parse(DIR, "d").unwrap();
+        publish(&c, &s.target, &s.state, &d, &[]).unwrap();
+        let (_, before) = current(&s);
+        let uid =
+            |doc: &Document, name: &str| doc.people.iter().find(|p| p.name == name).map(|p| p.uid);
+        // the same key and folder, a new state directory (fleet-ids.json
+        // lost); alice has left and zed has come
+        let fresh = s._dir.path().join("state2");
+        std::fs::create_dir(&fresh).unwrap();
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fresh = StateDir::open_or_create(&fresh).unwrap();
+        let changed = DIR
+            .replace(
+                r#"{"id": "u-alice", "email": "alice@example.com", "display_name": "Alice"},"#,
+                r#"{"id": "u-zed", "email": "zed@example.com"},"#,
+            )
+            .replace(r#""members": ["u-alice","#, r#""members": ["u-zed","#);
+        let d2 = file::parse(&changed, "d").unwrap();
+        publish(&c, &s.target, &fresh, &d2, &[]).unwrap();
+        let (_, after) = current(&s);
+        assert_eq!(
+            uid(&after, "bob"),
+            uid(&before, "bob"),
+            "bob's uid never moves"
+        );
+        assert_eq!(uid(&after, "dave"), uid(&before, "dave"));
+        assert_ne!(
+            uid(&after, "zed"),
+            uid(&before, "alice"),
+            "a departed person's uid goes to nobody new"
+        );
+        assert!(uid(&after, "zed").is_some());
+        // alice's uid is remembered as hers by the rebuilt publisher (zt's
+        // uids come from a hash of the IdP id, so only a collision would
+        // show it in the uids above: the record is what keeps it so)
+        let kept: IdState =
+            serde_json::from_slice(&fresh.read_trusted(FLEET_IDS).unwrap().unwrap()).unwrap();
+        assert_eq!(
+            kept.users.get("u-alice").copied(),
+            uid(&before, "alice"),
+            "{kept:?}"
+        );
     }
 
     #[test]

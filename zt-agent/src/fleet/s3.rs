@@ -102,6 +102,14 @@ impl Destination for S3 {
         self.put(name, bytes, "application/octet-stream")
     }
 
+    fn get_object(&self, name: &str, limit: u64) -> Result<Vec<u8>, String> {
+        match self.get(name, &Validators::default(), limit)? {
+            Got::Body { body, .. } => Ok(body),
+            Got::Status(s) => Err(format!("GET s3 {}: HTTP {s}", self.key(name))),
+            Got::NotModified => Err(format!("GET s3 {}: 304 without validators", self.key(name))),
+        }
+    }
+
     fn put_pointer(&self, bytes: &[u8], _not_before: Option<SystemTime>) -> Result<(), String> {
         // S3's ETag is the content's MD5: a new serial is a new ETag
         self.put(super::POINTER, bytes, "application/json")
