@@ -136,17 +136,17 @@ impl Destination for S3 {
             .map_err(|e| format!("LIST s3: {e}"))?;
         let listing = rusty_s3::actions::ListObjectsV2::parse_response(&text)
             .map_err(|e| format!("LIST s3: {e}"))?;
-        let cutoff = jiff_cutoff();
+        let listed: Vec<(String, String)> = listing
+            .contents
+            .into_iter()
+            .map(|o| (o.key, o.last_modified))
+            .collect();
         let mut removed = 0;
-        for object in listing.contents {
-            let name = object.key.strip_prefix(&self.prefix).unwrap_or(&object.key);
-            // RFC 3339 times in one format compare as strings
-            if keep.contains(name) || object.last_modified.as_str() >= cutoff.as_str() {
-                continue;
-            }
+        for key in prunable(&listed, &self.prefix, keep, &jiff_cutoff()) {
+            let object = key;
             let url = self
                 .bucket
-                .delete_object(self.credentials.as_ref(), &object.key)
+                .delete_object(self.credentials.as_ref(), &object)
                 .sign(SIGNED_FOR);
             if self.http.agent().delete(url.as_str()).call().is_ok() {
                 removed += 1;
@@ -157,10 +157,78 @@ impl Destination for S3 {
 }
 
 /// `now - KEEP_OBJECTS` as S3 writes LastModified (2006-01-02T15:04:05.000Z).
+/// Which listed objects (key, LastModified in RFC 3339) may go: those not in
+/// `keep` whose replacement (the next object by serial, the leading number
+/// of its name) was written before `cutoff`. S3 cannot touch an object when
+/// it is replaced, as a folder's retire does, and its own write time says
+/// nothing about how long readers may still fetch it; the newest object has
+/// no replacement yet and always stays.
+fn prunable(
+    listed: &[(String, String)],
+    prefix: &str,
+    keep: &HashSet<String>,
+    cutoff: &str,
+) -> Vec<String> {
+    let serial = |key: &str| -> u64 {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        name.split('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut sorted: Vec<&(String, String)> = listed.iter().collect();
+    sorted.sort_by_key(|(k, _)| serial(k));
+    let mut out = Vec::new();
+    for (i, (key, _)) in sorted.iter().enumerate() {
+        let name = key.strip_prefix(prefix).unwrap_or(key);
+        // RFC 3339 times in one format compare as strings
+        let replaced_long_ago = sorted
+            .get(i + 1)
+            .is_some_and(|(_, next)| next.as_str() < cutoff);
+        if replaced_long_ago && !keep.contains(name) {
+            out.push(key.clone());
+        }
+    }
+    out
+}
+
 fn jiff_cutoff() -> String {
     let t = SystemTime::now() - KEEP_OBJECTS;
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_goes_an_hour_after_it_was_replaced_not_after_it_was_written() {
+        let listed = vec![
+            (
+                "p/objects/100-a.ztf".to_string(),
+                "2026-11-25T10:00:00.000Z".to_string(),
+            ),
+            (
+                "p/objects/200-b.ztf".to_string(),
+                "2026-11-25T12:58:00.000Z".to_string(),
+            ),
+            (
+                "p/objects/300-c.ztf".to_string(),
+                "2026-11-25T12:59:00.000Z".to_string(),
+            ),
+            (
+                "p/objects/50-z.ztf".to_string(),
+                "2026-11-25T09:00:00.000Z".to_string(),
+            ),
+        ];
+        let keep: HashSet<String> = ["objects/300-c.ztf".to_string()].into();
+        // cutoff: an hour before 13:00
+        let gone = prunable(&listed, "p/", &keep, "2026-11-25T12:00:00.000Z");
+        // 50 was replaced by 100 at 10:00: it goes; 100 was replaced by 200
+        // only at 12:58 (written at 10:00): it stays; 200 and 300 stay
+        assert_eq!(gone, ["p/objects/50-z.ztf"]);
+    }
 }
