@@ -89,18 +89,13 @@ pub fn parse_answer(line: &str) -> Result<u64, String> {
 /// Reads one line of at most `MAX_LINE` bytes (newline included) and returns
 /// it without the newline; a longer line, EOF first or a timeout is an error.
 pub fn read_line(stream: &mut impl Read) -> Result<String, String> {
-    read_line_max(stream, MAX_LINE)
-}
-
-/// `read_line` with another bound (a device sign-in's token line is longer).
-pub fn read_line_max(stream: &mut impl Read, max: usize) -> Result<String, String> {
     let mut buf = Vec::with_capacity(128);
     let mut byte = [0u8; 1];
     loop {
         match stream.read(&mut byte) {
             Ok(0) => return Err("connection closed before a full line".into()),
             Ok(_) if byte[0] == b'\n' => break,
-            Ok(_) if buf.len() + 1 >= max => return Err("line too long".into()),
+            Ok(_) if buf.len() + 1 >= MAX_LINE => return Err("line too long".into()),
             Ok(_) => buf.push(byte[0]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e)
@@ -173,6 +168,64 @@ pub(crate) fn connect_nonblocking(path: &Path) -> Result<UnixStream, String> {
     Ok(stream)
 }
 
+/// The clients' reader of the agent's answers: lines, each read bounded by
+/// what is left of a deadline; what arrived past a newline is kept for the
+/// next line (a device sign-in's answers follow one another).
+pub(crate) struct Lines {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    pub(crate) fn new(stream: UnixStream) -> Lines {
+        Lines {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub(crate) fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    /// The next line (without its newline), at most `max` bytes, by `deadline`.
+    pub(crate) fn line_by(&mut self, deadline: Instant, max: usize) -> Result<String, String> {
+        loop {
+            if let Some(at) = self.buf.iter().position(|&b| b == b'\n') {
+                let rest = self.buf.split_off(at + 1);
+                let mut line = std::mem::replace(&mut self.buf, rest);
+                line.pop();
+                return String::from_utf8(line).map_err(|_| "answer is not UTF-8".into());
+            }
+            if self.buf.len() >= max {
+                return Err("answer too long".into());
+            }
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| "zt-agent did not answer in time".to_string())?;
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| format!("setting a timeout: {e}"))?;
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err("zt-agent closed the connection without an answer".into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err("zt-agent did not answer in time".into());
+                }
+                Err(e) => return Err(format!("reading from zt-agent: {e}")),
+            }
+        }
+    }
+}
+
 /// Asks the agent under `run_dir` to refetch the keys of `iss` now, and
 /// returns the generation published afterwards. Blocking, bounded by
 /// `timeout` in all (a missing agent fails at once). An `Err` is a reason to
@@ -185,7 +238,7 @@ pub fn request_key_refresh(run_dir: &Path, iss: &str, timeout: Duration) -> Resu
     let deadline = Instant::now() + timeout;
     let request = refresh_request(iss)?;
     let path = socket_path(run_dir);
-    let mut stream = connect_nonblocking(&path)
+    let stream = connect_nonblocking(&path)
         .map_err(|e| format!("zt-agent control socket {}: {e}", path.display()))?;
     let left = || {
         deadline
@@ -199,37 +252,8 @@ pub fn request_key_refresh(run_dir: &Path, iss: &str, timeout: Duration) -> Resu
     // MSG_NOSIGNAL: this runs inside sshd and su, where a SIGPIPE from an
     // agent that closed the connection would kill the host process.
     crate::device::send_all(&stream, request.as_bytes())?;
-    // read in steps, each bounded by what is left of the deadline
-    let mut buf = Vec::with_capacity(64);
-    let mut chunk = [0u8; 256];
-    loop {
-        stream
-            .set_read_timeout(Some(left()?))
-            .map_err(|e| format!("setting a timeout: {e}"))?;
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err("zt-agent did not answer in time".into());
-            }
-            Err(e) => return Err(format!("reading from zt-agent: {e}")),
-        }
-        if buf.contains(&b'\n') || buf.len() >= MAX_LINE {
-            break;
-        }
-    }
-    let line = buf
-        .split(|&b| b == b'\n')
-        .next()
-        .filter(|_| buf.contains(&b'\n'))
-        .ok_or_else(|| "zt-agent closed the connection without an answer".to_string())?;
-    parse_answer(&String::from_utf8_lossy(line))
+    let line = Lines::new(stream).line_by(deadline, MAX_LINE)?;
+    parse_answer(&line)
 }
 
 #[cfg(test)]

@@ -23,13 +23,12 @@
 //! and a write to a connection the agent has closed must be an error, not a
 //! SIGPIPE that kills the host process.
 
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::control::{MAX_LINE, UNAVAILABLE, connect_nonblocking, socket_path};
+use crate::control::{Lines, MAX_LINE, UNAVAILABLE, connect_nonblocking, socket_path};
 
 /// Start a device-code sign-in for a user.
 pub const DEVICE: &str = "device";
@@ -213,47 +212,6 @@ pub fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Line reader over the stream that keeps what it read past a newline.
-struct Lines {
-    stream: UnixStream,
-    buf: Vec<u8>,
-}
-
-impl Lines {
-    fn line(&mut self, max: usize, timeout: Duration) -> Result<String, String> {
-        let timeout = timeout.max(Duration::from_millis(1));
-        self.stream
-            .set_read_timeout(Some(timeout))
-            .map_err(|e| format!("setting a timeout: {e}"))?;
-        loop {
-            if let Some(at) = self.buf.iter().position(|&b| b == b'\n') {
-                let rest = self.buf.split_off(at + 1);
-                let mut line = std::mem::replace(&mut self.buf, rest);
-                line.pop();
-                return String::from_utf8(line).map_err(|_| "answer is not UTF-8".into());
-            }
-            if self.buf.len() >= max {
-                return Err("answer too long".into());
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err("zt-agent closed the connection".into()),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err("zt-agent did not answer in time".into());
-                }
-                Err(e) => return Err(format!("reading from zt-agent: {e}")),
-            }
-        }
-    }
-}
-
 /// A sign-in in progress; dropping it closes the connection, which cancels
 /// the sign-in at the agent.
 pub struct DeviceSignIn {
@@ -274,11 +232,8 @@ impl DeviceSignIn {
         let stream = connect_nonblocking(&path)
             .map_err(|e| format!("zt-agent control socket {}: {e}", path.display()))?;
         send_all(&stream, request.as_bytes())?;
-        let mut lines = Lines {
-            stream,
-            buf: Vec::new(),
-        };
-        let code = parse_code(&lines.line(MAX_LINE, timeout)?)?;
+        let mut lines = Lines::new(stream);
+        let code = parse_code(&lines.line_by(Instant::now() + timeout, MAX_LINE)?)?;
         Ok((DeviceSignIn { lines }, code))
     }
 
@@ -287,8 +242,8 @@ impl DeviceSignIn {
     pub fn poll(&mut self, timeout: Duration) -> DeviceAnswer {
         // The agent may have closed after a final line: that line is still
         // to be read, so a failed write is not the answer.
-        let _ = send_all(&self.lines.stream, format!("{POLL}\n").as_bytes());
-        match self.lines.line(MAX_TOKEN_LINE, timeout) {
+        let _ = send_all(self.lines.stream(), format!("{POLL}\n").as_bytes());
+        match self.lines.line_by(Instant::now() + timeout, MAX_TOKEN_LINE) {
             Ok(line) => parse_answer(&line),
             Err(why) => DeviceAnswer::Unavailable(why),
         }
@@ -300,7 +255,6 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixListener;
-    use std::time::Instant;
 
     #[test]
     fn lines_round_trip() {
@@ -375,17 +329,19 @@ mod tests {
         let listener = UnixListener::bind(socket_path(&d)).unwrap();
         let agent = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            let mut r = Lines {
-                stream: s.try_clone().unwrap(),
-                buf: Vec::new(),
-            };
+            let mut r = Lines::new(s.try_clone().unwrap());
             assert_eq!(
-                r.line(MAX_LINE, Duration::from_secs(2)).unwrap(),
+                r.line_by(Instant::now() + Duration::from_secs(2), MAX_LINE)
+                    .unwrap(),
                 "device alice -"
             );
             s.write_all(b"code 600 ABCD-EFGH https://idp/device\n")
                 .unwrap();
-            assert_eq!(r.line(MAX_LINE, Duration::from_secs(2)).unwrap(), "poll");
+            assert_eq!(
+                r.line_by(Instant::now() + Duration::from_secs(2), MAX_LINE)
+                    .unwrap(),
+                "poll"
+            );
             s.write_all(b"pending\n").unwrap();
             // a final line unasked, then close
             let token = format!("token {}\n", "t".repeat(5000));
