@@ -171,6 +171,14 @@ fn too_many(what: &str, limit: usize) -> DirectoryError {
     )
 }
 
+/// A group's name as the directory gives it: its display name cleaned
+/// (at most 256 bytes), or its id where it has none usable.
+pub fn group_name(display: Option<&str>, id: &str) -> String {
+    display
+        .and_then(|n| clean(n, 256))
+        .unwrap_or_else(|| id.to_string())
+}
+
 /// A directory string that becomes part of a message or the model: no
 /// control characters, bounded.
 pub fn clean(s: &str, max: usize) -> Option<String> {

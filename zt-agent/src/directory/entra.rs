@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::api::{Api, Fetched, PageLinks, query_value, truncate};
-use super::collect::{Collected, MAX_GROUPS, clean, utc_time};
+use super::collect::{Collected, MAX_GROUPS, clean, group_name, utc_time};
 use super::error::{DirectoryError, DirectoryFailure};
 use super::oauth::{ClientAuth, ClientCredentials};
 use super::{DirGroup, DirUser, Directory};
@@ -495,11 +495,7 @@ pub fn read(
         people.extend(group.users.iter());
         collected.group(DirGroup {
             id: id.clone(),
-            name: group
-                .name
-                .as_deref()
-                .and_then(|n| clean(n, 256))
-                .unwrap_or_else(|| id.clone()),
+            name: group_name(group.name.as_deref(), &id),
             members: group
                 .users
                 .iter()

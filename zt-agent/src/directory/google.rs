@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::api::{Api, Credentials, PageLinks, RetryPolicy, query_value, segment, truncate};
-use super::collect::{Collected, clean, utc_time};
+use super::collect::{Collected, clean, group_name, utc_time};
 use super::error::{DirectoryError, DirectoryFailure};
 use super::oauth::token_request;
 use super::{DirGroup, DirUser, Directory};
@@ -352,11 +352,7 @@ pub fn read(
         members.dedup();
         collected.group(DirGroup {
             id: group.id,
-            name: group
-                .name
-                .as_deref()
-                .and_then(|n| clean(n, 256))
-                .unwrap_or_else(|| group_id.clone()),
+            name: group_name(group.name.as_deref(), group_id),
             members,
         })?;
     }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::api::{Api, MAX_PAGES, segment, truncate};
-use super::collect::{Collected, MAX_GROUPS, clean};
+use super::collect::{Collected, MAX_GROUPS, clean, group_name};
 use super::error::{DirectoryError, DirectoryFailure};
 use super::oauth::{ClientAuth, ClientCredentials};
 use super::{DirGroup, DirUser, Directory};
@@ -196,11 +196,7 @@ pub fn read(
         members.dedup();
         collected.group(DirGroup {
             id: group.id,
-            name: group
-                .name
-                .as_deref()
-                .and_then(|n| clean(n, 256))
-                .unwrap_or_else(|| id.clone()),
+            name: group_name(group.name.as_deref(), &id),
             members,
         })?;
     }

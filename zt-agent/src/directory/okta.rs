@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use super::api::{
     Api, Credentials, Fetched, PageLinks, StaticToken, read_secret, segment, truncate,
 };
-use super::collect::{Collected, clean, utc_time};
+use super::collect::{Collected, clean, group_name, utc_time};
 use super::error::{DirectoryError, DirectoryFailure};
 use super::oauth::{ClientAuth, ClientCredentials};
 use super::{DirGroup, DirUser, Directory};
@@ -189,12 +189,7 @@ pub fn read(
         members.dedup();
         collected.group(DirGroup {
             id: group.id,
-            name: group
-                .profile
-                .and_then(|p| p.name)
-                .as_deref()
-                .and_then(|n| clean(n, 256))
-                .unwrap_or_else(|| group_id.clone()),
+            name: group_name(group.profile.and_then(|p| p.name).as_deref(), group_id),
             members,
         })?;
     }

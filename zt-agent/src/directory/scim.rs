@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::api::{Api, MAX_PAGES, StaticToken, read_secret, segment, truncate};
-use super::collect::{Collected, MAX_GROUPS, clean, utc_time};
+use super::collect::{Collected, MAX_GROUPS, clean, group_name, utc_time};
 use super::error::{DirectoryError, DirectoryFailure};
 use super::{DirGroup, DirUser, Directory};
 use crate::config::ScimSource;
@@ -275,11 +275,7 @@ impl Walk<'_, '_> {
         }
         self.collected.group(DirGroup {
             id: group.id,
-            name: group
-                .display_name
-                .as_deref()
-                .and_then(|n| clean(n, 256))
-                .unwrap_or_else(|| id.to_string()),
+            name: group_name(group.display_name.as_deref(), id),
             members,
         })?;
         Ok(nested)
