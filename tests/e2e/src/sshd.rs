@@ -205,6 +205,32 @@ exit $code
 }
 
 impl Sshd {
+    /// `ssh` to this sshd as `user`, running `command`: no config file, no host
+    /// key checks, errors only, then `options` (the authentication to use).
+    pub fn client_argv(&self, user: &str, options: &[&str], command: &str) -> Vec<String> {
+        let mut argv: Vec<String> = [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-T",
+            "-p",
+            &self.port.to_string(),
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        argv.extend(options.iter().map(|a| a.to_string()));
+        argv.push(format!("{user}@127.0.0.1"));
+        argv.push(command.to_string());
+        argv
+    }
+
     /// `ssh -i KEY [-o CertificateFile=CERT] USER@127.0.0.1 COMMAND` from inside `host`,
     /// public key authentication only (`BatchMode yes`: no prompts). Returns ssh's exit
     /// code (255: refused) and its output.
@@ -216,23 +242,7 @@ impl Sshd {
         cert: Option<&std::path::Path>,
         command: &str,
     ) -> PamResult {
-        let port = self.port.to_string();
-        let key = key.to_str().expect("utf8");
-        let cert_opt = cert.map(|c| format!("CertificateFile={}", c.display()));
-        let dest = format!("{user}@127.0.0.1");
-        let mut argv = vec![
-            "ssh",
-            "-F",
-            "/dev/null",
-            "-T",
-            "-p",
-            &port,
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "LogLevel=ERROR",
+        let mut options = vec![
             "-o",
             "BatchMode=yes",
             "-o",
@@ -242,12 +252,14 @@ impl Sshd {
             "-o",
             "ConnectTimeout=10",
             "-i",
-            key,
+            key.to_str().expect("utf8"),
         ];
+        let cert_opt = cert.map(|c| format!("CertificateFile={}", c.display()));
         if let Some(c) = &cert_opt {
-            argv.extend(["-o", c]);
+            options.extend(["-o", c]);
         }
-        argv.extend([dest.as_str(), command]);
+        let argv = self.client_argv(user, &options, command);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let o = host.command(&argv).output().expect("ssh (openssh-client)");
         PamResult {
             code: o.status.code().unwrap_or(-1),

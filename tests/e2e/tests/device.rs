@@ -169,29 +169,19 @@ fn pamtester_shows_the_code_and_only_the_right_sign_in_logs_in() {
 fn sshd_keyboard_interactive_shows_the_code_and_logs_in() {
     let (h, agent) = host("");
     let d = Sshd::start(&h, "");
-    let port = d.port.to_string();
-    let ssh = [
-        "ssh",
-        "-F",
-        "/dev/null",
-        "-T",
-        "-p",
-        &port,
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "PubkeyAuthentication=no",
-        "-o",
-        "PreferredAuthentications=keyboard-interactive",
-        "-o",
-        "NumberOfPasswordPrompts=1",
-        "alice@127.0.0.1",
+    let ssh = d.client_argv(
+        "alice",
+        &[
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=keyboard-interactive",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+        ],
         "id -un",
-    ];
+    );
+    let ssh: Vec<&str> = ssh.iter().map(String::as_str).collect();
     let r = device_login(&h, &ssh, Then::SignIn("alice"));
     assert_eq!(r.code, 0, "{r:?}\n{}\n{}", d.log(), agent.log());
     assert!(
