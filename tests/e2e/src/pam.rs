@@ -207,6 +207,16 @@ impl Host {
         p.exists().then_some(p)
     }
 
+    /// pam_zt's audit log of this host (/var/log/zt/auth.jsonl), one JSON
+    /// object per record; empty before the first record.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("var/log/zt/auth.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l:?}: {e}")))
+            .collect()
+    }
+
     /// Writes /etc/pam.d/`service` of this host.
     pub fn pam_service(&self, service: &str, stack: &str) {
         std::fs::write(self.path("etc/pam.d").join(service), stack).expect("pam.d");

@@ -94,17 +94,9 @@ fn pamtester(user: &str) -> Vec<&str> {
     ]
 }
 
-fn audit(h: &Host) -> Vec<Value> {
-    std::fs::read_to_string(h.path("var/log/zt/auth.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("audit line"))
-        .collect()
-}
-
 /// The last auth record.
 fn last_auth(h: &Host) -> Value {
-    audit(h)
+    h.audit()
         .into_iter()
         .rev()
         .find(|r| r["stage"] == "auth")
@@ -127,7 +119,8 @@ fn pamtester_shows_the_code_and_only_the_right_sign_in_logs_in() {
     assert_eq!(a["issuer"], provider().issuer(), "{a}");
     assert_eq!(a["mfa"], "amr=pwd,mfa", "{a}");
     assert_eq!(a["email"], "alice@example.com", "{a}");
-    let acct = audit(&h)
+    let acct = h
+        .audit()
         .into_iter()
         .rev()
         .find(|r| r["stage"] == "account")
@@ -195,7 +188,8 @@ fn sshd_keyboard_interactive_shows_the_code_and_logs_in() {
         "{}",
         d.log()
     );
-    let a = audit(&h)
+    let a = h
+        .audit()
         .into_iter()
         .find(|r| r["stage"] == "auth" && r["service"] == "sshd")
         .expect("sshd auth record");
@@ -217,11 +211,11 @@ fn sshd_keyboard_interactive_shows_the_code_and_logs_in() {
     // (OpenSSH 9.2 never hands an empty password to PAM; spaces are a
     // password to pam_zt, left to pam_unix)
     assert!(
-        audit(&h).iter().any(|r| r["service"] == "sshd"
+        h.audit().iter().any(|r| r["service"] == "sshd"
             && r["method"] == "password"
             && r["reason"] == "not a token"),
         "{:#?}",
-        audit(&h)
+        h.audit()
     );
     // bob's sign-in does not open alice's account over ssh either
     let r = device_login(&h, &ssh, Then::SignIn("bob"));

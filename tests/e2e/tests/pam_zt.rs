@@ -102,16 +102,9 @@ fn audit_text(h: &Host) -> String {
     std::fs::read_to_string(h.path("var/log/zt/auth.jsonl")).unwrap_or_default()
 }
 
-fn audit(h: &Host) -> Vec<Value> {
-    audit_text(h)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l:?}: {e}")))
-        .collect()
-}
-
 /// The audit records appended since the log had `n` lines.
 fn since(h: &Host, n: usize) -> Vec<Value> {
-    audit(h).into_iter().skip(n).collect()
+    h.audit().into_iter().skip(n).collect()
 }
 
 fn stage<'a>(recs: &'a [Value], stage: &str) -> &'a Value {
@@ -129,7 +122,7 @@ fn short(r: &PamResult) -> String {
 /// `user` answers `answer` through pam-driver (authenticate, acct_mgmt): the auth stage
 /// must refuse it. Returns the auth stage's audit record (result failure, a reason).
 fn refused(h: &Host, user: &str, answer: &[u8]) -> Value {
-    let n = audit(h).len();
+    let n = h.audit().len();
     let r = h.pam_driver(SERVICE, user, answer, &[], &["authenticate", "acct_mgmt"]);
     assert_ne!(r.code, 0, "{}", short(&r));
     assert!(
@@ -186,7 +179,7 @@ fn access_token_login_makes_the_home_once_and_audits_every_refusal() {
     let home = h.path("home/alice");
     assert!(!home.exists());
 
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let ok = h.pamtester(
         SERVICE,
         "alice",
@@ -324,7 +317,7 @@ fn oidc_id_token_logs_in_the_right_user_and_not_an_unverified_one() {
     h.assert_zt_user("unverified-carol");
 
     let dave = p.id_token("dave", "zt-ssh");
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let ok = h.pam_driver(
         SERVICE,
         "dave",
@@ -406,7 +399,7 @@ fn a_rotated_key_is_fetched_through_the_control_socket_at_login() {
     // Rotation: the certs document now has only the new key; log in at once.
     k.put(path, &tokens::cf_certs(&[TestKey::Rsa2]));
     let before = fetches();
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let t = Instant::now();
     let r = h.pam_driver(
         SERVICE,
@@ -467,7 +460,7 @@ fn with_the_agent_stopped_tokens_and_local_passwords_still_work() {
     );
 
     // Break-glass: the local password goes to pam_unix.
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let local = h.pamtester(
         SERVICE,
         "breakglass",
@@ -535,7 +528,7 @@ fn past_max_offline_a_directory_user_is_refused_in_account() {
     h.assert_zt_user("erin");
 
     let offline = |h: &Host| {
-        let n = audit(h).len();
+        let n = h.audit().len();
         let r = login(h);
         assert_eq!(r.code, PAM_PERM_DENIED, "{}", short(&r));
         assert!(r.output.contains("authenticate: 0 "), "{}", short(&r));
@@ -576,7 +569,7 @@ fn sshd_keyboard_interactive_and_password_take_a_token() {
         jwt.len()
     );
     assert!(jwt.len() > 700, "a Cloudflare-sized token: {}", jwt.len());
-    let n = audit(&h).len();
+    let n = h.audit().len();
     for auth in [SshAuth::KeyboardInteractive, SshAuth::Password] {
         let r = d.ssh(&h, "alice", auth, &[&jwt], "id -un");
         assert_eq!(r.code, 0, "{auth:?}: {r:?}\n{}", d.log());
@@ -649,7 +642,7 @@ fn sudo_takes_a_token_that_fits_its_answer() {
     let h = sudo_host();
     let jwt = short_es256_token("alice@example.com");
     assert!(jwt.len() <= SUDO_MAX_ANSWER, "{} bytes", jwt.len());
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let r = h.sudo("alice", &jwt);
     assert!(became_root(&r), "{}", short(&r));
     let a = stage(&since(&h, n), "auth").clone();
@@ -657,7 +650,7 @@ fn sudo_takes_a_token_that_fits_its_answer() {
     assert_eq!(a["result"], "success", "{a}");
     assert_eq!(a["kid"], TestKey::Ec.kid(), "{a}");
     // alice's token is no use to bob.
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let r = h.sudo_answers("bob", &[&jwt, &jwt, &jwt]);
     assert!(!became_root(&r), "{}", short(&r));
     let recs = since(&h, n);
@@ -700,7 +693,7 @@ fn su_takes_a_token() {
         jwt.len()
     );
     let su_alice = |answers: &[&str]| h.su_answers("carol", "alice", "id -un", answers);
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let t = Instant::now();
     let r = su_alice(&[&jwt]);
     assert_eq!(r.code, 0, "{}", short(&r));
@@ -743,7 +736,7 @@ fn su_takes_a_token() {
 
     // Positive control's negative: bob's token is no use for alice.
     let bobs = cf_token("bob@example.com");
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let r = su_alice(&[&bobs]);
     assert_eq!(r.code, 1, "{}", short(&r));
     assert!(r.output.contains("su: Authentication failure"), "{r:?}");

@@ -117,14 +117,6 @@ impl Keys {
     }
 }
 
-fn audit(h: &Host) -> Vec<Value> {
-    std::fs::read_to_string(h.path("var/log/zt/auth.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("audit line"))
-        .collect()
-}
-
 fn short(r: &PamResult) -> String {
     let mut s = r.output.clone();
     s.truncate(2000);
@@ -294,7 +286,7 @@ fn certificate_and_key_logins_through_sshd_are_audited_and_refusals_hold() {
         |user: &str, key: &str, cert: Option<&Path>| d.ssh_key(&h, user, &k.p(key), cert, "id");
 
     // a directory user with a Cloudflare-shaped certificate: in, with IdP groups
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let r = login("alice", "alice", Some(&alice));
     assert_eq!(r.code, 0, "{}\n{}", short(&r), d.log());
     assert!(
@@ -302,7 +294,7 @@ fn certificate_and_key_logins_through_sshd_are_audited_and_refusals_hold() {
         "{}",
         short(&r)
     );
-    let recs: Vec<Value> = audit(&h).into_iter().skip(n).collect();
+    let recs: Vec<Value> = h.audit().into_iter().skip(n).collect();
     // sshd (9.2) sets SSH_AUTH_INFO_0 for PAM only from the session on after a
     // publickey login: the session record carries the certificate
     let acct = recs
@@ -320,10 +312,10 @@ fn certificate_and_key_logins_through_sshd_are_audited_and_refusals_hold() {
     assert!(acct.get("key_fingerprint").is_none());
 
     // a directory key (authorized_keys file here): method key and its fingerprint
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let r = login("alice", "plain", None);
     assert_eq!(r.code, 0, "{}", short(&r));
-    let recs: Vec<Value> = audit(&h).into_iter().skip(n).collect();
+    let recs: Vec<Value> = h.audit().into_iter().skip(n).collect();
     let acct = recs
         .iter()
         .find(|r| r["stage"] == "session")
@@ -340,10 +332,10 @@ fn certificate_and_key_logins_through_sshd_are_audited_and_refusals_hold() {
 
     // refused: not in a login group (zt does not publish eve to NSS, so sshd has no
     // such user), with a certificate that is otherwise fine
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let r = login("eve", "eve", Some(&eve));
     assert_eq!(r.code, 255, "{}", short(&r));
-    let recs: Vec<Value> = audit(&h).into_iter().skip(n).collect();
+    let recs: Vec<Value> = h.audit().into_iter().skip(n).collect();
     assert!(!recs.iter().any(|r| r["result"] == "success"), "{recs:#?}");
     assert!(!recs.iter().any(|r| r["stage"] == "session"), "{recs:#?}");
     // bob's own certificate works for bob (control) but not for alice
@@ -521,11 +513,11 @@ fn the_dropin_logs_in_directory_users_and_a_shared_account_by_certificate() {
     assert_eq!(login("carol", "carol", Some(&carol)).code, 0, "control");
 
     // the shared account: a member of its group with their own certificate
-    let n = audit(&h).len();
+    let n = h.audit().len();
     let r = d.ssh_key(&h, "sysadmin", &k.p("bob"), Some(&bob), "id -un");
     assert_eq!(r.code, 0, "{}\n{}", short(&r), d.log());
     assert_eq!(r.output.trim(), "sysadmin");
-    let recs: Vec<Value> = audit(&h).into_iter().skip(n).collect();
+    let recs: Vec<Value> = h.audit().into_iter().skip(n).collect();
     let rec = recs
         .iter()
         .find(|r| r["person"] == "bob")
