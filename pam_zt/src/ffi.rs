@@ -166,6 +166,62 @@ impl Handle {
         Ok(Handle { pamh })
     }
 
+    /// One call of the application's conversation with `msgs` (style,
+    /// text): the answer to each, or why there is none. Every answer the
+    /// application allocated is wiped and freed here (someone may type a
+    /// password at any prompt); the copies live in `Secret`s, wiped on drop.
+    fn converse(&self, msgs: &[(c_int, &CStr)]) -> Result<Vec<Option<Secret>>, Failure> {
+        let conv = self.raw_item(item::CONV)?.cast::<PamConv>();
+        if conv.is_null() {
+            return Err(Failure::Conversation("no conversation function"));
+        }
+        // SAFETY: PAM_CONV is a `struct pam_conv` owned by libpam.
+        let (Some(f), appdata) = (unsafe { (*conv).conv }, unsafe { (*conv).appdata_ptr }) else {
+            return Err(Failure::Conversation("no conversation function"));
+        };
+        let messages: Vec<PamMessage> = msgs
+            .iter()
+            .map(|(style, text)| PamMessage {
+                msg_style: *style,
+                msg: text.as_ptr(),
+            })
+            .collect();
+        // Linux-PAM reads `msg` as an array of pointers (Solaris as a
+        // pointer to an array): with one pointer per message both agree.
+        let mut ptrs: Vec<*const PamMessage> = messages.iter().map(std::ptr::from_ref).collect();
+        let count = c_int::try_from(ptrs.len())
+            .map_err(|_| Failure::System("too many conversation messages".into()))?;
+        let mut resp: *mut PamResponse = std::ptr::null_mut();
+        // SAFETY: `count` valid messages whose texts outlive the call; the
+        // application allocates `resp` as an array of `count` pam_response
+        // with malloc and hands it (and its strings) to us.
+        let r = unsafe { f(count, ptrs.as_mut_ptr(), &mut resp, appdata) };
+        if resp.is_null() {
+            return Err(Failure::Conversation("conversation gave no answer"));
+        }
+        // SAFETY: resp points to `count` malloc'ed pam_response; each
+        // non-null resp string is a malloc'ed C string. All are freed here,
+        // each once.
+        let answers = unsafe {
+            let answers = (0..ptrs.len())
+                .map(|i| {
+                    let s = (*resp.add(i)).resp;
+                    (!s.is_null()).then(|| {
+                        let v = CStr::from_ptr(s).to_bytes().to_vec();
+                        wipe_and_free(s);
+                        Secret::new(v)
+                    })
+                })
+                .collect();
+            libc::free(resp.cast());
+            answers
+        };
+        if r != code::SUCCESS {
+            return Err(Failure::Conversation("conversation failed"));
+        }
+        Ok(answers)
+    }
+
     fn raw_item(&self, which: c_int) -> Result<*const c_void, Failure> {
         let mut p: *const c_void = std::ptr::null();
         // SAFETY: a live handle (see `new`), a valid out pointer.
@@ -237,137 +293,28 @@ impl PamHandler for Handle {
     }
 
     fn prompt_secret(&mut self, prompt: &str) -> Result<Secret, Failure> {
-        let conv = self.raw_item(item::CONV)?.cast::<PamConv>();
-        if conv.is_null() {
-            return Err(Failure::Conversation("no conversation function"));
-        }
-        // SAFETY: PAM_CONV is a `struct pam_conv` owned by libpam.
-        let (Some(f), appdata) = (unsafe { (*conv).conv }, unsafe { (*conv).appdata_ptr }) else {
-            return Err(Failure::Conversation("no conversation function"));
-        };
         let text = CString::new(prompt).map_err(|_| Failure::Config("NUL in prompt".into()))?;
-        let msg = PamMessage {
-            msg_style: PAM_PROMPT_ECHO_OFF,
-            msg: text.as_ptr(),
-        };
-        let mut msgp: *const PamMessage = &msg;
-        let mut resp: *mut PamResponse = std::ptr::null_mut();
-        // SAFETY: one valid message; the application allocates `resp` with
-        // malloc and hands it (and its strings) to us.
-        let r = unsafe { f(1, &mut msgp, &mut resp, appdata) };
-        if resp.is_null() {
-            return Err(Failure::Conversation("conversation gave no answer"));
-        }
-        // SAFETY: resp points to one malloc'ed pam_response.
-        let answer = unsafe {
-            let s = (*resp).resp;
-            let answer = if s.is_null() {
-                None
-            } else {
-                let v = CStr::from_ptr(s).to_bytes().to_vec();
-                // Wipe and free the application's copy of the secret.
-                wipe_and_free(s);
-                Some(v)
-            };
-            libc::free(resp.cast());
-            answer
-        };
-        if r != code::SUCCESS {
-            return Err(Failure::Conversation("conversation failed"));
-        }
-        answer
-            .map(Secret::new)
+        self.converse(&[(PAM_PROMPT_ECHO_OFF, &text)])?
+            .pop()
+            .flatten()
             .ok_or(Failure::Conversation("conversation gave no answer"))
     }
 
     fn info_prompt(&mut self, info: &str, prompt: &str) -> Result<Option<Secret>, Failure> {
-        let conv = self.raw_item(item::CONV)?.cast::<PamConv>();
-        if conv.is_null() {
-            return Err(Failure::Conversation("no conversation function"));
-        }
-        // SAFETY: PAM_CONV is a `struct pam_conv` owned by libpam.
-        let (Some(f), appdata) = (unsafe { (*conv).conv }, unsafe { (*conv).appdata_ptr }) else {
-            return Err(Failure::Conversation("no conversation function"));
-        };
         let info = CString::new(info).map_err(|_| Failure::System("NUL in text".into()))?;
         let prompt = CString::new(prompt).map_err(|_| Failure::System("NUL in prompt".into()))?;
-        let msgs = [
-            PamMessage {
-                msg_style: PAM_TEXT_INFO,
-                msg: info.as_ptr(),
-            },
-            PamMessage {
-                msg_style: PAM_PROMPT_ECHO_ON,
-                msg: prompt.as_ptr(),
-            },
-        ];
-        // Linux-PAM reads `msg` as an array of pointers (Solaris as a
-        // pointer to an array): with one pointer per message both agree.
-        let mut ptrs: [*const PamMessage; 2] = [&msgs[0], &msgs[1]];
-        let mut resp: *mut PamResponse = std::ptr::null_mut();
-        // SAFETY: two valid messages; the application allocates `resp` as an
-        // array of two pam_response with malloc and hands it to us.
-        let r = unsafe { f(2, ptrs.as_mut_ptr(), &mut resp, appdata) };
-        if resp.is_null() {
-            return Err(Failure::Conversation("conversation gave no answer"));
-        }
-        // SAFETY: resp points to two malloc'ed pam_response; each non-null
-        // resp string is malloc'ed too. Both are freed here.
-        let answer = unsafe {
-            let mut answer = None;
-            for i in 0..2 {
-                let s = (*resp.add(i)).resp;
-                if !s.is_null() {
-                    if i == 1 {
-                        answer = Some(CStr::from_ptr(s).to_bytes().to_vec());
-                    }
-                    // Someone may type a password at "press Enter": wipe it.
-                    wipe_and_free(s);
-                }
-            }
-            libc::free(resp.cast());
-            answer
-        };
-        if r != code::SUCCESS {
-            return Err(Failure::Conversation("conversation failed"));
-        }
         // NULL: the application gave no answer at all (python-pam's
         // conversation does that for echo-on prompts); Enter is "".
-        Ok(answer.map(Secret::new))
+        Ok(self
+            .converse(&[(PAM_TEXT_INFO, &info), (PAM_PROMPT_ECHO_ON, &prompt)])?
+            .pop()
+            .flatten())
     }
 
     fn error_msg(&mut self, text: &str) {
-        let Ok(conv) = self.raw_item(item::CONV) else {
-            return;
-        };
-        let conv = conv.cast::<PamConv>();
-        if conv.is_null() {
-            return;
-        }
-        // SAFETY: PAM_CONV is a `struct pam_conv` owned by libpam.
-        let (Some(f), appdata) = (unsafe { (*conv).conv }, unsafe { (*conv).appdata_ptr }) else {
-            return;
-        };
-        let Ok(text) = CString::new(text) else {
-            return;
-        };
-        let msg = PamMessage {
-            msg_style: PAM_ERROR_MSG,
-            msg: text.as_ptr(),
-        };
-        let mut msgp: *const PamMessage = &msg;
-        let mut resp: *mut PamResponse = std::ptr::null_mut();
-        // SAFETY: one valid message; a response array, if any, is malloc'ed
-        // by the application and freed here with its strings.
-        unsafe {
-            f(1, &mut msgp, &mut resp, appdata);
-            if !resp.is_null() {
-                let s = (*resp).resp;
-                if !s.is_null() {
-                    libc::free(s.cast());
-                }
-                libc::free(resp.cast());
-            }
+        if let Ok(text) = CString::new(text) {
+            // best effort: an application that shows nothing is no failure
+            let _ = self.converse(&[(PAM_ERROR_MSG, &text)]);
         }
     }
 
