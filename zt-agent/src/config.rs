@@ -273,6 +273,23 @@ pub fn check_key_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// A URL an issuer's discovery document names (its JWKS, its token or
+/// device endpoint): `check_key_url`'s rules, and the loopback exception
+/// (plain http, a local host) is for tests: a document may use it only when
+/// the configured issuer `iss` is itself local.
+pub fn check_discovered_url(url: &str, iss: &str) -> Result<(), String> {
+    check_key_url(url)?;
+    let https = url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    if (!https || is_loopback_url(url)) && !is_loopback_url(iss) {
+        return Err(format!(
+            "{url:?} must be https off loopback for issuer {iss:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `url` names a loopback host (any scheme); `false` for a non-URL.
 pub fn is_loopback_url(url: &str) -> bool {
     let Some((_, rest)) = url.split_once("://") else {

@@ -197,15 +197,7 @@ pub fn parse_discovery(body: &[u8], iss: &str) -> Result<(Option<String>, String
         return Err(format!("names issuer {:?}, configured {iss:?}", d.issuer));
     }
     for url in std::iter::once(&d.token_endpoint).chain(&d.device_authorization_endpoint) {
-        crate::config::check_key_url(url)?;
-        let https = url
-            .get(..8)
-            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-        if (!https || crate::config::is_loopback_url(url)) && !crate::config::is_loopback_url(iss) {
-            return Err(format!(
-                "{url:?} must be https off loopback for issuer {iss:?}"
-            ));
-        }
+        crate::config::check_discovered_url(url, iss)?;
     }
     Ok((d.device_authorization_endpoint, d.token_endpoint))
 }

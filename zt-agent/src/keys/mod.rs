@@ -231,20 +231,7 @@ pub fn parse_discovery(body: &[u8], iss: &str, origin: &str) -> Result<String, K
     }
     let refused =
         |why: String| KeysError::new(KeysFailure::Refused, format!("{origin}: jwks_uri: {why}"));
-    crate::config::check_key_url(&d.jwks_uri).map_err(refused)?;
-    // the loopback exception (plain http, a local host) is for tests: a
-    // document may use it only when the configured issuer is itself local
-    let https = d
-        .jwks_uri
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-    let local = crate::config::is_loopback_url(&d.jwks_uri);
-    if (!https || local) && !crate::config::is_loopback_url(iss) {
-        return Err(refused(format!(
-            "{:?} must be https off loopback for issuer {iss:?}",
-            d.jwks_uri
-        )));
-    }
+    crate::config::check_discovered_url(&d.jwks_uri, iss).map_err(refused)?;
     Ok(d.jwks_uri)
 }
 
