@@ -33,7 +33,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use zt_published::device::{self as proto, DeviceAnswer};
+use zt_published::device::DeviceAnswer;
 use zt_snapshot::Snapshot;
 use zt_snapshot::state::names;
 
@@ -180,10 +180,7 @@ impl Devices {
         let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
         let refuse = |why: String| {
             tracing::warn!("device sign-in for {user} from {rhost} refused: {why}");
-            let _ = proto::send_all(
-                &stream,
-                proto::answer_line(&DeviceAnswer::Unavailable(why)).as_bytes(),
-            );
+            session::send(&stream, &DeviceAnswer::Unavailable(why));
         };
         let (slot, iss, spec, http) = match self.begin(user, rhost) {
             Ok(b) => b,

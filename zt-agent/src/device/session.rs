@@ -87,7 +87,8 @@ pub struct Session<'a> {
     pub discovered: &'a std::sync::Arc<Discovered>,
 }
 
-fn send(stream: &UnixStream, a: &DeviceAnswer) -> bool {
+/// Writes one answer line to pam_zt; false when it has gone.
+pub fn send(stream: &UnixStream, a: &DeviceAnswer) -> bool {
     proto::send_all(stream, proto::answer_line(a).as_bytes()).is_ok()
 }
 
